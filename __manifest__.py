@@ -6,8 +6,16 @@
     "license": "LGPL-3",
     "author": "bjet_api_sync contributors",
     "depends": ["base", "web", "mail", "base_automation"],
-    "external_dependencies": {"python": ["requests", "cryptography", "dateutil"]},
-    "data": [],
+    "external_dependencies": {"python": ["requests", "cryptography", "python-dateutil"]},
+    "data": [
+        "security/bj_api_sync_security.xml",
+        "security/ir.model.access.csv",
+        "data/bj_http_method_data.xml",
+        "views/bj_api_sync_config_views.xml",
+        "views/bj_api_sync_config_line_views.xml",
+        "views/bj_api_log_views.xml",
+        "views/bjet_api_sync_menus.xml",
+    ],
     "installable": True,
     "application": False,
 }

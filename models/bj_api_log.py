@@ -1,0 +1,141 @@
+import json
+import logging
+from datetime import timedelta
+
+import psycopg2
+
+from odoo import api, fields, models
+
+from ..core import masking
+
+_logger = logging.getLogger("bj.api.log")
+
+PARAM_BODY_MAX_SIZE = "bjet_api_sync.log_body_max_size"
+DEFAULT_BODY_MAX_SIZE = 10_000
+PARAM_RETENTION_DAYS = "bjet_api_sync.log_retention_days"
+DEFAULT_RETENTION_DAYS = 30
+# Rows deleted per cleanup batch, so the retention cron never holds long locks.
+RETENTION_BATCH_SIZE = 5_000
+
+
+class BjApiLog(models.Model):
+    _name = "bj.api.log"
+    _description = "API Log"
+    _order = "id desc"
+    _rec_name = "url"
+
+    config_id = fields.Many2one(
+        "bj.api.sync.config",
+        string="Configuration",
+        ondelete="set null",
+        index=True,
+        help="Configuration that handled the call; empty for unknown endpoints.",
+    )
+    direction = fields.Selection(
+        [("in", "In"), ("out", "Out")],
+        string="Direction",
+        required=True,
+        index=True,
+        help="In: an external system called Odoo. Out: Odoo called an external API.",
+    )
+    method = fields.Char(string="Method", help="HTTP method of the call.")
+    url = fields.Char(string="URL", help="Endpoint path (In) or Request URL (Out).")
+    request_headers = fields.Text(string="Request Headers", help="Headers, secrets masked.")
+    request_body = fields.Text(string="Request Body", help="Body sent, truncated.")
+    status_code = fields.Integer(string="Status Code", index=True, help="HTTP status code.")
+    response_body = fields.Text(string="Response Body", help="Body received, truncated.")
+    duration_ms = fields.Integer(string="Duration (ms)", help="Time the call took.")
+    state = fields.Selection(
+        [("success", "Success"), ("error", "Error")],
+        string="State",
+        required=True,
+        index=True,
+        help="Success for 2xx answers, Error otherwise.",
+    )
+    error_message = fields.Text(string="Error", help="What went wrong, in plain words.")
+    res_model = fields.Char(string="Related Model", help="Model of the records concerned.")
+    res_ids = fields.Char(string="Record IDs", help="Ids of the records concerned.")
+    request_id = fields.Char(
+        string="Request ID", index=True, help="X-Request-ID of the call, when given."
+    )
+    attempt = fields.Integer(string="Attempt", default=1, help="Delivery attempt number.")
+    company_id = fields.Many2one(
+        "res.company", string="Company", index=True, help="Company of the configuration."
+    )
+
+    @api.model
+    def _body_max_size(self):
+        value = self.env["ir.config_parameter"].sudo().get_param(PARAM_BODY_MAX_SIZE)
+        try:
+            return int(value) if value else DEFAULT_BODY_MAX_SIZE
+        except ValueError:
+            return DEFAULT_BODY_MAX_SIZE
+
+    @api.model
+    def _prepare_log_values(self, values, secrets=()):
+        """Mask secrets and truncate bodies of raw log ``values``.
+
+        ``request_headers`` may be a mapping; bodies may be bytes, str or any
+        JSON-serialisable value.
+        """
+        values = dict(values)
+        max_size = self._body_max_size()
+        headers = values.get("request_headers")
+        if headers is not None and not isinstance(headers, str):
+            values["request_headers"] = json.dumps(
+                masking.mask_headers(dict(headers), secrets), indent=1, ensure_ascii=False
+            )
+        for name in ("request_body", "response_body", "error_message", "url"):
+            text = values.get(name)
+            if text is None or text is False:
+                continue
+            if isinstance(text, bytes):
+                text = text.decode("utf-8", errors="replace")
+            elif not isinstance(text, str):
+                text = json.dumps(text, ensure_ascii=False, default=str)
+            text = masking.mask_text(text, secrets)
+            values[name] = masking.truncate(text, max_size) if name != "url" else text
+        if isinstance(values.get("res_ids"), (list, tuple)):
+            values["res_ids"] = ",".join(str(i) for i in values["res_ids"])
+        return values
+
+    @api.model
+    def _write_log(self, values, secrets=()):
+        """Write one log row on a cursor of its own and return its id.
+
+        The row is committed independently of the caller's transaction, so it
+        survives when the request or the delivery that it describes rolls back.
+        """
+        values = self._prepare_log_values(values, secrets)
+        try:
+            with self.env.registry.cursor() as cr:
+                return self.env(cr=cr, su=True)[self._name].create(values).id
+        except psycopg2.Error:
+            # Typically a configuration created in the caller's still uncommitted
+            # transaction: the other cursor cannot see it yet. Keep the row in the
+            # caller's transaction rather than lose it.
+            _logger.info("Writing the API log row in the caller's transaction instead.")
+        try:
+            with self.env.cr.savepoint():
+                return self.sudo().create(values).id
+        except Exception:
+            # Logging must never break the call it describes.
+            _logger.exception("Could not write the API log row for %s", values.get("url"))
+            return False
+
+    @api.autovacuum
+    def _gc_old_logs(self):
+        """Delete log rows older than the retention period, in batches."""
+        days = self.env["ir.config_parameter"].sudo().get_param(PARAM_RETENTION_DAYS)
+        try:
+            days = int(days) if days else DEFAULT_RETENTION_DAYS
+        except ValueError:
+            days = DEFAULT_RETENTION_DAYS
+        if days <= 0:
+            return
+        cutoff = fields.Datetime.now() - timedelta(days=days)
+        while True:
+            old = self.sudo().search([("create_date", "<", cutoff)], limit=RETENTION_BATCH_SIZE)
+            if not old:
+                break
+            old.unlink()

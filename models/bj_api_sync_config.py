@@ -1,0 +1,445 @@
+import ipaddress
+import re
+from urllib.parse import urlparse
+
+from odoo import _, api, fields, models
+from odoo.exceptions import ValidationError
+from odoo.tools.safe_eval import safe_eval
+
+from .bj_api_secret_mixin import MANAGER_GROUP
+
+ENDPOINT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+CONNECTION_TIMEOUT_RANGE = (1, 60)
+READ_TIMEOUT_RANGE = (1, 300)
+TRIGGER_ACTION_MODELS = ("ir.cron", "base.automation", "ir.actions.server")
+
+
+class BjApiSyncConfig(models.Model):
+    _name = "bj.api.sync.config"
+    _description = "API Configuration"
+    _inherit = ["bj.api.secret.mixin", "mail.thread", "mail.activity.mixin"]
+    _order = "name, id"
+
+    _bj_secret_fields = ("password", "bearer_token", "signature_secret")
+
+    name = fields.Char(required=True, tracking=True, help="Name of this integration.")
+    active = fields.Boolean(
+        default=True,
+        tracking=True,
+        help="Archived configurations neither answer inbound calls nor send anything.",
+    )
+    request_type = fields.Selection(
+        [("in", "In"), ("out", "Out")],
+        string="Request Type",
+        required=True,
+        tracking=True,
+        help="In: external systems call an endpoint on Odoo. "
+        "Out: Odoo calls the Request URL of an external API.",
+    )
+    model_id = fields.Many2one(
+        "ir.model",
+        string="Model",
+        required=True,
+        ondelete="cascade",
+        tracking=True,
+        domain=[("transient", "=", False)],
+        help="Odoo model whose records this configuration reads or writes.",
+    )
+    model_name = fields.Char(
+        related="model_id.model", store=True, string="Model Name", help="Technical model name."
+    )
+    filter_domain = fields.Char(
+        string="Filter Domain",
+        default="[]",
+        help="Only records matching this domain are read, written, deleted or sent, "
+        "whatever the operation.",
+    )
+    http_method_ids = fields.Many2many(
+        "bj.http.method",
+        string="HTTP Methods",
+        help="In: the methods external systems may call. Out: the single method used "
+        "to call the Request URL.",
+    )
+    endpoint = fields.Char(
+        string="Endpoint",
+        tracking=True,
+        help="URL-safe slug (lowercase letters, digits, '-' and '_') of the inbound "
+        "route /bj_api_sync/v1/<endpoint>, unique in the database.",
+    )
+    request_url = fields.Char(
+        string="Request URL",
+        tracking=True,
+        help="URL of the external API (http or https). {key} placeholders are filled "
+        "from the mapped payload, e.g. https://api.example.com/contacts/{external_id}.",
+    )
+    connection_timeout = fields.Integer(
+        string="Connection Timeout in Seconds",
+        default=5,
+        help="Seconds to wait for the external server to accept the connection (1-60).",
+    )
+    read_timeout = fields.Integer(
+        string="Read Timeout in Seconds",
+        default=15,
+        help="Seconds to wait for the external server's answer once connected (1-300).",
+    )
+    authorization_type = fields.Selection(
+        [("no_auth", "No Auth"), ("basic_auth", "Basic Auth"), ("bearer_token", "Bearer Token")],
+        string="Authorization Type",
+        required=True,
+        default="no_auth",
+        tracking=True,
+        help="How callers authenticate (In) or how Odoo authenticates to the external "
+        "API (Out).",
+    )
+    login = fields.Char(string="Login", help="User name for Basic authentication.")
+    password = fields.Char(
+        string="Password",
+        compute="_compute_bj_secrets",
+        inverse="_inverse_bj_secrets",
+        groups=MANAGER_GROUP,
+        help="Password for Basic authentication. Stored encrypted.",
+    )
+    password_encrypted = fields.Char(groups=MANAGER_GROUP, copy=False)
+    bearer_token = fields.Char(
+        string="Bearer Token",
+        compute="_compute_bj_secrets",
+        inverse="_inverse_bj_secrets",
+        groups=MANAGER_GROUP,
+        help="Token for Bearer authentication, with or without the leading 'Bearer '. "
+        "Stored encrypted.",
+    )
+    bearer_token_encrypted = fields.Char(groups=MANAGER_GROUP, copy=False)
+    limit = fields.Integer(
+        string="Limit",
+        default=100,
+        help="In: default and maximum number of records a list returns, and maximum "
+        "size of a batch. Out: maximum number of records sent per scheduled run.",
+    )
+    is_paginated = fields.Boolean(
+        string="Is paginated?",
+        help="In: lists are returned page by page (query parameter 'page'). "
+        "Out: records are sent as arrays of at most Page Size objects.",
+    )
+    page_size = fields.Integer(
+        string="Page Size", default=100, help="Number of records per page or per request."
+    )
+    trigger_action_model_id = fields.Many2one(
+        "ir.model",
+        string="Trigger Action Model",
+        ondelete="set null",
+        domain=[("model", "in", TRIGGER_ACTION_MODELS)],
+        help="Kind of automation that fires this configuration: a scheduled action, "
+        "an automation rule or a server action.",
+    )
+    trigger_action_model_name = fields.Char(
+        related="trigger_action_model_id.model", string="Trigger Action Model Name"
+    )
+    trigger_action_id = fields.Many2oneReference(
+        string="Trigger Action",
+        model_field="trigger_action_model_name",
+        help="The automation that calls this configuration. Choose the Trigger Action "
+        "Model first.",
+    )
+    company_id = fields.Many2one(
+        "res.company",
+        string="Company",
+        default=lambda self: self.env.company,
+        help="Company whose records this configuration sees; leave empty to share it.",
+    )
+    line_ids = fields.One2many(
+        "bj.api.sync.config.line",
+        "config_id",
+        string="Configuration Lines",
+        copy=True,
+        help="Mapped fields: one line per field exchanged with the external API.",
+    )
+    header_ids = fields.One2many(
+        "bj.api.sync.header",
+        "config_id",
+        string="Headers",
+        copy=True,
+        help="Extra HTTP headers sent on outbound calls, or expected on inbound ones.",
+    )
+    param_ids = fields.One2many(
+        "bj.api.sync.param",
+        "config_id",
+        string="Parameters",
+        copy=True,
+        help="Query parameters of inbound GET requests mapped to domain terms.",
+    )
+
+    # -- inbound hardening ----------------------------------------------
+    run_as_user_id = fields.Many2one(
+        "res.users",
+        string="Run As User",
+        tracking=True,
+        domain=[("share", "=", False)],
+        help="Inbound calls run as this user, so its access rights and record rules "
+        "apply. Never the superuser.",
+    )
+    ip_allowlist = fields.Text(
+        string="IP Allowlist",
+        help="IPv4/IPv6 addresses or CIDR ranges allowed to call this endpoint, one per "
+        "line or separated by commas. Empty: any address.",
+    )
+    signature_secret = fields.Char(
+        string="Signature Secret",
+        compute="_compute_bj_secrets",
+        inverse="_inverse_bj_secrets",
+        groups=MANAGER_GROUP,
+        help="When set, inbound calls must carry X-BJET-Signature: t=<unix time>,v1=<hex "
+        "HMAC-SHA256 of '<t>.<raw body>'>. Stored encrypted.",
+    )
+    signature_secret_encrypted = fields.Char(groups=MANAGER_GROUP, copy=False)
+    rate_limit_per_minute = fields.Integer(
+        string="Rate Limit per Minute",
+        help="Maximum inbound calls per minute for this configuration, shared by all "
+        "Odoo workers; 0 means no limit.",
+    )
+
+    # -- outbound triggers and delivery ----------------------------------
+    trigger_on_create = fields.Boolean(
+        string="Send on Create", help="Queue a delivery when a record of the Model is created."
+    )
+    trigger_on_write = fields.Boolean(
+        string="Send on Update", help="Queue a delivery when a record of the Model is updated."
+    )
+    trigger_on_unlink = fields.Boolean(
+        string="Send on Delete",
+        help="Queue a delivery when a record is deleted; the payload is captured before "
+        "the record disappears.",
+    )
+    watched_field_ids = fields.Many2many(
+        "ir.model.fields",
+        string="Watched Fields",
+        domain="[('model_id', '=', model_id)]",
+        help="With Send on Update: only changes of these fields are sent. Empty: any change.",
+    )
+    max_attempts = fields.Integer(
+        string="Maximum Attempts",
+        default=5,
+        help="Delivery attempts before a job is dead-lettered.",
+    )
+    user_id = fields.Many2one(
+        "res.users",
+        string="Responsible",
+        tracking=True,
+        default=lambda self: self.env.user,
+        help="Notified (activity and chatter message) when deliveries fail for good.",
+    )
+
+    # -- constraints -------------------------------------------------------
+
+    def init(self):
+        # The Python constraint gives the clear message; the index closes the race
+        # between two concurrent transactions.
+        self.env.cr.execute(
+            """
+            CREATE UNIQUE INDEX IF NOT EXISTS bj_api_sync_config_endpoint_unique
+            ON bj_api_sync_config (endpoint)
+            WHERE active AND request_type = 'in'
+            """
+        )
+
+    @api.constrains("request_type", "endpoint", "active")
+    def _check_endpoint(self):
+        for config in self.filtered(lambda c: c.request_type == "in"):
+            if not config.endpoint:
+                raise ValidationError(_("An inbound configuration needs an Endpoint."))
+            if not ENDPOINT_PATTERN.match(config.endpoint):
+                raise ValidationError(
+                    _(
+                        "Endpoint %(endpoint)r is not URL-safe: use lowercase letters, digits, "
+                        "'-' and '_', starting with a letter or a digit.",
+                        endpoint=config.endpoint,
+                    )
+                )
+            if config.active and self.search_count(
+                [
+                    ("id", "!=", config.id),
+                    ("request_type", "=", "in"),
+                    ("endpoint", "=", config.endpoint),
+                ]
+            ):
+                raise ValidationError(
+                    _("Endpoint %(endpoint)r is already used by another active configuration.",
+                      endpoint=config.endpoint)
+                )
+
+    @api.constrains("request_type", "request_url")
+    def _check_request_url(self):
+        for config in self.filtered(lambda c: c.request_type == "out"):
+            if not config.request_url:
+                raise ValidationError(_("An outbound configuration needs a Request URL."))
+            parsed = urlparse(config.request_url)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise ValidationError(
+                    _("Request URL %(url)r must be an http:// or https:// URL.",
+                      url=config.request_url)
+                )
+
+    @api.constrains("request_type", "http_method_ids")
+    def _check_http_methods(self):
+        for config in self.filtered(lambda c: c.request_type == "out"):
+            if len(config.http_method_ids) != 1:
+                raise ValidationError(
+                    _("An outbound configuration must have exactly one HTTP method.")
+                )
+
+    @api.constrains("connection_timeout", "read_timeout")
+    def _check_timeouts(self):
+        for config in self:
+            low, high = CONNECTION_TIMEOUT_RANGE
+            if not low <= config.connection_timeout <= high:
+                raise ValidationError(
+                    _("Connection Timeout must be between %(low)s and %(high)s seconds.",
+                      low=low, high=high)
+                )
+            low, high = READ_TIMEOUT_RANGE
+            if not low <= config.read_timeout <= high:
+                raise ValidationError(
+                    _("Read Timeout must be between %(low)s and %(high)s seconds.",
+                      low=low, high=high)
+                )
+
+    @api.constrains("limit", "page_size", "max_attempts", "rate_limit_per_minute")
+    def _check_positive_numbers(self):
+        for config in self:
+            if config.limit <= 0:
+                raise ValidationError(_("Limit must be a positive number."))
+            if config.page_size <= 0:
+                raise ValidationError(_("Page Size must be a positive number."))
+            if config.max_attempts <= 0:
+                raise ValidationError(_("Maximum Attempts must be a positive number."))
+            if config.rate_limit_per_minute < 0:
+                raise ValidationError(_("Rate Limit per Minute cannot be negative."))
+
+    @api.constrains("line_ids")
+    def _check_record_identifier(self):
+        for config in self:
+            identifiers = config.line_ids.filtered("is_identifier")
+            if config.line_ids and len(identifiers) != 1:
+                raise ValidationError(
+                    _(
+                        "Configuration %(name)r must have exactly one Record Identifier line "
+                        "(it has %(count)s).",
+                        name=config.name,
+                        count=len(identifiers),
+                    )
+                )
+
+    @api.constrains("request_type", "param_ids")
+    def _check_params_inbound_only(self):
+        if any(config.request_type != "in" and config.param_ids for config in self):
+            raise ValidationError(_("Parameters can only be set on inbound configurations."))
+
+    @api.constrains("model_id", "line_ids", "param_ids", "watched_field_ids")
+    def _check_fields_belong_to_model(self):
+        for config in self:
+            for field in (config.line_ids.field_id | config.param_ids.field_id
+                          | config.watched_field_ids):
+                if field.model_id != config.model_id:
+                    raise ValidationError(
+                        _(
+                            "Field %(field)s does not belong to model %(model)s of "
+                            "configuration %(name)r.",
+                            field=field.display_name,
+                            model=config.model_id.model,
+                            name=config.name,
+                        )
+                    )
+
+    @api.constrains("filter_domain", "model_id")
+    def _check_filter_domain(self):
+        for config in self:
+            try:
+                config._get_filter_domain()
+            except (ValueError, SyntaxError, NameError, TypeError) as error:
+                raise ValidationError(
+                    _("Filter Domain of %(name)r is not a valid domain: %(error)s",
+                      name=config.name, error=error)
+                ) from error
+
+    @api.constrains("request_type", "run_as_user_id")
+    def _check_run_as_user(self):
+        for config in self.filtered(lambda c: c.request_type == "in"):
+            if not config.run_as_user_id:
+                raise ValidationError(
+                    _("Inbound configuration %(name)r needs a Run As User.", name=config.name)
+                )
+            if config.run_as_user_id._is_superuser():
+                raise ValidationError(_("Inbound calls cannot run as the superuser."))
+
+    @api.constrains("ip_allowlist")
+    def _check_ip_allowlist(self):
+        for config in self:
+            config._get_ip_networks()
+
+    # -- helpers -----------------------------------------------------------
+
+    def _get_filter_domain(self):
+        """The Filter Domain as a list, validated against the Model."""
+        self.ensure_one()
+        domain = safe_eval(self.filter_domain or "[]")
+        if not isinstance(domain, (list, tuple)):
+            raise ValueError(_("a domain must be a list"))
+        if self.model_name:
+            # Raises ValueError on unknown fields or bad operators.
+            self.env[self.model_name].sudo()._search(domain)
+        return list(domain)
+
+    def _get_ip_networks(self):
+        """The IP Allowlist as ``ip_network`` objects (raises ValidationError)."""
+        self.ensure_one()
+        networks = []
+        for entry in re.split(r"[\s,;]+", self.ip_allowlist or ""):
+            if not entry:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError as error:
+                raise ValidationError(
+                    _("%(entry)r in the IP Allowlist is not an IP address or CIDR range.",
+                      entry=entry)
+                ) from error
+        return networks
+
+    def _get_identifier_line(self):
+        self.ensure_one()
+        return self.line_ids.filtered("is_identifier")[:1]
+
+    @api.onchange("request_type")
+    def _onchange_request_type(self):
+        if self.request_type == "out" and len(self.http_method_ids) > 1:
+            self.http_method_ids = self.http_method_ids[:1]
+
+    @api.onchange("trigger_action_model_id")
+    def _onchange_trigger_action_model_id(self):
+        self.trigger_action_id = False
+
+    @api.onchange("is_paginated", "limit")
+    def _onchange_page_size(self):
+        if self.is_paginated and self.page_size > self.limit > 0:
+            self.page_size = self.limit
+
+    # -- actions -------------------------------------------------------------
+
+    def action_rotate_encryption_key(self):
+        count = self._bj_rotate_encryption_key()
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "type": "success",
+                "title": _("Secrets re-encrypted"),
+                "message": _("%(count)s secrets now use the new key.", count=count),
+                "sticky": False,
+            },
+        }
+
+    def action_view_logs(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id("bjet_api_sync.action_bj_api_log")
+        action["domain"] = [("config_id", "=", self.id)]
+        action["context"] = {"default_config_id": self.id}
+        return action
