@@ -99,6 +99,18 @@ class BjApiLog(models.Model):
             values["res_ids"] = ",".join(str(i) for i in values["res_ids"])
         return values
 
+    def _references_visible(self, cr, values):
+        """Whether every record ``values`` links to is visible from cursor ``cr``."""
+        for name, value in values.items():
+            field = self._fields.get(name)
+            if field is None or field.type != "many2one" or not value:
+                continue
+            table = self.env[field.comodel_name]._table
+            cr.execute(f'SELECT 1 FROM "{table}" WHERE id = %s', [value])  # noqa: S608
+            if not cr.rowcount:
+                return False
+        return True
+
     @api.model
     def _write_log(self, values, secrets=()):
         """Write one log row on a cursor of its own and return its id.
@@ -109,12 +121,13 @@ class BjApiLog(models.Model):
         values = self._prepare_log_values(values, secrets)
         try:
             with self.env.registry.cursor() as cr:
-                return self.env(cr=cr, su=True)[self._name].create(values).id
+                if self._references_visible(cr, values):
+                    return self.env(cr=cr, su=True)[self._name].create(values).id
         except psycopg2.Error:
-            # Typically a configuration created in the caller's still uncommitted
-            # transaction: the other cursor cannot see it yet. Keep the row in the
-            # caller's transaction rather than lose it.
-            _logger.info("Writing the API log row in the caller's transaction instead.")
+            _logger.exception("Could not write the API log row on its own cursor")
+        # A record the row refers to was created in the caller's still uncommitted
+        # transaction, so the other cursor cannot see it: keep the row in the
+        # caller's transaction rather than lose it.
         try:
             with self.env.cr.savepoint():
                 return self.sudo().create(values).id

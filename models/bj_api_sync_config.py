@@ -4,8 +4,11 @@ from urllib.parse import urlparse
 
 from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
+from odoo.osv import expression
 from odoo.tools.safe_eval import safe_eval
 
+from ..core import convert, mapping
+from ..core.exceptions import MappingError
 from .bj_api_secret_mixin import MANAGER_GROUP
 
 ENDPOINT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -230,17 +233,6 @@ class BjApiSyncConfig(models.Model):
 
     # -- constraints -------------------------------------------------------
 
-    def init(self):
-        # The Python constraint gives the clear message; the index closes the race
-        # between two concurrent transactions.
-        self.env.cr.execute(
-            """
-            CREATE UNIQUE INDEX IF NOT EXISTS bj_api_sync_config_endpoint_unique
-            ON bj_api_sync_config (endpoint)
-            WHERE active AND request_type = 'in'
-            """
-        )
-
     @api.constrains("request_type", "endpoint", "active")
     def _check_endpoint(self):
         for config in self.filtered(lambda c: c.request_type == "in"):
@@ -407,6 +399,77 @@ class BjApiSyncConfig(models.Model):
     def _get_identifier_line(self):
         self.ensure_one()
         return self.line_ids.filtered("is_identifier")[:1]
+
+    # -- mapping engine (see core/mapping.py) --------------------------------
+
+    def _get_scope_domain(self):
+        """Domain of the records this configuration may see: Filter Domain and company."""
+        self.ensure_one()
+        domain = self._get_filter_domain()
+        if self.company_id and "company_id" in self.env[self.model_name]._fields:
+            domain = expression.AND([
+                domain,
+                ["|", ("company_id", "=", False), ("company_id", "=", self.company_id.id)],
+            ])
+        return domain
+
+    def _require_identifier_line(self):
+        line = self._get_identifier_line()
+        if not line:
+            raise MappingError(f"Configuration {self.name!r} has no Record Identifier line.")
+        return line
+
+    def _identifier_domain(self, value):
+        """Domain matching the records whose Record Identifier equals the JSON ``value``."""
+        line = self._require_identifier_line()
+        try:
+            converted = convert.from_json(line.field_id.ttype, value)
+        except ValueError as error:
+            raise MappingError(
+                f"Invalid record identifier {value!r}: {error}", line_id=line.id
+            ) from error
+        return [(line.field_id.name, "=", converted)]
+
+    def _search_by_identifier(self, value):
+        """Records in scope whose Record Identifier equals ``value``."""
+        self.ensure_one()
+        return self.env[self.model_name].search(
+            expression.AND([self._get_scope_domain(), self._identifier_domain(value)])
+        )
+
+    def _records_by_identifier(self, values):
+        """Map each identifier value found in scope to its record id, in one search."""
+        self.ensure_one()
+        field_name = self._require_identifier_line().field_id.name
+        wanted = list({value for value in values if value is not False})
+        if not wanted:
+            return {}
+        records = self.env[self.model_name].search(
+            expression.AND([self._get_scope_domain(), [(field_name, "in", wanted)]])
+        )
+        found = {}
+        for record in records:
+            value = record[field_name]
+            found.setdefault(value.id if isinstance(value, models.BaseModel) else value, record.id)
+        return found
+
+    def _export_records(self, records):
+        """JSON objects (External API Key -> value) for ``records``, in order."""
+        self.ensure_one()
+        return mapping.export_records(self, records)
+
+    def _import_values_list(self, items, records=None):
+        """ORM values for each incoming JSON object of ``items``."""
+        self.ensure_one()
+        return mapping.import_values(self, items, records)
+
+    def _import_values(self, data, record=None, index=None):
+        """ORM values for one incoming JSON object (``record`` when updating)."""
+        try:
+            return self._import_values_list([data], [record])[0]
+        except MappingError as error:
+            error.index = index
+            raise
 
     @api.onchange("request_type")
     def _onchange_request_type(self):

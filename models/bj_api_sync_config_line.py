@@ -118,6 +118,10 @@ class BjApiSyncConfigLine(models.Model):
                       line=line.display_name)
                 )
 
+    @api.constrains("is_identifier")
+    def _check_record_identifier(self):
+        self.config_id._check_record_identifier()
+
     @api.constrains("value_type", "python_script")
     def _check_script(self):
         for line in self:

@@ -1,0 +1,120 @@
+import json
+from unittest.mock import patch
+
+from odoo.sql_db import db_connect
+from odoo.tests import BaseCase, tagged
+
+from ..core import masking
+from ..models.bj_api_log import PARAM_BODY_MAX_SIZE
+from .common import BjApiSyncCase, generated_secret
+
+
+@tagged("post_install", "-at_install")
+class TestMasking(BaseCase):
+    def test_sensitive_headers(self):
+        masked = masking.mask_headers({
+            "Authorization": "Bearer abc",
+            "Cookie": "session_id=1",
+            "X-API-Key": "k",
+            "X-Custom-Token": "t",
+            "Content-Type": "application/json",
+            "X-Request-ID": "req-1",
+        })
+        for name in ("Authorization", "Cookie", "X-API-Key", "X-Custom-Token"):
+            self.assertEqual(masked[name], masking.MASK, name)
+        self.assertEqual(masked["Content-Type"], "application/json")
+        self.assertEqual(masked["X-Request-ID"], "req-1")
+
+    def test_secrets_masked_everywhere(self):
+        secret = "very-secret-value"
+        self.assertEqual(
+            masking.mask_text(f'{{"token": "{secret}"}}', [secret]), '{"token": "********"}'
+        )
+        masked = masking.mask_headers({"X-Forward": f"pass {secret}"}, [secret])
+        self.assertNotIn(secret, masked["X-Forward"])
+        # Very short secrets are not masked inside text: that would garble the log.
+        self.assertEqual(masking.mask_text("a b c", ["a"]), "a b c")
+
+    def test_truncate(self):
+        self.assertEqual(masking.truncate("abc", 10), "abc")
+        cut = masking.truncate("x" * 50, 10)
+        self.assertTrue(cut.startswith("x" * 10))
+        self.assertIn("40 characters", cut)
+
+
+@tagged("post_install", "-at_install")
+class TestLogWriter(BjApiSyncCase):
+    def test_write_log_masks_and_truncates(self):
+        secret = generated_secret()
+        self.env["ir.config_parameter"].sudo().set_param(PARAM_BODY_MAX_SIZE, "100")
+        config = self.make_config(request_type="out", bearer_token=secret)
+        log_id = self.env["bj.api.log"]._write_log(
+            {
+                "config_id": config.id,
+                "direction": "out",
+                "method": "POST",
+                "url": "https://api.example.com/x",
+                "request_headers": {"Authorization": f"Bearer {secret}", "X-Echo": secret},
+                "request_body": {"token": secret, "padding": "p" * 500},
+                "response_body": b"ok",
+                "status_code": 200,
+                "state": "success",
+                "duration_ms": 12,
+                "res_model": "res.partner",
+                "res_ids": [3, 4],
+            },
+            secrets=config._bj_secret_values(),
+        )
+        log = self.env["bj.api.log"].browse(log_id)
+        self.assertEqual(json.loads(log.request_headers)["Authorization"], masking.MASK)
+        for text in (log.request_headers, log.request_body):
+            self.assertNoSecretIn(text, secret)
+        self.assertIn("truncated", log.request_body)
+        self.assertLess(len(log.request_body), 200)
+        self.assertEqual(log.response_body, "ok")
+        self.assertEqual(log.res_ids, "3,4")
+        self.assertEqual(log.duration_ms, 12)
+
+    def test_log_row_survives_rollback_of_the_caller(self):
+        """The row is committed on its own connection, whatever the caller does."""
+        registry = self.env.registry
+        dbname = self.env.cr.dbname
+        marker = generated_secret("rid")
+        # Outside HttpCase, registry.cursor() is a real new connection; make sure of it
+        # even if a test runner put the registry in test mode.
+        with patch.object(registry, "cursor", lambda *a, **k: db_connect(dbname).cursor()):
+            with self.assertRaises(RuntimeError), self.env.cr.savepoint():
+                partner = self.env["res.partner"].create({"name": "rolled back"})
+                self.env["bj.api.log"]._write_log(
+                    {"direction": "in", "state": "error", "request_id": marker}
+                )
+                partner_id = partner.id
+                raise RuntimeError("the request fails")
+        self.assertFalse(self.env["res.partner"].browse(partner_id).exists())
+        with db_connect(dbname).cursor() as other:
+            other.execute("SELECT id FROM bj_api_log WHERE request_id = %s", [marker])
+            rows = other.fetchall()
+            self.assertEqual(len(rows), 1)
+            other.execute("DELETE FROM bj_api_log WHERE request_id = %s", [marker])
+            other.commit()
+
+    def test_log_falls_back_to_caller_transaction(self):
+        """A configuration the log connection cannot see yet does not lose the row."""
+        config = self.make_config(request_type="out")
+        log_id = self.env["bj.api.log"]._write_log(
+            {"config_id": config.id, "direction": "out", "state": "success"}
+        )
+        self.assertEqual(self.env["bj.api.log"].browse(log_id).config_id, config)
+
+    def test_retention(self):
+        logs = self.env["bj.api.log"].create([
+            {"direction": "in", "state": "success"},
+            {"direction": "in", "state": "success"},
+        ])
+        self.env.cr.execute(
+            "UPDATE bj_api_log SET create_date = now() - interval '40 days' WHERE id = %s",
+            [logs[0].id],
+        )
+        self.env["bj.api.log"]._gc_old_logs()
+        self.assertFalse(logs[0].exists())
+        self.assertTrue(logs[1].exists())
