@@ -1,5 +1,6 @@
 import ipaddress
 import re
+import secrets
 from urllib.parse import urlparse
 
 from odoo import _, api, fields, models
@@ -14,6 +15,8 @@ from .bj_api_secret_mixin import MANAGER_GROUP
 ENDPOINT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 CONNECTION_TIMEOUT_RANGE = (1, 60)
 READ_TIMEOUT_RANGE = (1, 300)
+# Entropy of generated Bearer tokens: 32 bytes, 43 url-safe characters.
+GENERATED_TOKEN_BYTES = 32
 TRIGGER_ACTION_MODELS = ("ir.cron", "base.automation", "ir.actions.server")
 
 
@@ -499,6 +502,15 @@ class BjApiSyncConfig(models.Model):
                 "sticky": False,
             },
         }
+
+    def action_generate_bearer_token(self):
+        """Give inbound configurations a fresh random Bearer Token."""
+        for config in self:
+            config.write({
+                "authorization_type": "bearer_token",
+                "bearer_token": secrets.token_urlsafe(GENERATED_TOKEN_BYTES),
+            })
+        return True
 
     def action_view_logs(self):
         self.ensure_one()
