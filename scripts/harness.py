@@ -1,0 +1,952 @@
+#!/usr/bin/env python3
+"""Run, test and benchmark the ``bjet_api_sync`` Odoo 18 addon.
+
+Standard library only, so it works before anything else is installed and can
+tell the user what is missing.  Subcommands::
+
+    test   ruff, then install the addon with tests enabled in a fresh database
+           and judge Odoo's log; the last line printed is "N passed, N failed"
+    run    serve a demo database on http://127.0.0.1:$PORT (default 8069)
+    bench  run every bench/*.py script against a freshly started server
+    lint   ruff check
+
+PostgreSQL: when any of PGHOST/PGPORT/PGUSER/PGPASSWORD is set, that server is
+used as is.  Otherwise the harness runs its own cluster, reachable only through
+a unix socket in a private temporary directory (trust authentication is then
+safe): a throwaway one for ``test`` and ``bench``, a persistent one under
+``.run/pg`` for ``run`` (and for ``test``/``bench`` with KEEP_DB=1, so a kept
+database can be opened later with ``DB=<name> make run``).
+
+Environment knobs: TEST_TAGS (default /bjet_api_sync), KEEP_DB=1, PORT, DB,
+EXTRA_ADDONS_PATH (comma separated, appended to the addons path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MODULE = "bjet_api_sync"
+REPO = Path(__file__).resolve().parent.parent
+RUN_DIR = REPO / ".run"  # gitignored: logs, persistent cluster, filestore
+PYTHON = sys.executable  # Odoo must be importable by the interpreter running us
+PG_ENV_KEYS = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD")
+# Odoo refuses to connect as "postgres", so our own clusters get this superuser.
+PG_ROLE = "odoo"
+# Loggers owned by the addon: they must not warn while the module installs.
+ADDON_LOGGERS = (f"odoo.addons.{MODULE}", "bj.api")
+DB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # Odoo's own rule
+
+NIGHTLY_KEYRING = "/usr/share/keyrings/odoo-archive-keyring.gpg"
+NIGHTLY_REPO = f"deb [signed-by={NIGHTLY_KEYRING}] https://nightly.odoo.com/18.0/nightly/deb/ ./"
+INSTALL_HELP = f"""\
+Install Odoo 18 (community) so that `{{python}} -c "import odoo"` works, the official way:
+  * packaged nightly build (Debian/Ubuntu shown, RPMs exist too), see
+    https://www.odoo.com/documentation/18.0/administration/on_premise/packages.html
+      wget -q -O - https://nightly.odoo.com/odoo.key | gpg --dearmor -o {NIGHTLY_KEYRING}
+      echo '{NIGHTLY_REPO}' | tee /etc/apt/sources.list.d/odoo.list
+      apt-get update && apt-get install odoo
+    (it installs into the system python: run make with PYTHON=/usr/bin/python3)
+  * or from an official 18.0 source checkout, see
+    https://www.odoo.com/documentation/18.0/administration/on_premise/source.html
+      git clone --depth 1 --branch 18.0 https://github.com/odoo/odoo.git
+      {{python}} -m pip install -r odoo/requirements.txt
+      {{python}} -m pip install -e ./odoo"""
+
+
+class HarnessError(Exception):
+    """A problem the user has to fix; the message says what to do."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def say(message: str) -> None:
+    # Prefixed so harness lines stand out from the Odoo log streamed around them.
+    print(f"[harness] {message}", flush=True)
+
+
+# --------------------------------------------------------------------------
+# Signals: Ctrl-C / SIGTERM interrupt the work, but never the cleanup.
+# --------------------------------------------------------------------------
+
+_shielded = False
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    if _shielded:
+        say(f"signal {signum} ignored: cleaning up, please wait")
+        return
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def session() -> Iterator[contextlib.ExitStack]:
+    """ExitStack whose callbacks (stop Odoo, drop db, stop cluster) run shielded.
+
+    Without the shield a second Ctrl-C, very natural while Odoo shuts down,
+    would abort the cleanup and leave a cluster running or a temp dir behind.
+    """
+    global _shielded
+    with contextlib.ExitStack() as stack:
+        try:
+            yield stack
+        finally:
+            _shielded = True
+    _shielded = False
+
+
+# --------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    # The kernel picks an unused port; the tiny race until Odoo or PostgreSQL
+    # binds it is acceptable for a dev/CI harness.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Like Odoo's server: connections of a previous run lingering in
+        # TIME_WAIT must not make the port look busy.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+def db_name_from_env(name: str, default: str) -> str:
+    value = os.environ.get(name) or default
+    if not DB_NAME_RE.match(value):
+        raise HarnessError(f"{name}={value!r} is not a valid database name")
+    return value
+
+
+def fresh_db_name(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(4)}"
+
+
+def run_quiet(cmd: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
+    """Run a helper command, capturing its output.
+
+    It gets its own session so that a Ctrl-C on the terminal cannot kill it
+    half-way, in particular while cleaning up (pg_ctl stop, DROP DATABASE):
+    interrupting is the harness's decision.  If the harness itself is
+    interrupted meanwhile, subprocess.run kills the helper.
+    """
+    return subprocess.run(cmd, capture_output=True, text=True, start_new_session=True, **kwargs)
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# --------------------------------------------------------------------------
+# Odoo discovery and addons path
+# --------------------------------------------------------------------------
+
+_ODOO_PROBE = """
+import json, os, odoo.release
+print(json.dumps({"major": odoo.release.version_info[0], "version": odoo.release.version,
+                  "root": os.path.dirname(os.path.abspath(odoo.__file__))}))
+"""
+
+
+@dataclass
+class OdooInstall:
+    version: str
+    addons_paths: list[str]  # Odoo's own addons directories
+
+
+def find_odoo() -> OdooInstall:
+    """Check that Odoo 18 is importable (in a child: importing odoo is heavy)."""
+    proc = run_quiet([PYTHON, "-c", _ODOO_PROBE])
+    help_text = INSTALL_HELP.format(python=PYTHON)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise HarnessError(f"Odoo is not importable by {PYTHON}: {last}\n{help_text}", 2)
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    if info["major"] != 18:
+        raise HarnessError(
+            f"{PYTHON} imports Odoo {info['version']}, this addon needs Odoo 18\n{help_text}", 2
+        )
+    root = Path(info["root"])
+    # Packaged Odoo (nightly .deb, wheel) keeps every addon in odoo/addons; a
+    # git checkout keeps only base there and the rest in <checkout>/addons.
+    # Only add the latter when needed: Odoo's default would add it blindly,
+    # even when it is a stale copy next to a packaged tree.
+    paths = [root / "addons"]
+    if not (root / "addons" / "web").is_dir():
+        paths.append(root.parent / "addons")
+    if not any((path / "web").is_dir() for path in paths):
+        raise HarnessError(f"Odoo {info['version']} at {root} has no 'web' addon\n{help_text}", 2)
+    return OdooInstall(info["version"], [str(path) for path in paths])
+
+
+@contextlib.contextmanager
+def workspace() -> Iterator[Path]:
+    """Temp dir with the addons dir and an empty Odoo config file.
+
+    The repository root *is* the addon but its directory may have any name
+    (CI clones elsewhere), while Odoo needs an addons dir containing a folder
+    named like the module: a symlink provides it.  The empty config file keeps
+    a developer's ~/.odoorc out of the runs.
+    """
+    with tempfile.TemporaryDirectory(prefix="bjet_harness_") as tmp:
+        path = Path(tmp)
+        (path / "addons").mkdir()
+        (path / "addons" / MODULE).symlink_to(REPO, target_is_directory=True)
+        (path / "odoo.conf").write_text("[options]\n")
+        yield path
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class PgServer:
+    env: dict[str, str]  # libpq variables to add to child environments
+    label: str
+
+
+def pg_from_environment() -> PgServer | None:
+    given = {key: os.environ[key] for key in PG_ENV_KEYS if os.environ.get(key)}
+    if not given:
+        return None
+    shown = " ".join(f"{k}={v}" for k, v in given.items() if k != "PGPASSWORD")
+    return PgServer({}, f"existing server from the environment ({shown or 'PGPASSWORD'})")
+
+
+def pg_binary(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    # Debian/Ubuntu keep the server binaries off PATH: take the newest version.
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
+        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
+    )
+    if candidates:
+        return str(candidates[-1])
+    raise HarnessError(
+        f"PostgreSQL's {name} was not found: install the PostgreSQL server (e.g. apt-get install "
+        "postgresql) or point PGHOST/PGPORT/PGUSER/PGPASSWORD at an existing server"
+    )
+
+
+def _utf8_locale() -> str:
+    # A C.UTF-8 ctype keeps upper()/ILIKE correct on non-ASCII text while
+    # staying independent of the machine's installed locales.
+    try:
+        listed = run_quiet(["locale", "-a"]).stdout
+    except OSError:
+        return "C"
+    return "C.UTF-8" if {"c.utf8", "c.utf-8"} & set(listed.lower().split()) else "C"
+
+
+class PgCluster:
+    """A cluster owned by the harness, in ``root`` (data/ + server.log).
+
+    PostgreSQL refuses to run as root, so as root every server command runs
+    as the ``postgres`` system user, which must own the directories.
+    """
+
+    def __init__(self, root: Path, *, throwaway: bool):
+        self.root = root
+        self.data = root / "data"
+        self.logfile = root / "server.log"
+        self.throwaway = throwaway
+        self.socket_dir: Path | None = None
+        self.started = False  # False when we found it already running
+        self.owner = self._owner()
+
+    @staticmethod
+    def _owner() -> pwd.struct_passwd | None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            return pwd.getpwnam("postgres")
+        except KeyError:
+            raise HarnessError(
+                "running as root, but PostgreSQL refuses to run as root and there is no "
+                "'postgres' system user to run it as: create one (useradd --system postgres) "
+                "or set PGHOST/PGPORT/PGUSER/PGPASSWORD to use an existing server"
+            ) from None
+
+    def _cmd(self, *cmd: str) -> list[str]:
+        if self.owner is None:
+            return list(cmd)
+        return ["runuser", "-u", "postgres", "--", *cmd]
+
+    def _own(self, path: Path) -> None:
+        path.chmod(0o700)
+        if self.owner is not None:
+            os.chown(path, self.owner.pw_uid, self.owner.pw_gid)
+
+    def _run(self, *cmd: str, what: str) -> None:
+        proc = run_quiet(self._cmd(*cmd))
+        if proc.returncode != 0:
+            output = proc.stdout + proc.stderr + tail(self.logfile)
+            raise HarnessError(f"{what} failed ({proc.returncode}):\n{output}")
+
+    def _running_instance(self) -> PgServer | None:
+        """Reuse a server already running on this data dir (e.g. a second `make run`)."""
+        status = run_quiet(self._cmd(pg_binary("pg_ctl"), "status", "-D", str(self.data)))
+        if status.returncode != 0:
+            return None
+        # postmaster.pid lines: pid, datadir, start time, port, socket dir, ...
+        lines = (self.data / "postmaster.pid").read_text().splitlines()
+        port, socket_dir = lines[3].strip(), lines[4].strip()
+        say(f"reusing the PostgreSQL cluster already running in {self.data}")
+        return PgServer(
+            {"PGHOST": socket_dir, "PGPORT": port, "PGUSER": PG_ROLE},
+            f"running cluster {self.data}",
+        )
+
+    def start(self, *, fast: bool) -> PgServer:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._own(self.root)
+        if self.owner is not None:
+            reach = run_quiet(self._cmd("test", "-w", str(self.root)))
+            if reach.returncode != 0:
+                raise HarnessError(
+                    f"the postgres user cannot reach {self.root} (a parent directory is not "
+                    "searchable by it); move the checkout or set PGHOST/PGPORT/PGUSER"
+                )
+        if not (self.data / "PG_VERSION").exists():
+            say(f"creating PostgreSQL cluster in {self.data}")
+            initdb = [pg_binary("initdb"), "-D", str(self.data), "-U", PG_ROLE, "-A", "trust"]
+            initdb += ["-E", "UTF8", f"--locale={_utf8_locale()}"]
+            if self.throwaway:
+                initdb.append("--no-sync")
+            self._run(*initdb, what="initdb")
+        running = self._running_instance()
+        if running:
+            return running
+        # Unix socket only, in a short private dir: unix socket paths are
+        # limited to ~107 bytes, and 0700 keeps other local users out.
+        tmp_root = tempfile.gettempdir()
+        self.socket_dir = Path(
+            tempfile.mkdtemp(prefix="bjet_pg_", dir=tmp_root if len(tmp_root) < 60 else "/tmp")
+        )
+        self._own(self.socket_dir)
+        port = free_port()
+        options = f"-p {port} -k {self.socket_dir} -c listen_addresses=''"
+        if fast:
+            # Throwaway test data: durability only costs time.
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        start = [pg_binary("pg_ctl"), "start", "-D", str(self.data), "-l", str(self.logfile)]
+        self._run(*start, "-w", "-t", "60", "-o", options, what="starting PostgreSQL")
+        self.started = True
+        return PgServer(
+            {"PGHOST": str(self.socket_dir), "PGPORT": str(port), "PGUSER": PG_ROLE},
+            f"{'throwaway' if self.throwaway else 'persistent'} cluster {self.data}",
+        )
+
+    def stop(self) -> None:
+        if self.started:
+            ctl = [pg_binary("pg_ctl"), "stop", "-D", str(self.data), "-w", "-t", "60"]
+            for mode in ("fast", "immediate"):
+                if run_quiet(self._cmd(*ctl, "-m", mode)).returncode == 0:
+                    break
+            else:
+                say(f"could not stop PostgreSQL in {self.data}, see {self.logfile}")
+            self.started = False
+        if self.socket_dir:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
+        if self.throwaway:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres(*, persistent: bool, fast: bool) -> Iterator[PgServer]:
+    """The server named by PG* variables, else a cluster of our own."""
+    given = pg_from_environment()
+    if given:
+        say(f"PostgreSQL: {given.label}")
+        yield given
+        return
+    root = RUN_DIR / "pg" if persistent else Path(tempfile.mkdtemp(prefix="bjet_pgdata_"))
+    cluster = PgCluster(root, throwaway=not persistent)
+    try:
+        server = cluster.start(fast=fast)
+        say(f"PostgreSQL: {server.label}")
+        yield server
+    finally:
+        cluster.stop()
+
+
+_SQL_SNIPPET = """
+import json, sys, psycopg2
+dbname, query, params = json.loads(sys.argv[1])
+conn = psycopg2.connect(dbname=dbname)
+conn.autocommit = True
+with conn.cursor() as cr:
+    cr.execute(query, params)
+    print(json.dumps(cr.fetchall() if cr.description else []))
+conn.close()
+"""
+
+
+def run_sql(
+    env: dict[str, str], query: str, params: list | None = None, dbname: str = "postgres"
+) -> list:
+    # psycopg2 comes with Odoo: running it in a child keeps this script
+    # stdlib-only and needs no psql client next to a remote server.
+    proc = run_quiet(
+        [PYTHON, "-c", _SQL_SNIPPET, json.dumps([dbname, query, params or []])], env=env
+    )
+    if proc.returncode != 0:
+        raise HarnessError(f"SQL on database {dbname!r} failed: {proc.stderr.strip()}")
+    return json.loads(proc.stdout)
+
+
+def module_state(env: dict[str, str], db: str) -> str | None:
+    """State of our module in ``db``; None when the db or the module is not there yet."""
+    if not run_sql(env, "SELECT 1 FROM pg_database WHERE datname = %s", [db]):
+        return None
+    # The db may exist but be empty, e.g. when a first initialisation crashed.
+    if not run_sql(env, "SELECT to_regclass('ir_module_module') IS NOT NULL", dbname=db)[0][0]:
+        return None
+    rows = run_sql(env, "SELECT state FROM ir_module_module WHERE name = %s", [MODULE], db)
+    return rows[0][0] if rows else None
+
+
+def drop_database(env: dict[str, str], db: str) -> None:
+    # Names are generated or validated against DB_NAME_RE, so quoting is enough.
+    try:
+        run_sql(env, f'DROP DATABASE IF EXISTS "{db}"')
+        say(f"dropped database {db}")
+    except HarnessError as exc:
+        say(f"could not drop database {db}: {exc}")
+
+
+# --------------------------------------------------------------------------
+# Odoo processes
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class OdooSetup:
+    """Everything an Odoo command line needs, shared by all subcommands."""
+
+    addons_path: str
+    data_dir: Path
+    config: Path
+    env: dict[str, str]
+
+    def command(self, db: str, *args: str) -> list[str]:
+        return [
+            PYTHON,
+            "-m",
+            "odoo",
+            f"--config={self.config}",
+            f"--addons-path={self.addons_path}",
+            f"--data-dir={self.data_dir}",
+            f"--database={db}",
+            f"--db-filter=^{db}$",
+            "--http-interface=127.0.0.1",
+            *args,
+        ]
+
+
+def odoo_setup(odoo: OdooInstall, work: Path, data_dir: Path, pg: PgServer) -> OdooSetup:
+    paths = [str(work / "addons"), *odoo.addons_paths]
+    paths += [p for p in os.environ.get("EXTRA_ADDONS_PATH", "").split(",") if p.strip()]
+    env = {**os.environ, **pg.env, "PYTHONUNBUFFERED": "1"}
+    # Colours would break log parsing; Odoo only colours a tty unless told to.
+    env.pop("ODOO_PY_COLORS", None)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return OdooSetup(",".join(paths), data_dir, work / "odoo.conf", env)
+
+
+class OdooProcess:
+    """An Odoo child whose output goes to a log file, the terminal if ``echo``,
+    and line by line to ``on_line``.
+
+    It runs in its own session so that terminal signals reach only us: we
+    stop it deliberately, then kill its whole process group, which also takes
+    out any Chromium left over by browser tests.
+    """
+
+    def __init__(
+        self,
+        cmd: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        echo: bool = True,
+        append: bool = False,
+        on_line: Callable[[str], None] | None = None,
+    ):
+        self.cmd, self.env, self.log_path = cmd, env, log_path
+        self.echo, self.append, self.on_line = echo, append, on_line
+        self.proc: subprocess.Popen[str] | None = None
+        self.reader: threading.Thread | None = None
+
+    def __enter__(self) -> OdooProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("a" if self.append else "w", encoding="utf-8")
+        log.write("$ " + " ".join(self.cmd) + "\n")
+        self.proc = subprocess.Popen(
+            self.cmd,
+            env=self.env,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            start_new_session=True,
+        )
+        self.reader = threading.Thread(target=self._pump, args=(log,), daemon=True)
+        self.reader.start()
+        return self
+
+    def _pump(self, log) -> None:
+        assert self.proc and self.proc.stdout
+        with log:
+            for line in self.proc.stdout:
+                log.write(line)
+                log.flush()
+                if self.echo:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+                if self.on_line:
+                    self.on_line(line.rstrip("\n"))
+
+    def alive(self) -> bool:
+        return bool(self.proc) and self.proc.poll() is None
+
+    def wait(self) -> int:
+        assert self.proc and self.reader
+        rc = self.proc.wait()
+        self.reader.join()
+        return rc
+
+    def _signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self) -> None:
+        if not self.proc:
+            return
+        if self.proc.poll() is None:
+            # Odoo: 1st SIGINT = graceful shutdown (but a running test suite
+            # only notices at its end), 2nd = immediate exit, then SIGKILL.
+            for sig, grace in ((signal.SIGINT, 20), (signal.SIGINT, 5), (signal.SIGKILL, 5)):
+                self._signal_group(sig)
+                try:
+                    self.proc.wait(grace)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        self._signal_group(signal.SIGKILL)  # stragglers such as Chromium
+        if self.reader:
+            self.reader.join(5)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def prepare_database(setup: OdooSetup, db: str, log_path: Path, *, echo: bool) -> None:
+    """Install the module with demo data in a new ``db``, or update it."""
+    state = module_state(setup.env, db)
+    action = ["-u", MODULE] if state == "installed" else ["-i", MODULE]
+    say(
+        f"{'updating' if state == 'installed' else 'installing'} {MODULE} in database {db}"
+        f" (log: {log_path})"
+    )
+    cmd = setup.command(db, *action, "--stop-after-init", "--max-cron-threads=0", "--no-http")
+    with OdooProcess(cmd, setup.env, log_path, echo=echo) as odoo:
+        rc = odoo.wait()
+    if rc != 0:
+        raise HarnessError(
+            f"Odoo failed to prepare database {db} (exit code {rc}), see {log_path}"
+            + ("" if echo else "\n" + tail(log_path))
+        )
+
+
+def wait_http(odoo: OdooProcess, url: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not odoo.alive():
+            raise HarnessError(f"Odoo exited before answering {url}, see {odoo.log_path}")
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    raise HarnessError(f"Odoo did not answer {url} within {timeout:.0f}s")
+
+
+def serve(
+    stack: contextlib.ExitStack, setup: OdooSetup, db: str, port: int, log_path: Path, *, echo: bool
+) -> tuple[OdooProcess, str]:
+    """Start an Odoo server (crons on) and return it with its base URL once it answers."""
+    cmd = setup.command(db, f"--http-port={port}", "--max-cron-threads=2")
+    odoo = stack.enter_context(OdooProcess(cmd, setup.env, log_path, echo=echo, append=True))
+    url = f"http://127.0.0.1:{port}"
+    wait_http(odoo, f"{url}/web/login")
+    return odoo, url
+
+
+# --------------------------------------------------------------------------
+# Test log analysis
+# --------------------------------------------------------------------------
+
+# Odoo's format (odoo/netsvc.py): "%(asctime)s %(pid)s %(levelname)s %(dbname)s
+# %(name)s: %(message)s %(perf_info)s"; continuation lines (tracebacks) do not match.
+LOG_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \d+ (?P<level>[A-Z]+) (?P<db>\S+) "
+    r"(?P<logger>[^\s:]+): (?P<msg>.*)$"
+)
+# odoo/service/server.py logs OdooTestResult.__str__ (odoo/tests/result.py) once
+# per database at the very end, cumulating at_install and post_install tests.
+SUMMARY = re.compile(
+    r"^(?P<failures>\d+) failed, (?P<errors>\d+) error\(s\) of (?P<run>\d+) tests "
+    r"when loading database '(?P<db>[^']*)'"
+)
+# OdooTestResult.addSkip; skipped tests are counted in "tests run" too.
+SKIP = re.compile(r"^skipped (?P<test>.+?) : (?P<reason>.*)$")
+# SkipTest reasons raised by ChromeBrowser / _find_executable (odoo/tests/common.py).
+BROWSER_SKIP = re.compile(r"chrom|websocket|devtools", re.IGNORECASE)
+# The "Starting <test> ..." line of OdooTestResult.startTest.
+TEST_START = re.compile(r"^Starting \S+ \.\.\.")
+# ERROR lines that merely restate failures already counted in the summary, by logger.
+FAILURE_ECHOES = {
+    "odoo.modules.loading": re.compile(
+        r"^(Module \S+: \d+ failures, \d+ errors of \d+ tests"
+        r"|At least one test failed when loading the modules)"
+    ),
+    "odoo.tests.result": re.compile(r"^(\d+ failed, \d+ error\(s\) of|Test suite halted)"),
+}
+TEST_FAILURE = re.compile(r"^(FAIL|ERROR): ")  # OdooTestResult.logError
+TEST_LOGGER = re.compile(r"^odoo\.addons\.[^.]+\.tests(\.|$)")
+
+
+def is_test_logger(logger: str) -> bool:
+    # OdooTestResult logs on the test's module logger; class-level errors are
+    # reported on unittest's; HttpCase browser console errors on "<test>.browser".
+    return bool(TEST_LOGGER.match(logger)) or logger.startswith("unittest")
+
+
+@dataclass
+class TestVerdict:
+    passed: int
+    failed: int
+    reasons: list[str]
+
+
+@dataclass
+class LogScanner:
+    """Reads Odoo's test-run output line by line and judges it."""
+
+    failures: int = 0
+    errors: int = 0
+    run: int = 0
+    summary_seen: bool = False
+    skipped: list[str] = field(default_factory=list)
+    browser_skips: list[str] = field(default_factory=list)
+    error_lines: list[tuple[str, str, str]] = field(default_factory=list)  # logger, msg, line
+    install_warnings: list[str] = field(default_factory=list)
+    in_tests: bool = False
+
+    def feed(self, line: str) -> None:
+        match = LOG_LINE.match(line)
+        if not match:
+            return
+        level, logger, msg = match["level"], match["logger"], match["msg"]
+        self._track_phase(logger, msg)
+        if logger == "odoo.tests.result" and (summary := SUMMARY.match(msg)):
+            self.summary_seen = True
+            self.failures = int(summary["failures"])
+            self.errors = int(summary["errors"])
+            self.run = int(summary["run"])
+        if level == "INFO" and (skip := SKIP.match(msg)):
+            self.skipped.append(skip["test"])
+            if BROWSER_SKIP.search(skip["reason"]):
+                self.browser_skips.append(f"{skip['test']}: {skip['reason']}")
+        if level in ("ERROR", "CRITICAL"):
+            self.error_lines.append((logger, msg, line))
+        if level == "WARNING" and not self.in_tests and self._about_addon(logger, msg):
+            self.install_warnings.append(line)
+
+    def _track_phase(self, logger: str, msg: str) -> None:
+        # Tests may legitimately make the addon warn; the install must not.
+        # at_install tests run inside the module's loading, which ends with
+        # "Module <name> loaded in"; then the registry is finalised (still
+        # install) until odoo/service/server.py logs "Starting post tests".
+        if TEST_START.match(msg) and is_test_logger(logger):
+            self.in_tests = True
+        elif logger == "odoo.modules.loading" and msg.startswith(f"Module {MODULE} loaded in"):
+            self.in_tests = False
+        elif logger == "odoo.service.server" and msg.startswith("Starting post tests"):
+            self.in_tests = True
+
+    @staticmethod
+    def _about_addon(logger: str, msg: str) -> bool:
+        if logger.startswith(f"odoo.addons.{MODULE}.tests"):
+            return False
+        if any(logger == name or logger.startswith(name + ".") for name in ADDON_LOGGERS):
+            return True
+        # Module loading only warns about manifests and modules, and ours is the
+        # only non-core one installed, e.g. "python external dependency on 'x'
+        # does not appear to be a valid PyPI package" (odoo.modules.module).
+        if logger.startswith("odoo.modules."):
+            return True
+        # Other core loggers warning about the addon, e.g. py.warnings with a
+        # path inside it, or "The models [...] have no access rules in module ...".
+        return MODULE in msg
+
+    def verdict(self, returncode: int) -> TestVerdict:
+        counted = self.failures + self.errors
+        reasons = []
+        if not self.summary_seen:
+            reasons.append("Odoo printed no test summary line (it crashed or was interrupted)")
+        elif self.run == 0:
+            reasons.append(
+                "zero tests ran: check TEST_TAGS, the module name, and that tests/ is imported"
+            )
+        if returncode != 0 and counted == 0:
+            reasons.append(f"Odoo exited with code {returncode}")
+        stray = [
+            line
+            for logger, msg, line in self.error_lines
+            if not (counted and self._is_failure_echo(logger, msg))
+        ]
+        if stray:
+            reasons.append(f"{len(stray)} ERROR/CRITICAL log line(s), first: {stray[0]}")
+        if self.browser_skips:
+            reasons.append(f"browser test(s) skipped: {'; '.join(self.browser_skips)}")
+        if self.install_warnings:
+            reasons.append(
+                f"{len(self.install_warnings)} WARNING(s) about {MODULE} during install, "
+                f"first: {self.install_warnings[0]}"
+            )
+        passed = max(self.run - counted - len(self.skipped), 0)
+        return TestVerdict(passed, counted + (1 if reasons else 0), reasons)
+
+    @staticmethod
+    def _is_failure_echo(logger: str, msg: str) -> bool:
+        if is_test_logger(logger):
+            return bool(TEST_FAILURE.match(msg)) or logger.endswith(".browser")
+        pattern = FAILURE_ECHOES.get(logger)
+        return bool(pattern and pattern.match(msg))
+
+
+# --------------------------------------------------------------------------
+# Subcommands
+# --------------------------------------------------------------------------
+
+
+def lint() -> None:
+    ruff = shutil.which("ruff")
+    if not ruff:
+        raise HarnessError(f"ruff is not installed: {PYTHON} -m pip install ruff")
+    say("ruff check .")
+    if subprocess.run([ruff, "check", "."], cwd=REPO).returncode != 0:
+        raise HarnessError("ruff check reported problems")
+
+
+def cmd_lint(_args: argparse.Namespace) -> int:
+    lint()
+    return 0
+
+
+def cmd_test(_args: argparse.Namespace) -> int:
+    """Exit 0 only for a clean run; always end with the "N passed, N failed" line."""
+    started = time.monotonic()
+    keep = env_flag("KEEP_DB")
+    tags = os.environ.get("TEST_TAGS") or f"/{MODULE}"
+    log_path = RUN_DIR / "test.log"
+    scanner = LogScanner()
+    exit_code = 1
+    try:
+        odoo = find_odoo()
+        lint()
+        with session() as stack:
+            pg = stack.enter_context(postgres(persistent=keep, fast=not keep))
+            work = stack.enter_context(workspace())
+            setup = odoo_setup(odoo, work, RUN_DIR / "data" if keep else work / "data", pg)
+            db = fresh_db_name("bjet_test")
+            if not keep:
+                stack.callback(drop_database, setup.env, db)  # LIFO: after Odoo stops
+            say(f"Odoo {odoo.version}, database {db}, test tags {tags}, log {log_path}")
+            cmd = setup.command(
+                db,
+                "-i",
+                MODULE,
+                "--without-demo=all",
+                "--test-enable",
+                f"--test-tags={tags}",
+                "--stop-after-init",
+                "--log-level=test",
+                "--max-cron-threads=0",
+                f"--http-port={free_port()}",
+            )
+            process = stack.enter_context(
+                OdooProcess(cmd, setup.env, log_path, on_line=scanner.feed)
+            )
+            returncode = process.wait()
+            if keep:
+                say(f"KEEP_DB=1: kept database {db}; open it with: DB={db} make run")
+        verdict = scanner.verdict(returncode)
+        exit_code = 1 if verdict.failed else 0
+    except HarnessError as exc:
+        verdict = TestVerdict(0, 1, [str(exc)])
+        exit_code = exc.exit_code
+    except KeyboardInterrupt:
+        verdict = TestVerdict(0, 1, ["interrupted"])
+        exit_code = 130
+    if scanner.skipped:
+        say(f"{len(scanner.skipped)} test(s) skipped: {', '.join(scanner.skipped)}")
+    if scanner.summary_seen:
+        say(f"{scanner.run} test(s) run; log: {log_path}")
+    say(f"took {time.monotonic() - started:.1f}s")
+    # Details (e.g. install instructions) first, so that the one-line reasons
+    # sit right above the summary, which must be the very last line.
+    headlines = []
+    for reason in verdict.reasons:
+        headline, _, details = reason.partition("\n")
+        if details:
+            print(details, flush=True)
+        headlines.append(headline)
+    for headline in headlines:
+        say(f"FAILED: {headline}")
+    print(f"{verdict.passed} passed, {verdict.failed} failed", flush=True)
+    return exit_code
+
+
+def cmd_run(_args: argparse.Namespace) -> int:
+    port = int(os.environ.get("PORT") or 8069)
+    db = db_name_from_env("DB", "bjet_demo")
+    odoo = find_odoo()
+    if not port_is_free(port):
+        raise HarnessError(f"port {port} on 127.0.0.1 is busy: choose another with PORT=...")
+    log_path = RUN_DIR / "run.log"
+    try:
+        with session() as stack:
+            pg = stack.enter_context(postgres(persistent=True, fast=False))
+            work = stack.enter_context(workspace())
+            setup = odoo_setup(odoo, work, RUN_DIR / "data", pg)
+            prepare_database(setup, db, log_path, echo=True)
+            server, url = serve(stack, setup, db, port, log_path, echo=True)
+            say(f"Odoo {odoo.version} is up: {url}/web/login  login: admin  password: admin")
+            say("press Ctrl-C to stop")
+            returncode = server.wait()
+            say(f"Odoo exited by itself with code {returncode}")
+            return returncode or 1
+    except KeyboardInterrupt:
+        say("stopped")
+        return 0
+
+
+def cmd_bench(_args: argparse.Namespace) -> int:
+    scripts = sorted(p for p in (REPO / "bench").glob("*.py") if not p.name.startswith("_"))
+    if not scripts:
+        say("no bench/*.py scripts yet: nothing to benchmark")
+        return 0
+    keep = env_flag("KEEP_DB")
+    odoo = find_odoo()
+    log_path = RUN_DIR / "bench.log"
+    results: list[tuple[str, int, float]] = []
+    with session() as stack:
+        pg = stack.enter_context(postgres(persistent=keep, fast=False))
+        work = stack.enter_context(workspace())
+        setup = odoo_setup(odoo, work, RUN_DIR / "data" if keep else work / "data", pg)
+        db = fresh_db_name("bjet_bench")
+        if not keep:
+            stack.callback(drop_database, setup.env, db)  # LIFO: after Odoo stops
+        prepare_database(setup, db, log_path, echo=False)
+        server, url = serve(stack, setup, db, free_port(), log_path, echo=False)
+        say(f"Odoo {odoo.version} serving {db} at {url} (server log: {log_path})")
+        env = {
+            **setup.env,
+            "BJET_BENCH_URL": url,
+            "BJET_BENCH_DB": db,
+            "BJET_ADDONS_PATH": setup.addons_path,
+        }
+        for script in scripts:
+            name = script.relative_to(REPO).as_posix()
+            say(f"running {name}")
+            t0 = time.monotonic()
+            returncode = subprocess.run([PYTHON, str(script)], env=env, cwd=REPO).returncode
+            results.append((name, returncode, time.monotonic() - t0))
+            if not server.alive():
+                say(f"the Odoo server died during {name}, see {log_path}")
+                results.append(("odoo server", 1, 0.0))
+                break
+        if keep:
+            say(f"KEEP_DB=1: kept database {db}; open it with: DB={db} make run")
+    for name, returncode, seconds in results:
+        status = "ok  " if returncode == 0 else "FAIL"
+        say(f"{status} {name} ({seconds:.1f}s, exit code {returncode})")
+    return 0 if all(returncode == 0 for _, returncode, _ in results) else 1
+
+
+COMMANDS = {
+    "test": (cmd_test, "lint + install with tests in a fresh db; last line: N passed, N failed"),
+    "run": (cmd_run, "serve a demo db on 127.0.0.1:$PORT (default 8069), db $DB"),
+    "bench": (cmd_bench, "run bench/*.py against a freshly started server"),
+    "lint": (cmd_lint, "ruff check ."),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_func, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        return COMMANDS[args.command][0](args)
+    except HarnessError as exc:
+        say(f"ERROR: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
