@@ -11,15 +11,23 @@
         "security/bj_api_sync_security.xml",
         "security/ir.model.access.csv",
         "data/bj_http_method_data.xml",
+        "data/bj_api_sync_config_data.xml",
         "data/bj_api_inbound_data.xml",
+        "data/bj_api_sync_job_data.xml",
         "views/bj_api_sync_config_views.xml",
         "views/bj_api_sync_config_line_views.xml",
         "views/bj_api_log_views.xml",
+        "views/bj_api_sync_job_views.xml",
         "views/bjet_api_sync_menus.xml",
     ],
     "demo": [
         "demo/bj_api_sync_demo.xml",
     ],
+    "assets": {
+        "web.assets_tests": [
+            "bjet_api_sync/static/tests/tours/**/*",
+        ],
+    },
     "installable": True,
     "application": False,
 }

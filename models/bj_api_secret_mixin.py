@@ -57,6 +57,11 @@ class BjApiSecretMixin(models.AbstractModel):
         return stored, "database"
 
     @api.model
+    def _bj_ensure_encryption_key(self):
+        """Create the database key at install, not lazily inside a read-only request."""
+        self._bj_key_source()
+
+    @api.model
     def _bj_secret_box(self):
         keys_text, _origin = self._bj_key_source()
         try:
@@ -72,10 +77,16 @@ class BjApiSecretMixin(models.AbstractModel):
     # -- secret fields ----------------------------------------------------
 
     def _compute_bj_secrets(self):
-        box = self._bj_secret_box()
+        stored_values = [
+            record.sudo()[f"{name}_encrypted"] for record in self for name in self._bj_secret_fields
+        ]
+        box = self._bj_secret_box() if any(stored_values) else None
         for record in self:
             for name in self._bj_secret_fields:
                 stored = record.sudo()[f"{name}_encrypted"]
+                if not stored:
+                    record[name] = False
+                    continue
                 try:
                     record[name] = box.decrypt(stored)
                 except crypto.SecretDecryptionError:

@@ -105,7 +105,9 @@ class BjApiSyncConfig(models.Model):
         groups=MANAGER_GROUP,
         help="Password for Basic authentication. Stored encrypted.",
     )
-    password_encrypted = fields.Char(groups=MANAGER_GROUP, copy=False)
+    password_encrypted = fields.Char(
+        groups=MANAGER_GROUP, copy=False, help="Technical: the encrypted Password."
+    )
     bearer_token = fields.Char(
         string="Bearer Token",
         compute="_compute_bj_secrets",
@@ -114,7 +116,9 @@ class BjApiSyncConfig(models.Model):
         help="Token for Bearer authentication, with or without the leading 'Bearer '. "
         "Stored encrypted.",
     )
-    bearer_token_encrypted = fields.Char(groups=MANAGER_GROUP, copy=False)
+    bearer_token_encrypted = fields.Char(
+        groups=MANAGER_GROUP, copy=False, help="Technical: the encrypted Bearer Token."
+    )
     limit = fields.Integer(
         string="Limit",
         default=100,
@@ -138,7 +142,9 @@ class BjApiSyncConfig(models.Model):
         "an automation rule or a server action.",
     )
     trigger_action_model_name = fields.Char(
-        related="trigger_action_model_id.model", string="Trigger Action Model Name"
+        related="trigger_action_model_id.model",
+        string="Trigger Action Model Name",
+        help="Technical name of the Trigger Action Model.",
     )
     trigger_action_id = fields.Many2oneReference(
         string="Trigger Action",
@@ -196,7 +202,9 @@ class BjApiSyncConfig(models.Model):
         help="When set, inbound calls must carry X-BJET-Signature: t=<unix time>,v1=<hex "
         "HMAC-SHA256 of '<t>.<raw body>'>. Stored encrypted.",
     )
-    signature_secret_encrypted = fields.Char(groups=MANAGER_GROUP, copy=False)
+    signature_secret_encrypted = fields.Char(
+        groups=MANAGER_GROUP, copy=False, help="Technical: the encrypted Signature Secret."
+    )
     rate_limit_per_minute = fields.Integer(
         string="Rate Limit per Minute",
         help="Maximum inbound calls per minute for this configuration, shared by all "

@@ -32,7 +32,9 @@ class BjApiSyncConfigLine(models.Model):
         domain="[('model_id', '=', model_id)]",
         help="Odoo field of the configuration's Model exchanged by this line.",
     )
-    field_type = fields.Selection(related="field_id.ttype", string="Field Type")
+    field_type = fields.Selection(
+        related="field_id.ttype", string="Field Type", help="Type of the mapped Odoo field."
+    )
     value_type = fields.Selection(
         [
             ("plain", "Plain"),

@@ -1,14 +1,23 @@
 """Shared test kit: users per group, configuration factories, a scriptable
 local HTTP server and log assertions."""
 
+import base64
 import json
 import secrets
+import socket
+import sys
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from unittest.mock import patch
+from urllib.parse import urlsplit
 
-from odoo import Command
-from odoo.tests.common import TransactionCase, new_test_user
+from odoo import Command, fields
+from odoo.tests import common as odoo_test_common
+from odoo.tests.common import HttpCase, TransactionCase, new_test_user
+
+from ..models import bj_api_sync_job
 
 USER_GROUP = "bjet_api_sync.group_api_sync_user"
 MANAGER_GROUP = "bjet_api_sync.group_api_sync_manager"
@@ -82,6 +91,12 @@ class BjApiSyncTestMixin:
         ]
         return cls.make_config(lines=lines, **values)
 
+    @classmethod
+    def make_country_config(cls, **values):
+        """A configuration on Countries identified by their code, for Mapping Models."""
+        lines = [("code", "code", {"is_identifier": True}), ("name", "name", None)]
+        return cls.make_config(model="res.country", lines=lines, **values)
+
     # -- log assertions ----------------------------------------------------
 
     def get_logs(self, config=None, **domain_values):
@@ -109,6 +124,73 @@ class BjApiSyncCase(BjApiSyncTestMixin, TransactionCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.setup_bj_fixtures()
+
+
+# -- the inbound REST API over real HTTP ----------------------------------------
+
+
+def basic_auth(login, password):
+    token = base64.b64encode(f"{login}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def bearer_auth(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+class BjApiHttpCase(BjApiSyncTestMixin, HttpCase):
+    """Calls ``/bj_api_sync/v1/...`` on Odoo's test server, like an external system.
+
+    Every call asserts that no cookie is set: the API never saves a session.
+    """
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.setup_bj_fixtures()
+
+    def api_url(self, endpoint, identifier=None):
+        path = f"/bj_api_sync/v1/{endpoint}"
+        if identifier is not None:
+            path += f"/{identifier}"
+        return self.base_url() + path
+
+    def api(self, method, endpoint, identifier=None, *, body=None, data=None, params=None,
+            headers=None):
+        """Send one request; ``body`` is sent as JSON, ``data`` as raw bytes."""
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        response = self.opener.request(
+            method, self.api_url(endpoint, identifier), data=data, params=params,
+            headers=headers, timeout=30,
+        )
+        self.assertNotIn("Set-Cookie", response.headers, "the API must never set a cookie")
+        # The server wrote through its own cursor: forget what this one cached.
+        self.env.invalidate_all()
+        return response
+
+    def assertApiSuccess(self, response, status=200):
+        """Assert a success answer and return its ``data``."""
+        self.assertEqual(response.status_code, status, response.text)
+        body = response.json()
+        self.assertEqual(body["status"], "success")
+        return body["data"]
+
+    def assertApiError(self, response, status, message=None, line_id=None):
+        """Assert an error answer of the documented shape and return its body."""
+        self.assertEqual(response.status_code, status, response.text)
+        body = response.json()
+        self.assertEqual(body["status_code"], status)
+        self.assertTrue(body["error"])
+        self.assertEqual(body["message"], body["error"])
+        self.assertIn("line_id", body)
+        self.assertNotIn("Traceback", response.text)
+        if message is not None:
+            self.assertRegex(body["message"], message)
+        if line_id is not None:
+            self.assertEqual(body["line_id"], line_id)
+        return body
 
 
 # -- a scriptable HTTP server on 127.0.0.1 ------------------------------------
@@ -152,8 +234,27 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 
+    def setup(self):
+        super().setup()
+        with self.server.lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self):
+        with self.server.lock:
+            self.server.connections.discard(self.connection)
+        super().finish()
+
     def log_message(self, format, *args):  # keep test output quiet
         pass
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A client that timed out or a stop() closed the socket: expected in tests.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class LocalHttpServer:
@@ -188,8 +289,8 @@ class LocalHttpServer:
             self._responses.append((status, headers, {} if body is None else body, delay))
 
     def start(self):
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), _Handler)
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", self.port), _Handler)
+        self._server.connections = set()
         self._server.requests = self._requests
         self._server.responses = self._responses
         self._server.lock = self._lock
@@ -206,6 +307,11 @@ class LocalHttpServer:
         if self._server:
             self._release.set()  # wake handlers sleeping on a delay
             self._server.shutdown()
+            # Like a server that really went away: keep-alive connections die too.
+            with self._lock:
+                for connection in self._server.connections:
+                    with suppress(OSError):
+                        connection.shutdown(socket.SHUT_RDWR)
             self._server.server_close()
             self._thread.join(5)
             self._server = None
@@ -222,3 +328,68 @@ class LocalHttpServer:
             yield self
         finally:
             self.stop()
+
+
+# -- outbound delivery -----------------------------------------------------------
+
+
+class LocalTimeoutsMixin:
+    """Keep real timeouts for requests to 127.0.0.1 in tests.
+
+    Odoo's test base raises every ``requests`` timeout below 10 s to 10 s (and
+    cannot compare a (connect, read) pair); timeout tests would then take
+    10 s each.  Requests to other hosts are still blocked by Odoo.
+    """
+
+    @classmethod
+    def _request_handler(cls, s, r, /, **kw):
+        if urlsplit(r.url).hostname in (odoo_test_common.HOST, "localhost"):
+            return odoo_test_common._super_send(s, r, **kw)
+        return super()._request_handler(s, r, **kw)
+
+
+class LocalServerMixin(LocalTimeoutsMixin):
+    """A LocalHttpServer for the class (``cls.server``), emptied before each test."""
+
+    server_default = (200, None, {"ok": True}, 0)
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.server = LocalHttpServer(default=cls.server_default).start()
+        cls.addClassCleanup(cls.server.stop)
+
+    def setUp(self):
+        super().setUp()
+        self.server.clear()
+
+
+class BjOutboundCase(LocalServerMixin, BjApiSyncCase):
+    """Out configurations aimed at a LocalHttpServer, and the delivery worker."""
+
+    def setUp(self):
+        super().setUp()
+        # One request at a time: answers queued on the server go to jobs in order.
+        self.startPatcher(patch.object(bj_api_sync_job, "SEND_CONCURRENCY", 1))
+
+    @classmethod
+    def make_out_config(cls, path="/contacts", **values):
+        """An Out configuration on Contacts (res_id, name, email, phone) posting to the server."""
+        values.setdefault("request_url", cls.server.url + path)
+        values.setdefault("name", f"Out {path}")
+        return cls.make_partner_config(request_type="out", **values)
+
+    def deliver(self):
+        """One run of the delivery worker, as its cron would do it."""
+        return self.env["bj.api.sync.job"]._cron_deliver_jobs()
+
+    def get_jobs(self, config):
+        return self.env["bj.api.sync.job"].search([("config_id", "=", config.id)], order="id")
+
+    def pass_time(self, jobs):
+        """Make waiting jobs due, as if their backoff delay had elapsed."""
+        jobs.write({"next_attempt_at": fields.Datetime.now() - timedelta(seconds=1)})
+
+    def bodies(self):
+        return [request.json() for request in self.server.requests]
+

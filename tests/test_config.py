@@ -236,3 +236,18 @@ class TestConfigForm(BjApiSyncCase):
         self.assertEqual(form.record.http_method_ids, self.method_post)
         self.assertEqual(form.record.connection_timeout, 5)
         self.assertEqual(form.record.read_timeout, 15)
+
+
+@tagged("post_install", "-at_install")
+class TestFieldHelp(BjApiSyncCase):
+    def test_every_field_has_a_tooltip(self):
+        """The original shows a '?' tooltip on every field; so do we."""
+        magic = {"id", "display_name", "create_uid", "create_date", "write_uid", "write_date"}
+        missing = []
+        for model_name in self.env.registry:
+            for name, field in self.env[model_name]._fields.items():
+                if name in magic or field._module != "bjet_api_sync":
+                    continue
+                if not field.help:
+                    missing.append(f"{model_name}.{name}")
+        self.assertFalse(missing, "fields without help")

@@ -66,7 +66,9 @@ class TestSecretsAtRest(BjApiSyncCase):
         for secret in (self.password, self.token, self.signature):
             self.assertNotIn(secret, text)
         self.assertIn(crypto.CIPHERTEXT_PREFIX, text)
-        self.env.cr.execute("SELECT COALESCE(string_agg(t::text, ''), '') FROM mail_tracking_value t")
+        self.env.cr.execute(
+            "SELECT COALESCE(string_agg(t::text, ''), '') FROM mail_tracking_value t"
+        )
         self.assertNotIn(self.password, self.env.cr.fetchone()[0])
 
     def test_plaintext_through_the_orm(self):

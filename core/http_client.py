@@ -1,0 +1,290 @@
+"""The HTTP side of outbound calls: headers, URL placeholders, one request.
+
+Plain Python on top of ``requests``.  ``send`` never raises for network
+problems: it returns an ``HttpResult`` whose ``error_kind`` and ``error`` say
+in plain words what went wrong, so that callers log and decide instead of
+catching a zoo of exceptions.
+"""
+
+import base64
+import json
+import re
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import requests
+
+BEARER_PREFIX = "bearer "
+JSON_CONTENT_TYPE = "application/json"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+
+# Error kinds, each with the plain words shown to the user.
+DNS = "dns"
+REFUSED = "refused"
+TLS = "tls"
+CONNECT_TIMEOUT = "connect_timeout"
+READ_TIMEOUT = "read_timeout"
+CONNECTION = "connection"
+INVALID_URL = "invalid_url"
+REDIRECTS = "redirects"
+NETWORK = "network"
+ERROR_LABELS = {
+    DNS: "DNS: the host name could not be resolved",
+    REFUSED: "Connection refused: nothing listens on that host and port",
+    TLS: "TLS/SSL error: the secure connection could not be established",
+    CONNECT_TIMEOUT: "Timeout: the server did not accept the connection in time",
+    READ_TIMEOUT: "Timeout: the server accepted the connection but did not answer in time",
+    CONNECTION: "Connection lost: the server closed or reset the connection",
+    INVALID_URL: "Invalid URL",
+    REDIRECTS: "Too many redirects",
+    NETWORK: "Network error",
+}
+# Failures that may go away by themselves; an invalid URL or a redirect loop will not.
+TRANSIENT_ERRORS = frozenset({DNS, REFUSED, TLS, CONNECT_TIMEOUT, READ_TIMEOUT, CONNECTION,
+                              NETWORK})
+
+_local = threading.local()
+
+
+class PlaceholderError(ValueError):
+    """A ``{key}`` of the Request URL cannot be filled from the payload."""
+
+
+@dataclass
+class HttpResult:
+    method: str
+    url: str
+    status_code: int | None = None
+    reason: str = ""
+    data: object = None  # parsed JSON body, or its text when it is not JSON
+    text: str = ""
+    headers: dict = field(default_factory=dict)
+    error_kind: str | None = None
+    error: str | None = None
+    duration_ms: int = 0
+
+    @property
+    def ok(self):
+        return self.error_kind is None and self.status_code is not None and (
+            200 <= self.status_code < 300
+        )
+
+    @property
+    def transient_error(self):
+        return self.error_kind in TRANSIENT_ERRORS
+
+    @property
+    def error_label(self):
+        """The error in plain words, without the library's details."""
+        return ERROR_LABELS.get(self.error_kind, self.error or "")
+
+    def describe(self):
+        """One line for a notification or a log: status and reason, or the error."""
+        if self.status_code is not None:
+            return f"{self.status_code} {self.reason}".strip()
+        return self.error or ""
+
+
+# -- headers ---------------------------------------------------------------------
+
+
+def bearer_value(token):
+    """``Bearer <token>``, whether or not the stored token already says "Bearer "."""
+    token = (token or "").strip()
+    if token.lower().startswith(BEARER_PREFIX):
+        token = token[len(BEARER_PREFIX):].strip()
+    return f"Bearer {token}"
+
+
+def auth_headers(authorization_type, login=None, password=None, bearer_token=None):
+    """The Authorization header for a configuration's Authorization Type."""
+    if authorization_type == "basic_auth":
+        pair = f"{login or ''}:{password or ''}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+    if authorization_type == "bearer_token":
+        return {"Authorization": bearer_value(bearer_token)}
+    return {}
+
+
+def merge_headers(*parts):
+    """Merge header mappings left to right, names compared case-insensitively."""
+    merged = {}
+    by_lower = {}
+    for part in parts:
+        for name, value in (part or {}).items():
+            previous = by_lower.pop(name.lower(), None)
+            if previous is not None:
+                merged.pop(previous)
+            merged[name] = value
+            by_lower[name.lower()] = name
+    return merged
+
+
+# -- URL placeholders --------------------------------------------------------------
+
+
+def placeholders(url):
+    return PLACEHOLDER.findall(url or "")
+
+
+def fill_placeholders(url, payload):
+    """Replace each ``{key}`` of ``url`` by the URL-quoted ``payload[key]``."""
+    keys = placeholders(url)
+    if not keys:
+        return url
+    if not isinstance(payload, dict):
+        raise PlaceholderError(
+            f"The Request URL has placeholders ({', '.join(keys)}) but the payload is a list: "
+            "placeholders need one record per request (turn off 'Is paginated?')."
+        )
+
+    def replace(match):
+        key = match.group(1)
+        if key not in payload or payload[key] in (None, False, ""):
+            raise PlaceholderError(
+                f"The Request URL needs {{{key}}} but the payload has no value for {key!r}."
+            )
+        return quote(str(payload[key]), safe="")
+
+    return PLACEHOLDER.sub(replace, url)
+
+
+def strip_placeholders(url):
+    """``url`` cut before its first path segment or query item with a placeholder.
+
+    Test Connection calls this base URL: it exists without any record.
+    """
+    parts = urlsplit(url)
+    segments = parts.path.split("/")
+    for index, segment in enumerate(segments):
+        if PLACEHOLDER.search(segment):
+            segments = segments[:index]
+            break
+    query = "&".join(item for item in parts.query.split("&") if item and
+                     not PLACEHOLDER.search(item))
+    path = "/".join(segments) or "/"
+    return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
+
+
+# -- sending -----------------------------------------------------------------------
+
+
+def session():
+    """A ``requests.Session`` per thread, so that keep-alive connections are reused.
+
+    It does not read the environment at every request (proxies, CA bundle:
+    a noticeable share of a request's cost); ``send`` passes what
+    ``environment_options`` read instead.
+    """
+    current = getattr(_local, "session", None)
+    if current is None:
+        current = _local.session = requests.Session()
+        current.trust_env = False
+    return current
+
+
+def environment_options(url):
+    """What ``requests`` takes from the environment for ``url``: proxies, CA bundle."""
+    return requests.Session().merge_environment_settings(url, {}, None, None, None)
+
+
+def _causes(error):
+    """``error`` and everything it wraps: requests/urllib3 nest the real cause."""
+    seen = set()
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg,
+                                                                                BaseException))
+        pending.extend((getattr(current, "reason", None), current.__cause__,
+                        current.__context__))
+
+
+def classify_error(error):
+    """The error kind of an exception raised by ``requests``."""
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return CONNECT_TIMEOUT
+    if isinstance(error, requests.exceptions.Timeout):
+        return READ_TIMEOUT
+    if isinstance(error, requests.exceptions.SSLError):
+        return TLS
+    if isinstance(error, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                          requests.exceptions.InvalidSchema, requests.exceptions.URLRequired)):
+        return INVALID_URL
+    if isinstance(error, requests.exceptions.TooManyRedirects):
+        return REDIRECTS
+    for cause in _causes(error):
+        if isinstance(cause, socket.gaierror) or type(cause).__name__ == "NameResolutionError":
+            return DNS
+        if isinstance(cause, ConnectionRefusedError):
+            return REFUSED
+        if isinstance(cause, ssl.SSLError):
+            return TLS
+        if isinstance(cause, socket.timeout):
+            return READ_TIMEOUT
+    if isinstance(error, requests.exceptions.ConnectionError):
+        return CONNECTION
+    return NETWORK
+
+
+def _parse_body(response):
+    text = response.text
+    if not text:
+        return None, text
+    content_type = response.headers.get("Content-Type", "")
+    if "json" in content_type or text.lstrip()[:1] in ("{", "["):
+        try:
+            return json.loads(text), text
+        except ValueError:
+            pass
+    return text, text
+
+
+def send(method, url, *, body=None, headers=None, timeout=None, options=None):
+    """Send one request and describe its result; never raises for network errors.
+
+    ``body`` is bytes or str sent as is; ``timeout`` a number or a
+    ``(connect, read)`` pair of seconds; ``options`` the ``environment_options``
+    of the URL's host when the caller has them already.
+    """
+    result = HttpResult(method=method, url=url)
+    started = time.monotonic()
+    try:
+        response = session().request(
+            method, url, data=body, headers=headers, timeout=timeout, allow_redirects=True,
+            **(options if options is not None else environment_options(url)),
+        )
+    except requests.exceptions.RequestException as error:
+        result.error_kind = classify_error(error)
+        result.error = f"{ERROR_LABELS[result.error_kind]} ({error})"
+    else:
+        result.status_code = response.status_code
+        result.reason = response.reason or ""
+        result.headers = dict(response.headers)
+        result.data, result.text = _parse_body(response)
+    result.duration_ms = round((time.monotonic() - started) * 1000)
+    return result
+
+
+def send_json(method, url_template, body, payload, headers, timeout, options=None):
+    """Send the JSON text ``body`` to ``url_template`` filled from ``payload``.
+
+    A ``{key}`` that ``payload`` cannot fill gives a failed result (never sent),
+    not an exception.
+    """
+    try:
+        url = fill_placeholders(url_template, payload)
+    except PlaceholderError as error:
+        return HttpResult(method=method, url=url_template, error_kind=INVALID_URL,
+                          error=str(error))
+    return send(method, url, body=body.encode(), headers=headers, timeout=timeout,
+                options=options)

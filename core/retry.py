@@ -1,0 +1,90 @@
+"""Retry policy of outbound deliveries: what to retry, and when.
+
+Plain Python, no ORM: the delivery worker asks ``outcome()`` what an attempt's
+result means and ``next_delay()`` how long to wait before the next one.
+"""
+
+import random
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+
+SUCCESS = "success"
+RETRY = "retry"
+DEAD = "dead"
+
+# Statuses that say "try again later": request timeout, too early, too many
+# requests; every 5xx is added by ``outcome``.
+RETRYABLE_STATUS_CODES = frozenset({408, 425, 429})
+SERVER_ERROR_MIN = 500
+SERVER_ERROR_MAX = 599
+SUCCESS_MIN = 200
+SUCCESS_MAX = 299
+
+DEFAULT_BASE_DELAY = 30  # seconds before the second attempt
+DEFAULT_MAX_DELAY = 3600  # no wait between two attempts is longer, unless Retry-After says so
+BACKOFF_FACTOR = 2
+# A Retry-After above this is a server bug or hostile: waiting a day is enough.
+MAX_RETRY_AFTER = 24 * 3600
+
+
+def outcome(status_code=None, retryable_error=False):
+    """``SUCCESS``, ``RETRY`` or ``DEAD`` for one attempt.
+
+    ``status_code`` is the HTTP status received (None when no answer came);
+    ``retryable_error`` says that the failure happened before any answer and may
+    go away by itself (connection refused, timeout, DNS, TLS...).
+    """
+    if status_code is None:
+        return RETRY if retryable_error else DEAD
+    if SUCCESS_MIN <= status_code <= SUCCESS_MAX:
+        return SUCCESS
+    if status_code in RETRYABLE_STATUS_CODES or SERVER_ERROR_MIN <= status_code <= SERVER_ERROR_MAX:
+        return RETRY
+    return DEAD
+
+
+def backoff_delay(attempt, base_delay=DEFAULT_BASE_DELAY, max_delay=DEFAULT_MAX_DELAY, rng=random):
+    """Seconds to wait after failed attempt number ``attempt`` (1 for the first).
+
+    Exponential (``base * 2**(attempt-1)``, capped at ``max_delay``) with "equal
+    jitter": a random half of the delay is added to the other half, so that
+    deliveries that failed together do not all come back at the same second,
+    while each still waits at least half of its nominal delay.
+    """
+    exponent = max(attempt - 1, 0)
+    nominal = min(max(base_delay, 0) * BACKOFF_FACTOR ** exponent, max(max_delay, 0))
+    half = nominal / 2
+    return half + rng.uniform(0, half)
+
+
+def parse_retry_after(value, now=None):
+    """Seconds a ``Retry-After`` header asks to wait, or None when it is unusable.
+
+    The header is either a number of seconds or an HTTP-date (RFC 9110 §10.2.3);
+    a date in the past means "now" (0), absurd values are capped.
+    """
+    if value is None:
+        return None
+    value = str(value).strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(min(int(value), MAX_RETRY_AFTER))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:  # HTTP-dates are GMT; obsolete forms may omit it
+        when = when.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    return float(min(max((when - now).total_seconds(), 0), MAX_RETRY_AFTER))
+
+
+def next_delay(attempt, base_delay, max_delay, retry_after=None, rng=random):
+    """Seconds before the next attempt: the backoff, or longer when the server asks."""
+    delay = backoff_delay(attempt, base_delay, max_delay, rng)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay

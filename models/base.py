@@ -1,0 +1,51 @@
+"""Native outbound triggers: create, write and unlink of any model queue deliveries.
+
+base_automation patches the model classes in ``_register_hook`` instead, but its
+``_unregister_hook`` deletes *every* ``create``/``write``/``unlink`` attribute of
+every model whenever an automation rule changes (our "Create Trigger Action"
+button creates one), which would silently drop patches of ours in that worker.
+Overriding ``base`` is immune to that, and costs one cached dictionary look-up
+per call on models without outbound configurations.  The look-up is cleared in
+every worker when a configuration changes (``registry.clear_cache()``).
+"""
+
+from odoo import api, models
+
+
+class Base(models.AbstractModel):
+    _inherit = "base"
+
+    def _bj_outbound_specs(self, event):
+        """Outbound configurations fired by ``event`` on these records (usually none)."""
+        # Not while modules load (registry not ready): installs and upgrades send nothing.
+        if not self or self._transient or not self.pool.ready:
+            return ()
+        return self.env["bj.api.sync.config"]._bj_specs_for(self._name, event)
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        records = super().create(vals_list)
+        specs = records._bj_outbound_specs("create")
+        if specs:
+            self.env["bj.api.sync.config"]._bj_queue_changes(specs, records, "create")
+        return records
+
+    def write(self, vals):
+        specs = self._bj_outbound_specs("write")
+        if not specs:
+            return super().write(vals)
+        watched = {name for spec in specs for name in spec.watched if name in vals}
+        before = {
+            record.id: {name: record[name] for name in watched}
+            for record in self.sudo().with_context(active_test=False).with_prefetch()
+        } if watched else {}
+        result = super().write(vals)
+        self.env["bj.api.sync.config"]._bj_queue_changes(specs, self, "write", vals, before)
+        return result
+
+    def unlink(self):
+        specs = self._bj_outbound_specs("unlink")
+        if specs:
+            # Before the deletion: the payload is exported from the records.
+            self.env["bj.api.sync.config"]._bj_queue_changes(specs, self, "unlink")
+        return super().unlink()

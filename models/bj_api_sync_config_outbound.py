@@ -1,0 +1,692 @@
+"""Outbound half of ``bj.api.sync.config``: the original entry point, native
+triggers, the schedule, Test Connection and dead-letter notifications.
+
+Delivery itself (the durable outbox) lives in ``bj.api.sync.job``.
+"""
+
+import json
+import logging
+import time
+from collections import defaultdict, namedtuple
+from datetime import timedelta
+
+from odoo import Command, _, api, fields, models, tools
+from odoo.exceptions import UserError, ValidationError
+from odoo.osv import expression
+from odoo.tools import split_every
+
+from ..core import http_client, inbound, retry
+from ..core.exceptions import MappingError
+from .bj_api_sync_config_inbound import INBOUND_CONTEXT_KEY
+from .bj_api_sync_job import DEAD_ACTIVITY_TYPE, _auto_commit, _id_text, outbound_log_values
+
+_logger = logging.getLogger("bj.api.outbound")
+
+TRIGGER_EVENTS = ("create", "write", "unlink")
+# A delivery writes these models: a trigger on them would feed itself forever.
+UNWATCHABLE_MODELS = ("bj.api.log", "bj.api.sync.job")
+# Fields whose change alters which models and events fire deliveries.
+TRIGGER_FIELDS = frozenset({
+    "active", "request_type", "model_id", "trigger_on_create", "trigger_on_write",
+    "trigger_on_unlink", "watched_field_ids", "send_inbound_changes",
+})
+SCHEDULE_FIELDS = frozenset({
+    "name", "active", "request_type", "trigger_on_schedule", "schedule_interval_number",
+    "schedule_interval_type",
+})
+# The schedule leaves out records changed in the last minute: a transaction
+# still open stamps write_date with its start time and commits later, and the
+# next run's "changed since" must not skip it.
+SCHEDULE_SETTLE_DELAY = timedelta(minutes=1)
+# Test Connection: methods that change nothing, tried in order while the
+# server answers "method not allowed / not implemented".
+TEST_CONNECTION_METHODS = ("HEAD", "OPTIONS", "GET")
+METHOD_REFUSED_STATUSES = (405, 501)
+CREDENTIALS_REFUSED_STATUSES = (401, 403)
+INBOUND_ROUTE = "/bj_api_sync/v1/{endpoint}"
+
+TriggerSpec = namedtuple("TriggerSpec", "target watched send_inbound filtered")
+# What queueing a job needs to know of a configuration (see bj.api.sync.job._enqueue).
+QueueTarget = namedtuple(
+    "QueueTarget", "config_id company_id model_name paginated capacity max_attempts")
+
+
+class BjApiSyncConfigOutbound(models.Model):
+    _inherit = "bj.api.sync.config"
+
+    send_inbound_changes = fields.Boolean(
+        string="Send Changes Made by Inbound Calls",
+        tracking=True,
+        help="Off (recommended): records written by an inbound API call do not fire this "
+        "configuration, so a change received from a system is not echoed back to it.",
+    )
+    trigger_on_schedule = fields.Boolean(
+        string="Send on Schedule",
+        tracking=True,
+        help="Periodically queue the records of the Filter Domain changed since the last "
+        "run, at most Limit per run, in batches of Page Size.",
+    )
+    schedule_interval_number = fields.Integer(
+        string="Every", default=1, help="Interval between two scheduled runs."
+    )
+    schedule_interval_type = fields.Selection(
+        [("minutes", "Minutes"), ("hours", "Hours"), ("days", "Days"), ("weeks", "Weeks")],
+        string="Interval Unit",
+        default="hours",
+        required=True,
+        help="Unit of the interval between two scheduled runs.",
+    )
+    schedule_cron_id = fields.Many2one(
+        "ir.cron", string="Scheduled Action", readonly=True, copy=False, ondelete="set null",
+        help="Scheduled action that runs this configuration's schedule.",
+    )
+    schedule_last_sync = fields.Datetime(
+        string="Synchronised Up To",
+        copy=False,
+        help="Records changed after this moment are sent by the next scheduled run. Clear "
+        "it to send every record of the Filter Domain again.",
+    )
+    schedule_last_sync_id = fields.Integer(
+        copy=False, help="Tie-breaker: last record id queued at Synchronised Up To."
+    )
+    retry_base_delay = fields.Integer(
+        string="Retry Base Delay (s)",
+        default=retry.DEFAULT_BASE_DELAY,
+        help="Wait before the second attempt; it doubles at every further attempt, with "
+        "random jitter. A Retry-After header from the server is honoured when longer.",
+    )
+    retry_max_delay = fields.Integer(
+        string="Retry Maximum Delay (s)",
+        default=retry.DEFAULT_MAX_DELAY,
+        help="Longest wait between two attempts, unless the server's Retry-After asks more.",
+    )
+    job_ids = fields.One2many(
+        "bj.api.sync.job", "config_id", string="Outbound Queue",
+        help="Deliveries queued by this configuration.",
+    )
+    job_pending_count = fields.Integer(
+        compute="_compute_job_counts", string="Pending Deliveries",
+        help="Deliveries waiting to be sent or being sent.",
+    )
+    job_dead_count = fields.Integer(
+        compute="_compute_job_counts", string="Dead Deliveries",
+        help="Deliveries that failed for good and wait for a Retry or a Cancel.",
+    )
+
+    # -- constraints -------------------------------------------------------------------
+
+    @api.constrains("request_type", "model_id", "trigger_on_create", "trigger_on_write",
+                    "trigger_on_unlink", "trigger_on_schedule")
+    def _check_trigger_model(self):
+        for config in self:
+            fires = any(config[f"trigger_on_{event}"] for event in (*TRIGGER_EVENTS, "schedule"))
+            if fires and config.model_name in UNWATCHABLE_MODELS:
+                raise ValidationError(
+                    _("Model %(model)s cannot fire deliveries: every delivery writes it.",
+                      model=config.model_name)
+                )
+
+    @api.constrains("request_url", "is_paginated")
+    def _check_paginated_placeholders(self):
+        for config in self.filtered(lambda c: c.request_type == "out" and c.is_paginated):
+            if http_client.placeholders(config.request_url):
+                raise ValidationError(
+                    _("The Request URL of %(name)r has {key} placeholders: they are filled "
+                      "from one record, so they cannot be used with 'Is paginated?'.",
+                      name=config.name)
+                )
+
+    @api.constrains("retry_base_delay", "retry_max_delay", "schedule_interval_number")
+    def _check_delivery_numbers(self):
+        for config in self:
+            if config.retry_base_delay < 0 or config.retry_max_delay < config.retry_base_delay:
+                raise ValidationError(
+                    _("Retry delays: the base delay cannot be negative nor longer than the "
+                      "maximum delay.")
+                )
+            if config.schedule_interval_number <= 0:
+                raise ValidationError(_("The schedule interval must be a positive number."))
+
+    @api.ondelete(at_uninstall=False)
+    def _unlink_except_unfinished_jobs(self):
+        jobs = self.env["bj.api.sync.job"].sudo().search([("config_id", "in", self.ids)])
+        unfinished = jobs.filtered(lambda job: job.state in ("pending", "running"))
+        if unfinished:
+            raise UserError(
+                _("%(count)s deliveries of these configurations are still waiting to be sent: "
+                  "let them finish or cancel them in the Outbound Queue first.",
+                  count=len(unfinished))
+            )
+        # Log rows point to both the configuration and its jobs: deleting the
+        # jobs first spares PostgreSQL two crossing ON DELETE cascades.
+        jobs.unlink()
+
+    # -- ORM: keep triggers and schedules in step with the configurations ------------------
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        configs = super().create(vals_list)
+        self.env.registry.clear_cache()  # _bj_trigger_specs, in every worker
+        configs._bj_sync_schedule_cron()
+        return configs
+
+    def write(self, vals):
+        result = super().write(vals)
+        if TRIGGER_FIELDS.intersection(vals):
+            self.env.registry.clear_cache()
+        if SCHEDULE_FIELDS.intersection(vals):
+            self._bj_sync_schedule_cron()
+        return result
+
+    def unlink(self):
+        crons = self.sudo().schedule_cron_id
+        result = super().unlink()
+        crons.unlink()
+        self.env.registry.clear_cache()
+        return result
+
+    @api.depends("job_ids.state")
+    def _compute_job_counts(self):
+        counts = defaultdict(int)
+        groups = self.env["bj.api.sync.job"]._read_group(
+            [("config_id", "in", self.ids), ("state", "in", ("pending", "running", "dead"))],
+            ["config_id", "state"],
+            ["__count"],
+        )
+        for config, state, count in groups:
+            counts[config.id, state == "dead"] += count
+        for config in self:
+            config.job_pending_count = counts[config.id, False]
+            config.job_dead_count = counts[config.id, True]
+
+    # -- native triggers -----------------------------------------------------------------
+
+    @api.model
+    @tools.ormcache()
+    def _bj_trigger_specs(self):
+        """``{(model name, event): (TriggerSpec, ...)}`` of active Out configurations.
+
+        Read by every create/write/unlink (see models/base.py): cached, and
+        cleared (in every worker) whenever a configuration changes.
+        """
+        specs = defaultdict(list)
+        configs = self.sudo().search([
+            ("request_type", "=", "out"),
+            "|", "|", ("trigger_on_create", "=", True), ("trigger_on_write", "=", True),
+            ("trigger_on_unlink", "=", True),
+        ])
+        for config in configs:
+            watched = frozenset(config.watched_field_ids.mapped("name"))
+            filtered = bool(config._get_filter_domain())
+            target = config._bj_queue_target()
+            for event in TRIGGER_EVENTS:
+                if config[f"trigger_on_{event}"]:
+                    specs[config.model_name, event].append(TriggerSpec(
+                        target, watched if event == "write" else frozenset(),
+                        config.send_inbound_changes, filtered,
+                    ))
+        return {key: tuple(value) for key, value in specs.items()}
+
+    @api.model
+    def _bj_specs_for(self, model_name, event):
+        """Trigger specs that apply to this change, echo suppression included."""
+        specs = self._bj_trigger_specs().get((model_name, event), ())
+        if specs and self.env.context.get(INBOUND_CONTEXT_KEY):
+            specs = tuple(spec for spec in specs if spec.send_inbound)
+        return specs
+
+    @api.model
+    def _bj_queue_changes(self, specs, records, event, vals=None, before=None):
+        """Queue the deliveries that a create, write or unlink of ``records`` fires.
+
+        For writes with Watched Fields, only records where one of them changed
+        value count (``before`` holds their old values).  Deletions are exported
+        now, before the records disappear.
+        """
+        # with_prefetch(): reading a field must not load it for every record
+        # that happened to be fetched with these (a whole imported batch...).
+        records = records.sudo().with_context(active_test=False).with_prefetch()
+        for spec in specs:
+            config = self.sudo().browse(spec.target.config_id)
+            changed = records
+            if event == "write" and spec.watched:
+                names = spec.watched.intersection(vals)
+                changed = records.filtered(
+                    lambda record, names=names: any(
+                        record[name] != before[record.id][name] for name in names
+                    )
+                )
+            if spec.filtered:
+                changed = config._bj_records_in_scope(changed.ids)[0]
+            elif spec.target.company_id and "company_id" in changed._fields:
+                # No Filter Domain: check the company on that one column rather than
+                # with a search, the cheapest test for every triggering write.
+                changed.fetch(["company_id"])
+                changed = changed.filtered(lambda record, company=spec.target.company_id: (
+                    record.company_id.id in (False, company)))
+            if not changed:
+                continue
+            payloads = None
+            if event == "unlink":
+                try:
+                    payloads = config._bj_export(changed)
+                except MappingError as error:
+                    raise UserError(
+                        _("These records cannot be deleted: API configuration %(name)r must send "
+                          "the deletion and cannot build it: %(error)s",
+                          name=config.name, error=error)
+                    ) from error
+            self.env["bj.api.sync.job"]._enqueue(spec.target, changed, event, payloads)
+
+    # -- records, payloads and requests ----------------------------------------------------
+
+    def _bj_model(self):
+        """The configuration's model as the integration sees it: every record of its company."""
+        self.ensure_one()
+        model = self.env[self.model_name].sudo().with_context(active_test=False)
+        return model.with_company(self.company_id) if self.company_id else model
+
+    def _bj_queue_target(self):
+        self.ensure_one()
+        config = self.sudo()
+        return QueueTarget(config.id, config.company_id.id, config.model_name,
+                           config.is_paginated, config.page_size if config.is_paginated else 1,
+                           config.max_attempts)
+
+    def _bj_records_in_scope(self, ids):
+        """Existing records of ``ids`` in scope, in the given order, and the ids left out."""
+        self.ensure_one()
+        found = self._bj_model().search(
+            expression.AND([[("id", "in", list(ids))], self._get_scope_domain()])
+        )
+        position = {record_id: index for index, record_id in enumerate(ids)}
+        records = found.sorted(key=lambda record: position[record.id])
+        kept = set(found.ids)
+        return records, [record_id for record_id in ids if record_id not in kept]
+
+    def _bj_export(self, records):
+        """JSON objects for ``records`` through the mapping engine (sudo, config's company)."""
+        self.ensure_one()
+        return self._export_records(records.with_env(self._bj_model().env))
+
+    def _bj_http_method(self):
+        self.ensure_one()
+        return self.http_method_ids[:1].name or "POST"
+
+    def _bj_timeout(self, timeout=None):
+        """``(connect, read)`` seconds of the configuration, or the caller's override."""
+        self.ensure_one()
+        if timeout is None:
+            return (self.connection_timeout, self.read_timeout)
+        return tuple(timeout) if isinstance(timeout, (list, tuple)) else timeout
+
+    def _bj_request_headers(self, body=True):
+        """Headers of an outbound request: JSON, authorization, then the Headers rows."""
+        self.ensure_one()
+        config = self.sudo()
+        defaults = {"Accept": http_client.JSON_CONTENT_TYPE}
+        if body:
+            defaults["Content-Type"] = http_client.JSON_CONTENT_TYPE
+        return http_client.merge_headers(
+            defaults,
+            http_client.auth_headers(config.authorization_type, config.login, config.password,
+                                     config.bearer_token),
+            {header.key: header.value or "" for header in config.header_ids if header.key},
+        )
+
+    def _bj_delivery_settings(self):
+        """Everything a request of this configuration needs, read once (plain values).
+
+        The delivery worker commits often, which empties the ORM cache: it
+        keeps these per configuration for its whole run instead.
+        """
+        self.ensure_one()
+        config = self.sudo()
+        return {
+            "config_id": config.id,
+            "company_id": config.company_id.id,
+            "model_name": config.model_name,
+            "method": config._bj_http_method(),
+            "url": config.request_url,
+            "headers": config._bj_request_headers(),
+            "timeout": config._bj_timeout(),
+            "secrets": config._bj_secret_values(),
+            "base_delay": config.retry_base_delay,
+            "max_delay": config.retry_max_delay,
+            "options": (http_client.environment_options(config.request_url)
+                        if config.request_url else {}),
+        }
+
+    # -- the original entry point ---------------------------------------------------------
+
+    @api.model
+    def _bj_resolve_config(self, config_id_ref):
+        """The active Out configuration named by an id, a record or an XML id."""
+        configs = self.sudo().with_context(active_test=False)
+        if isinstance(config_id_ref, models.BaseModel):
+            if config_id_ref._name != self._name:
+                raise UserError(_("%(ref)s is not an API configuration.", ref=config_id_ref))
+            config = configs.browse(config_id_ref.ids)
+        elif isinstance(config_id_ref, int) and not isinstance(config_id_ref, bool):
+            config = configs.browse(config_id_ref)
+        elif isinstance(config_id_ref, str) and config_id_ref.strip().isdigit():
+            config = configs.browse(int(config_id_ref))
+        elif isinstance(config_id_ref, str):
+            record = self.env.ref(config_id_ref.strip(), raise_if_not_found=False)
+            config = configs.browse(record.id if record and record._name == self._name else [])
+        else:
+            config = configs.browse()
+        config = config.exists()
+        if len(config) != 1:
+            raise UserError(
+                _("No API configuration matches %(ref)r: give one id, record or XML id.",
+                  ref=config_id_ref)
+            )
+        if config.request_type != "out" or not config.active:
+            raise UserError(
+                _("API configuration %(name)r is not an active Out configuration.",
+                  name=config.name)
+            )
+        return config
+
+    def _bj_record_ids(self, record_ids):
+        """Ids (deduplicated, in order) from a recordset, an id or a list of ids."""
+        self.ensure_one()
+        if isinstance(record_ids, models.BaseModel):
+            if record_ids._name != self.model_name:
+                raise UserError(
+                    _("API configuration %(name)r sends %(model)s records, not %(given)s.",
+                      name=self.name, model=self.model_name, given=record_ids._name)
+                )
+            ids = record_ids.ids
+        elif isinstance(record_ids, int) and not isinstance(record_ids, bool):
+            ids = [record_ids]
+        elif isinstance(record_ids, (list, tuple, set)) and all(
+            isinstance(value, int) and not isinstance(value, bool) for value in record_ids
+        ):
+            ids = list(record_ids)
+        else:
+            raise UserError(
+                _("Records to send must be a recordset, an id or a list of ids, not %(value)r.",
+                  value=record_ids)
+            )
+        return list(dict.fromkeys(ids))
+
+    @api.model
+    def _make_outbound_http_request(self, record_ids, config_id_ref, timeout=None):
+        """Send records to an Out configuration now and return the answer.
+
+        The original entry point, for automation rules, scheduled and server
+        actions that want the external API's answer: ``record_ids`` is a
+        recordset, an id or a list of ids; ``config_id_ref`` an id, a record or
+        an XML id; ``timeout`` (seconds, or a (connect, read) pair) overrides
+        the configuration's.  Records outside the Filter Domain are skipped and
+        reported.  One request per record, or per Page Size records when
+        paginated; sending stops at the first failure.  Every request is logged.
+
+        Returns ``{"success", "status_code", "data", "error", "log_id"}`` (the
+        last request's; ``data`` is a list of bodies when several requests were
+        made) plus ``log_ids``, ``skipped_ids`` and ``unsent_ids``.
+        """
+        config = self._bj_resolve_config(config_id_ref)
+        records, skipped = config._bj_records_in_scope(config._bj_record_ids(record_ids))
+        answer = {"success": False, "status_code": None, "data": None, "error": None,
+                  "log_id": False, "log_ids": [], "skipped_ids": skipped, "unsent_ids": []}
+        if not records:
+            answer["error"] = _(
+                "Nothing to send: records %(ids)s do not exist or are outside the Filter Domain "
+                "of %(name)r.", ids=skipped, name=config.name)
+            return answer
+        log_model = self.env["bj.api.log"]
+        settings = config._bj_delivery_settings()
+        try:
+            objects = config._bj_export(records)
+        except MappingError as error:
+            answer["error"] = str(error)
+            answer["log_id"] = log_model._write_log(
+                outbound_log_values(settings, None, records_text=_id_text(records.ids),
+                                    error=str(error)),
+                settings["secrets"],
+            )
+            answer["log_ids"] = [answer["log_id"]]
+            answer["unsent_ids"] = records.ids
+            return answer
+        size = config.page_size if config.is_paginated else 1
+        headers = settings["headers"]
+        timeouts = config._bj_timeout(timeout)
+        results = []
+        for start in range(0, len(objects), size):
+            chunk = objects[start:start + size]
+            payload = chunk if config.is_paginated else chunk[0]
+            body = json.dumps(payload)
+            result = http_client.send_json(settings["method"], settings["url"], body, payload,
+                                           headers, timeouts)
+            records_text = _id_text(records[start:start + size].ids)
+            answer["log_ids"].append(log_model._write_log(
+                outbound_log_values(settings, result, body, records_text, headers=headers),
+                settings["secrets"],
+            ))
+            results.append(result)
+            if not result.ok:
+                answer["unsent_ids"] = records[start:].ids
+                break
+        last = results[-1]
+        answer.update(
+            success=last.ok and not answer["unsent_ids"],
+            status_code=last.status_code,
+            data=last.data if len(results) == 1 else [result.data for result in results],
+            error=None if last.ok else (last.error or _("HTTP %(status)s",
+                                                        status=last.describe())),
+            log_id=answer["log_ids"][-1],
+        )
+        return answer
+
+    @api.model
+    def _enqueue_outbound_records(self, record_ids, config_id_ref):
+        """Queue records for durable delivery (same arguments as the entry point).
+
+        The asynchronous sibling of ``_make_outbound_http_request`` for code that
+        does not need the answer: delivered after commit, with retries.
+        Returns the jobs.
+        """
+        config = self._bj_resolve_config(config_id_ref)
+        records, _skipped = config._bj_records_in_scope(config._bj_record_ids(record_ids))
+        return self.env["bj.api.sync.job"]._enqueue(config._bj_queue_target(), records, "manual")
+
+    # -- the schedule ------------------------------------------------------------------------
+
+    def _bj_sync_schedule_cron(self):
+        """Create, update or deactivate each configuration's scheduled action."""
+        model_id = self.env["ir.model"]._get_id(self._name)
+        for config in self.sudo():
+            wanted = config.active and config.request_type == "out" and config.trigger_on_schedule
+            values = {
+                "name": _("BJET API: scheduled sync of %(name)s", name=config.name),
+                "interval_number": config.schedule_interval_number,
+                "interval_type": config.schedule_interval_type,
+                "active": wanted,
+            }
+            if config.schedule_cron_id:
+                config.schedule_cron_id.write(values)
+            elif wanted:
+                config.schedule_cron_id = self.env["ir.cron"].sudo().create({
+                    **values,
+                    "model_id": model_id,
+                    "state": "code",
+                    "code": f"model._cron_send_scheduled({config.id})",
+                    "user_id": self.env.ref("base.user_root").id,
+                })
+
+    def _bj_changed_domain(self):
+        """Records of the scope changed since the last scheduled run (and settled)."""
+        self.ensure_one()
+        domain = [("write_date", "<=", fields.Datetime.now() - SCHEDULE_SETTLE_DELAY)]
+        if self.schedule_last_sync:
+            last = self.schedule_last_sync
+            domain += ["|", ("write_date", ">", last),
+                       "&", ("write_date", "=", last), ("id", ">", self.schedule_last_sync_id)]
+        return expression.AND([self._get_scope_domain(), domain])
+
+    @api.model
+    def _cron_send_scheduled(self, config_id):
+        """One scheduled run: queue up to Limit changed records, Page Size at a time.
+
+        Each batch is committed with the new "synchronised up to" mark and
+        reported to ir.cron's progress API, so a run that stops halfway resumes
+        where it was, and a backlog above Limit continues in the next call.
+        """
+        config = self.sudo().browse(config_id).exists()
+        if not (config and config.active and config.request_type == "out"
+                and config.trigger_on_schedule):
+            return 0
+        commit = _auto_commit()
+        model = config._bj_model()
+        domain = config._bj_changed_domain()
+        total = model.search_count(domain)
+        records = model.search(domain, order="write_date, id", limit=config.limit)
+        done = 0
+        target = config._bj_queue_target()
+        for batch in split_every(config.page_size, records.ids, model.browse):
+            self.env["bj.api.sync.job"]._enqueue(target, batch, "schedule")
+            config.write({"schedule_last_sync": batch[-1].write_date,
+                          "schedule_last_sync_id": batch[-1].id})
+            done += len(batch)
+            self.env["ir.cron"]._notify_progress(done=done, remaining=total - done)
+            if commit:
+                self.env.cr.commit()
+        return done
+
+    # -- dead letters ----------------------------------------------------------------------
+
+    def _bj_notify_dead_job(self):
+        """Tell the Responsible, once per burst: one message and one activity.
+
+        While the activity of an earlier death is still open, further deaths
+        only refresh its note; marking it done ends the burst.
+        """
+        self.ensure_one()
+        config = self.sudo()
+        dead = self.env["bj.api.sync.job"].sudo().search(
+            [("config_id", "=", config.id), ("state", "=", "dead")], order="id desc")
+        note = dead._dead_summary()
+        activity_type = self.env.ref(DEAD_ACTIVITY_TYPE)
+        activity = self.env["mail.activity"].sudo().search([
+            ("res_model", "=", self._name), ("res_id", "=", config.id),
+            ("activity_type_id", "=", activity_type.id),
+        ], limit=1)
+        if activity:
+            activity.note = note
+            return
+        config.message_post(body=note, subtype_xmlid="mail.mt_note")
+        config.activity_schedule(
+            DEAD_ACTIVITY_TYPE,
+            note=note,
+            user_id=(config.user_id or self.env.ref("base.user_admin")).id,
+        )
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def action_view_jobs(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "bjet_api_sync.action_bj_api_sync_job"
+        )
+        action["domain"] = [("config_id", "=", self.id)]
+        action["context"] = {"search_default_filter_unfinished": 1,
+                             "search_default_filter_dead": 1}
+        return action
+
+    def _bj_reference(self):
+        """How generated code names this configuration: its XML id, else its id."""
+        self.ensure_one()
+        return self.get_external_id().get(self.id) or self.id
+
+    def action_create_trigger_action(self):
+        """Create the automation chosen in Trigger Action Model, calling the entry point."""
+        self.ensure_one()
+        kind = self.trigger_action_model_id.model
+        if self.request_type != "out":
+            raise UserError(_("Only Out configurations have a Trigger Action."))
+        if not kind:
+            raise UserError(_("Choose the Trigger Action Model first."))
+        reference = repr(self._bj_reference())
+        name = _("Send to API: %(name)s", name=self.name)
+        code = f"env['bj.api.sync.config']._make_outbound_http_request(records, {reference})"
+        action_values = {"name": name, "model_id": self.model_id.id, "state": "code",
+                         "code": code}
+        if kind == "ir.actions.server":
+            action = self.env[kind].create({**action_values, "binding_model_id": self.model_id.id})
+        elif kind == "base.automation":
+            action = self.env[kind].create({
+                "name": name,
+                "model_id": self.model_id.id,
+                "trigger": "on_create_or_write",
+                "filter_domain": self.filter_domain,
+                "action_server_ids": [Command.create(action_values)],
+            })
+        else:
+            action = self.env[kind].create({
+                **action_values,
+                "code": f"records = model.search({self.filter_domain or '[]'}, "
+                        f"limit={self.limit})\n{code}",
+                "interval_number": 1,
+                "interval_type": "hours",
+            })
+        self.trigger_action_id = action.id
+        return {"type": "ir.actions.act_window", "res_model": kind, "res_id": action.id,
+                "view_mode": "form", "target": "current"}
+
+    def action_test_connection(self):
+        """Check that the API answers, without changing anything; notify and log."""
+        self.ensure_one()
+        config = self.sudo()
+        if config.request_type == "out":
+            url = http_client.strip_placeholders(config.request_url)
+            headers = config._bj_request_headers(body=False)
+            for method in TEST_CONNECTION_METHODS:
+                result = http_client.send(method, url, headers=headers,
+                                          timeout=config._bj_timeout())
+                if result.status_code not in METHOD_REFUSED_STATUSES:
+                    break
+        else:
+            base_url = config.get_base_url()
+            url = base_url + INBOUND_ROUTE.format(endpoint=config.endpoint) + "?limit=1"
+            headers = http_client.merge_headers(
+                {"Accept": http_client.JSON_CONTENT_TYPE},
+                http_client.auth_headers(config.authorization_type, config.login,
+                                         config.password, config.bearer_token),
+            )
+            if config.signature_secret:
+                headers[inbound.SIGNATURE_HEADER] = inbound.signature_header(
+                    config.signature_secret, b"", time.time())
+            result = http_client.send("GET", url, headers=headers,
+                                      timeout=(self.connection_timeout, self.read_timeout))
+        values = outbound_log_values(config._bj_delivery_settings(), result, headers=headers)
+        values.update(direction=config.request_type, res_model=False)
+        self.env["bj.api.log"]._write_log(values, config._bj_secret_values())
+        return self._bj_connection_notification(result)
+
+    def _bj_connection_notification(self, result):
+        where = f"{result.method} {result.url}"
+        if result.status_code is None:
+            kind, title = "danger", _("Connection failed")
+            message = _("%(where)s: %(error)s", where=where, error=result.error_label)
+        elif result.status_code < 400:
+            kind, title = "success", _("Connection successful")
+            message = _("%(where)s answered %(status)s in %(ms)s ms.", where=where,
+                        status=result.describe(), ms=result.duration_ms)
+        elif result.status_code in CREDENTIALS_REFUSED_STATUSES:
+            kind, title = "warning", _("Credentials refused")
+            message = _("%(where)s is reachable but refused the credentials: %(status)s "
+                        "(%(ms)s ms).", where=where, status=result.describe(),
+                        ms=result.duration_ms)
+        else:
+            kind, title = "warning", _("Unexpected answer")
+            message = _("%(where)s is reachable but answered %(status)s (%(ms)s ms).",
+                        where=where, status=result.describe(), ms=result.duration_ms)
+        _logger.info("Test Connection of %s: %s", self.display_name, message)
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {"type": kind, "title": title, "message": message, "sticky": False},
+        }

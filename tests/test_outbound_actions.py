@@ -1,0 +1,151 @@
+import hashlib
+import hmac
+from unittest.mock import patch
+
+from odoo import Command
+from odoo.exceptions import UserError
+from odoo.tests import tagged
+from odoo.tools import mute_logger
+
+from .common import BjOutboundCase, LocalHttpServer, generated_secret
+
+
+@tagged("post_install", "-at_install")
+class TestOutboundActions(BjOutboundCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.partner = cls.env["res.partner"].create({"name": "Action", "email": "a@example.com"})
+
+    def notification(self, config):
+        action = config.action_test_connection()
+        self.assertEqual(action["tag"], "display_notification")
+        return action["params"]
+
+    def test_test_connection_out_uses_head_and_configured_auth(self):
+        token = generated_secret()
+        config = self.make_out_config(path="/contacts/{res_id}?expand=1",
+                                      authorization_type="bearer_token", bearer_token=token)
+        params = self.notification(config)
+        self.assertEqual(params["type"], "success")
+        self.assertIn("200", params["message"])
+        request = self.server.requests[0]
+        self.assertEqual((request.method, request.path), ("HEAD", "/contacts?expand=1"))
+        self.assertEqual(request.headers["Authorization"], f"Bearer {token}")
+        log = self.assertLogged(config, count=1)
+        self.assertEqual((log.method, log.direction, log.status_code), ("HEAD", "out", 200))
+        self.assertNoSecretIn(log.request_headers, token)
+
+    def test_test_connection_falls_back_when_head_is_refused(self):
+        config = self.make_out_config()
+        self.server.queue(405, {})
+        self.server.queue(501, {})
+        self.assertEqual(self.notification(config)["type"], "success")
+        self.assertEqual([r.method for r in self.server.requests], ["HEAD", "OPTIONS", "GET"])
+
+    def test_test_connection_reports_problems_in_plain_words(self):
+        config = self.make_out_config()
+        self.server.queue(401, {})
+        params = self.notification(config)
+        self.assertEqual((params["type"], params["title"]), ("warning", "Credentials refused"))
+        self.assertIn("401", params["message"])
+        closed = LocalHttpServer().start()
+        closed.stop()
+        config.request_url = closed.url
+        params = self.notification(config)
+        self.assertEqual(params["type"], "danger")
+        self.assertIn("Connection refused", params["message"])
+        self.assertEqual(self.get_logs(config).mapped("state"), ["error", "error"])
+
+    def test_test_connection_in_calls_its_own_endpoint(self):
+        password, signing = generated_secret(), generated_secret()
+        config = self.make_partner_config(
+            request_type="in", endpoint="own-contacts", authorization_type="basic_auth",
+            login="partner-api", password=password, signature_secret=signing,
+        )
+        self.env["ir.config_parameter"].set_param("web.base.url", self.server.url)
+        self.assertEqual(self.notification(config)["type"], "success")
+        request = self.server.requests[0]
+        self.assertEqual((request.method, request.path),
+                         ("GET", "/bj_api_sync/v1/own-contacts?limit=1"))
+        self.assertTrue(request.headers["Authorization"].startswith("Basic "))
+        stamp, signature = (part.split("=", 1)[1] for part in
+                            request.headers["X-BJET-Signature"].split(","))
+        expected = hmac.new(signing.encode(), f"{stamp}.".encode(), hashlib.sha256).hexdigest()
+        self.assertEqual(signature, expected)
+        self.assertEqual(self.assertLogged(config, count=1).direction, "in")
+
+    def test_create_trigger_actions(self):
+        config = self.make_out_config()
+        with self.assertRaisesRegex(UserError, "Trigger Action Model first"):
+            config.action_create_trigger_action()
+        for kind in ("ir.actions.server", "base.automation", "ir.cron"):
+            config.write({"trigger_action_model_id": self.env["ir.model"]._get_id(kind),
+                          "trigger_action_id": False})
+            result = config.action_create_trigger_action()
+            action = self.env[kind].browse(result["res_id"])
+            self.assertEqual((result["res_model"], config.trigger_action_id), (kind, action.id))
+            self.assertEqual(action.model_id, config.model_id)
+        server_action = self.env["ir.actions.server"].search(
+            [("name", "=", f"Send to API: {config.name}"), ("binding_model_id", "!=", False)])
+        self.assertIn(f"_make_outbound_http_request(records, {config.id})", server_action.code)
+        server_action.with_context(active_model="res.partner", active_ids=self.partner.ids).run()
+        self.assertEqual(self.bodies()[0]["email"], "a@example.com")
+
+    def dead_messages(self, config):
+        return config.message_ids.filtered(
+            lambda message: "failed for good" in message.body and not message.mail_activity_type_id
+        )
+
+    def test_dead_deliveries_notify_once_per_burst(self):
+        config = self.make_out_config(user_id=self.sync_manager.id)
+        jobs = self.env["bj.api.sync.config"]._enqueue_outbound_records(
+            self.env["res.partner"].create([{"name": f"Dead {i}"} for i in range(3)]), config)
+        self.server.queue(400, {})
+        self.server.queue(400, {})
+        self.deliver()
+        self.assertEqual(jobs.mapped("state"), ["dead", "dead", "done"])
+        activity = config.activity_ids
+        self.assertEqual((len(activity), activity.user_id), (1, self.sync_manager))
+        self.assertIn("2 outbound deliveries failed", activity.note)
+        self.assertEqual(len(self.dead_messages(config)), 1,
+                         "one message for the burst, not one per job")
+        self.server.queue(422, {})
+        jobs[2].write({"state": "dead"})
+        jobs[2].action_retry()
+        self.deliver()
+        self.assertEqual(len(config.activity_ids), 1)
+        self.assertIn("3 outbound deliveries failed", config.activity_ids.note)
+        self.assertEqual(len(self.dead_messages(config)), 1)
+        config.activity_ids.action_done()
+        self.server.queue(400, {})
+        jobs[0].action_retry()
+        self.deliver()
+        self.assertEqual(len(config.activity_ids), 1, "a new burst")
+        self.assertEqual(len(self.dead_messages(config)), 2)
+
+    def test_failed_notification_keeps_the_result(self):
+        config = self.make_out_config()
+        job = self.env["bj.api.sync.config"]._enqueue_outbound_records(self.partner, config)
+        self.server.queue(400, {})
+        broken = patch.object(type(config), "_bj_notify_dead_job",
+                              side_effect=UserError("mail server on fire"))
+        with broken, mute_logger("bj.api.outbound"):
+            self.deliver()
+        self.assertEqual(job.state, "dead")
+        self.assertEqual(len(job.log_ids), 1)
+
+    def test_queue_counts_and_unlink_guard(self):
+        config = self.make_out_config(header_ids=[Command.create({"key": "X", "value": "1"})])
+        jobs = self.env["bj.api.sync.config"]._enqueue_outbound_records(self.partner, config)
+        self.assertEqual((config.job_pending_count, config.job_dead_count), (1, 0))
+        action = config.action_view_jobs()
+        self.assertEqual(self.env[action["res_model"]].search(action["domain"]), jobs)
+        with self.assertRaisesRegex(UserError, "still waiting to be sent"):
+            config.unlink()
+        self.server.queue(400, {})
+        self.deliver()
+        config.invalidate_recordset(["job_pending_count", "job_dead_count"])
+        self.assertEqual((config.job_pending_count, config.job_dead_count), (0, 1))
+        config.unlink()
+        self.assertFalse(jobs.exists())

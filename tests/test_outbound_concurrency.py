@@ -1,0 +1,119 @@
+"""Several delivery workers on one outbox, with real transactions.
+
+A TransactionCase cannot show this: its data lives in one uncommitted
+transaction that other connections cannot see, and within one transaction
+row locks never conflict.  These tests commit their data through cursors of
+their own (and delete it afterwards), then run workers on separate database
+connections, exactly like cron threads or separate Odoo servers do.
+"""
+
+import json
+import threading
+from unittest.mock import patch
+
+from odoo import SUPERUSER_ID, Command, api
+from odoo.modules.registry import DummyRLock, Registry
+from odoo.tests import BaseCase, get_db_name, tagged
+
+from ..models import bj_api_sync_job
+from .common import LocalServerMixin
+
+# Two records' changes appear twice: their order must survive concurrency.
+REPEATED_RECORDS = (9000001, 9000002)
+
+
+@tagged("post_install", "-at_install")
+class TestOutboundConcurrentWorkers(LocalServerMixin, BaseCase):
+    server_default = (200, None, {"ok": True}, 0.02)  # slow enough for workers to overlap
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.registry = Registry(get_db_name())
+        # The test runner holds the registry lock while tests run, and every new
+        # thread needs it to open an Environment: lift it like HttpCase's test
+        # mode does (Registry.enter_test_mode).
+        cls.startClassPatcher(patch.object(Registry, "_lock", DummyRLock()))
+
+    def setUp(self):
+        super().setUp()
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
+            config = env["bj.api.sync.config"].create({
+                "name": "Concurrency test",
+                "request_type": "out",
+                "model_id": env["ir.model"]._get_id("res.partner"),
+                "request_url": self.server.url + "/sink",
+                "http_method_ids": [Command.set(env.ref("bjet_api_sync.bj_http_method_post").ids)],
+            })
+            record_ids = [*range(9000001, 9000031), *REPEATED_RECORDS]
+            jobs = env["bj.api.sync.job"].create([{
+                "config_id": config.id,
+                "event": "manual",
+                "res_model": "res.partner",
+                "res_ids": str(record_id),
+                "payload": json.dumps({"record": record_id, "seq": seq}),
+                "attempt_limit": 3,
+            } for seq, record_id in enumerate(record_ids)])
+            self.config_id, self.job_ids = config.id, jobs.ids
+        self.addCleanup(self._delete_data)
+
+    def _delete_data(self):
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            env["bj.api.log"].search([("config_id", "=", self.config_id)]).unlink()
+            env["bj.api.sync.job"].browse(self.job_ids).unlink()
+            env["bj.api.sync.config"].browse(self.config_id).unlink()
+
+    def run_worker(self, barrier=None):
+        if barrier:
+            barrier.wait()
+        with self.registry.cursor() as cr:
+            api.Environment(cr, SUPERUSER_ID, {})["bj.api.sync.job"]._cron_deliver_jobs()
+
+    def read_jobs(self):
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            jobs = env["bj.api.sync.job"].browse(self.job_ids)
+            return [(job.state, job.worker, len(job.log_ids)) for job in jobs]
+
+    def test_two_workers_never_send_a_job_twice(self):
+        barrier = threading.Barrier(2)
+        threads = [threading.Thread(target=self.run_worker, args=(barrier,), name=f"bj-worker-{n}")
+                   for n in (1, 2)]
+        # Small claims, so that the two workers interleave for sure.
+        with patch.object(bj_api_sync_job, "CLAIM_BATCH_SIZE", 2):
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+        jobs = self.read_jobs()
+        self.assertEqual({state for state, _worker, _logs in jobs}, {"done"})
+        self.assertEqual({logs for _state, _worker, logs in jobs}, {1}, "one attempt each")
+        workers = {worker.rsplit(":", 1)[-1] for _state, worker, _logs in jobs}
+        self.assertEqual(workers, {"bj-worker-1", "bj-worker-2"}, "both workers delivered")
+        keys = [request.headers["Idempotency-Key"] for request in self.server.requests]
+        self.assertEqual(len(keys), len(self.job_ids))
+        self.assertEqual(len(set(keys)), len(keys), "no job was sent twice")
+        for record_id in REPEATED_RECORDS:
+            sequence = [body["seq"] for body in (r.json() for r in self.server.requests)
+                        if body["record"] == record_id]
+            self.assertEqual(sequence, sorted(sequence), "changes of a record stay in order")
+
+    def test_a_locked_job_is_skipped_not_waited_for(self):
+        locked_ids = self.job_ids[2:5]
+        with self.registry.cursor() as holder:
+            # Another worker in the middle of claiming these rows.
+            holder.execute("SELECT id FROM bj_api_sync_job WHERE id IN %s FOR UPDATE",
+                           [tuple(locked_ids)])
+            with self.registry.cursor() as cr:
+                # Without SKIP LOCKED the claim would wait for the holder: fail fast instead.
+                cr.execute("SET lock_timeout = '2s'")
+                api.Environment(cr, SUPERUSER_ID, {})["bj.api.sync.job"]._cron_deliver_jobs()
+            states = [state for state, _worker, _logs in self.read_jobs()]
+            self.assertEqual(states[2:5], ["pending"] * 3)
+            self.assertEqual(set(states[:2] + states[5:]), {"done"})
+            holder.rollback()
+        self.run_worker()
+        self.assertEqual({state for state, _worker, _logs in self.read_jobs()}, {"done"})
+        self.assertEqual(len(self.server.requests), len(self.job_ids))

@@ -1,0 +1,147 @@
+from odoo import Command
+from odoo.exceptions import UserError, ValidationError
+from odoo.tests import tagged
+
+from ..models.bj_api_sync_config_inbound import INBOUND_CONTEXT_KEY
+from ..models.bj_api_sync_job import WORKER_CRON
+from .common import BjOutboundCase
+
+
+@tagged("post_install", "-at_install")
+class TestOutboundTriggers(BjOutboundCase):
+    def partner(self, name="Trigger", **values):
+        return self.env["res.partner"].create({"name": name, **values})
+
+    def test_create_queues_and_never_calls_the_network(self):
+        config = self.make_out_config(trigger_on_create=True)
+        partner = self.partner(email="t@example.com")
+        job = self.get_jobs(config)
+        self.assertEqual((job.event, job.state, job.res_ids), ("create", "pending",
+                                                              str(partner.id)))
+        self.assertFalse(self.server.requests, "the user's transaction never waits on the API")
+        self.deliver()
+        self.assertEqual(self.bodies()[0]["email"], "t@example.com")
+        self.assertEqual(self.server.requests[0].headers["X-BJET-Event"], "create")
+
+    def test_worker_is_woken_right_after_commit(self):
+        self.make_out_config(trigger_on_create=True)
+        jobs = self.env["bj.api.sync.job"]
+        self.partner()
+        self.partner()
+        wake_ups = [f for f in self.env.cr.postcommit._funcs
+                    if getattr(f, "__func__", None) is type(jobs)._wake_worker_unless_pending]
+        self.assertEqual(len(wake_ups), 1, "one wake-up per transaction, after its commit")
+        cron = self.env.ref(WORKER_CRON)
+        self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)]).unlink()
+        self.assertFalse(jobs._wake_pending(cron.id))
+        cron._trigger()
+        self.assertTrue(jobs._wake_pending(cron.id), "no second wake-up while one is due")
+
+    def test_rollback_sends_nothing(self):
+        config = self.make_out_config(trigger_on_create=True, trigger_on_write=True)
+        partner = self.partner("Kept")
+        self.deliver()
+        self.server.clear()
+        with self.assertRaises(ZeroDivisionError), self.env.cr.savepoint():
+            self.partner("Rolled back")
+            partner.name = "Never saved"
+            raise ZeroDivisionError
+        self.assertFalse(self.get_jobs(config).filtered(lambda job: job.state == "pending"))
+        self.deliver()
+        self.assertFalse(self.server.requests)
+
+    def test_write_with_watched_fields(self):
+        config = self.make_out_config(
+            trigger_on_write=True,
+            watched_field_ids=[Command.set(self.partner_field("email").ids)],
+        )
+        partner = self.partner(email="old@example.com")
+        partner.name = "Renamed"
+        partner.email = "old@example.com"
+        self.assertFalse(self.get_jobs(config), "unwatched field, or same value: no delivery")
+        partner.write({"email": "new@example.com", "phone": "123"})
+        job = self.get_jobs(config)
+        self.assertEqual((job.event, job.res_ids), ("write", str(partner.id)))
+
+    def test_any_write_without_watched_fields(self):
+        config = self.make_out_config(trigger_on_write=True)
+        partner = self.partner()
+        self.assertFalse(self.get_jobs(config))
+        partner.name = "Renamed"
+        self.assertEqual(len(self.get_jobs(config)), 1)
+
+    def test_changes_queued_before_a_delivery_are_sent_once(self):
+        config = self.make_out_config(trigger_on_create=True, trigger_on_write=True)
+        partner = self.partner("First")
+        partner.name = "Second"
+        partner.email = "third@example.com"
+        jobs = self.get_jobs(config)
+        self.assertEqual(jobs.mapped("event"), ["create", "write", "write"])
+        self.deliver()
+        self.assertEqual(self.bodies(), [{"res_id": partner.id, "name": "Second",
+                                          "email": "third@example.com", "phone": None}])
+        self.assertEqual(jobs.mapped("state"), ["done", "cancelled", "cancelled"])
+        self.assertIn("Merged", jobs[1].last_error)
+
+    def test_filter_domain_applies(self):
+        config = self.make_out_config(trigger_on_create=True,
+                                      filter_domain="[('is_company', '=', True)]")
+        self.partner("Person")
+        company = self.partner("Company", is_company=True)
+        self.assertEqual(self.get_jobs(config).res_ids, str(company.id))
+
+    def test_delete_captures_the_payload(self):
+        config = self.make_out_config(
+            path="/contacts/{res_id}", trigger_on_unlink=True,
+            http_method_ids=[Command.set(self.method_delete.ids)],
+        )
+        partner = self.partner("Doomed", email="doomed@example.com")
+        partner_id = partner.id
+        partner.unlink()
+        job = self.get_jobs(config)
+        self.assertEqual(job.event, "unlink")
+        self.assertIn("doomed@example.com", job.payload)
+        self.deliver()
+        request = self.server.requests[0]
+        self.assertEqual((request.method, request.path), ("DELETE", f"/contacts/{partner_id}"))
+        self.assertEqual(request.json()["name"], "Doomed")
+        self.assertEqual(job.state, "done")
+
+    def test_delete_that_cannot_be_exported_is_refused(self):
+        config = self.make_out_config(trigger_on_unlink=True)
+        config.line_ids[-1].write({"value_type": "python_plain", "python_script": "1 / 0"})
+        partner = self.partner()
+        with self.assertRaisesRegex(UserError, "cannot be deleted"):
+            partner.unlink()
+        self.assertTrue(partner.exists())
+
+    def test_no_echo_of_inbound_changes(self):
+        config = self.make_out_config(trigger_on_create=True)
+        inbound = self.make_partner_config(request_type="in")
+        partners = self.env["res.partner"].with_context(**{INBOUND_CONTEXT_KEY: inbound.id})
+        partners.create({"name": "From the other system"})
+        self.assertFalse(self.get_jobs(config))
+        config.send_inbound_changes = True
+        echoed = partners.create({"name": "Echo wanted"})
+        self.assertEqual(self.get_jobs(config).res_ids, str(echoed.id))
+
+    def test_paginated_triggers_batch_the_records_of_a_change(self):
+        config = self.make_out_config(trigger_on_create=True, is_paginated=True, page_size=3)
+        partners = self.env["res.partner"].create([{"name": f"Batch {i}"} for i in range(4)])
+        self.assertEqual(self.get_jobs(config).mapped("res_ids"), [
+            ",".join(str(p.id) for p in partners[:3]), str(partners[3].id)])
+        self.deliver()
+        self.assertEqual([len(body) for body in self.bodies()], [3, 1])
+
+    def test_configuration_changes_apply_at_once(self):
+        config = self.make_out_config(trigger_on_create=True)
+        self.partner()
+        config.trigger_on_create = False
+        self.partner()
+        config.write({"trigger_on_create": True, "active": False})
+        self.partner()
+        self.assertEqual(len(self.get_jobs(config)), 1)
+
+    def test_own_models_cannot_fire(self):
+        with self.assertRaisesRegex(ValidationError, "every delivery writes it"):
+            self.make_config(request_type="out", model="bj.api.log", trigger_on_create=True)
