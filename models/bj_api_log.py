@@ -108,29 +108,37 @@ class BjApiLog(models.Model):
             values["res_ids"] = ",".join(str(i) for i in values["res_ids"])
         return values
 
-    def _insert_row(self, cr, values):
-        """Insert one row with a single statement and return its id.
+    def _insert_rows(self, cr, values_list):
+        """Insert rows with a single statement and return their ids.
 
-        This runs for every API call, so it skips the ORM: no default_get, no
-        cache, one INSERT.  ``values`` hold field names of this model only.
+        This runs for every API call and every delivery attempt, so it skips the
+        ORM: no default_get, no cache, one INSERT for the whole batch.
+        ``values_list`` hold prepared values (see ``_prepare_log_values``).
         """
         now = fields.Datetime.now()
-        row = {"attempt": 1, **values, "create_uid": self.env.uid, "create_date": now,
-               "write_uid": self.env.uid, "write_date": now}
-        for name in row:
+        audit = {"create_uid": self.env.uid, "create_date": now,
+                 "write_uid": self.env.uid, "write_date": now}
+        rows = [{"attempt": 1, **values, **audit} for values in values_list]
+        names = list(dict.fromkeys(name for row in rows for name in row))
+        for name in names:
             if not self._fields[name].store:
                 raise KeyError(f"{self._name}.{name} is not a stored field")
         cr.execute(
             SQL(
-                "INSERT INTO %s (%s) VALUES (%s) RETURNING id",
+                "INSERT INTO %s (%s) VALUES %s RETURNING id",
                 SQL.identifier(self._table),
-                SQL(", ").join(SQL.identifier(name) for name in row),
-                SQL(", ").join(SQL("%s", None if value is False else value)
-                               for value in row.values()),
+                SQL(", ").join(SQL.identifier(name) for name in names),
+                SQL(", ").join(
+                    SQL("(%s)", SQL(", ").join(
+                        SQL("%s", None if row.get(name, False) is False else row[name])
+                        for name in names
+                    ))
+                    for row in rows
+                ),
             ),
             log_exceptions=False,
         )
-        return cr.fetchone()[0]
+        return [row[0] for row in cr.fetchall()]
 
     @api.model
     def _write_log(self, values, secrets=()):
@@ -145,7 +153,7 @@ class BjApiLog(models.Model):
                 # A crash may lose the last fraction of a second of log rows, never
                 # business data: not worth a disk flush on every API call.
                 cr.execute("SET LOCAL synchronous_commit TO OFF")
-                return self._insert_row(cr, values)
+                return self._insert_rows(cr, [values])[0]
         except psycopg2.errors.ForeignKeyViolation:
             # A record the row refers to was created in the caller's still
             # uncommitted transaction, so the other cursor cannot see it: keep the
@@ -155,7 +163,7 @@ class BjApiLog(models.Model):
             _logger.exception("Could not write the API log row on its own cursor")
         try:
             with self.env.cr.savepoint():
-                return self._insert_row(self.env.cr, values)
+                return self._insert_rows(self.env.cr, [values])[0]
         except Exception:
             # Logging must never break the call it describes.
             _logger.exception("Could not write the API log row for %s", values.get("url"))

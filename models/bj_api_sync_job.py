@@ -624,7 +624,8 @@ class BjApiSyncJob(models.Model):
         if not results:
             return
         log_model = self.env["bj.api.log"].sudo()
-        log_model.create([log_model._prepare_log_values(
+        # In the worker's transaction: a log row commits with the outcome it records.
+        log_model._insert_rows(self.env.cr, [log_model._prepare_log_values(
             outbound_log_values(request.config, result, body=request.body,
                                 records_text=request.res_ids, attempt=request.attempt,
                                 headers=request.headers, job_id=request.job_id),
