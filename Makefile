@@ -9,7 +9,7 @@ PYTHON ?= python3
 HARNESS := $(PYTHON) scripts/harness.py
 
 # Command-line variables (make run PORT=8070) must reach the harness environment.
-export PORT DB TEST_TAGS KEEP_DB
+export PORT DB TEST_TAGS KEEP_DB BENCH
 
 .PHONY: test run bench lint
 

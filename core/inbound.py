@@ -112,6 +112,9 @@ class InboundSpec:
     identifier_type: str
     lines: tuple
     params: tuple
+    # What the mapping engine reads of this configuration, its lines and their
+    # Mapping Models, as ORM cache values: ((model, field, ids, values), ...).
+    engine_cache: tuple = field(default=(), repr=False)
 
     def line(self, key):
         return next((line for line in self.lines if line.key == key), None)

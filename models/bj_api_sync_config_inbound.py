@@ -168,6 +168,7 @@ class BjApiSyncConfig(models.Model):
                         if line.field_id.name in model._fields),
             params=tuple((param.key, param.field_id.name, param.domain_operator)
                          for param in config.param_ids),
+            engine_cache=self._inbound_engine_cache(config),
         )
 
     @api.model
@@ -293,27 +294,44 @@ class BjApiSyncConfig(models.Model):
         )
 
     @api.model
+    def _inbound_engine_cache(self, config):
+        """What the mapping engine reads of ``config`` and of the configurations
+        it maps through, as ORM cache values, to be kept in the cached spec."""
+        configs, seen = config.sudo(), config.sudo().browse()
+        while configs - seen:
+            pending = configs - seen
+            seen |= pending
+            configs |= pending.line_ids.mapping_config_id
+        lines = seen.line_ids
+        snapshot = []
+        for records, names in (
+            (seen, [*CONFIG_FIELDS_READ_BY_ENGINE, "line_ids"]),
+            (lines, LINE_FIELDS_READ_BY_ENGINE),
+            (lines.field_id, ["name", "ttype"]),
+        ):
+            for name in names:
+                field = records._fields[name]
+                values = tuple(field.convert_to_cache(record[name], record, validate=False)
+                               for record in records)
+                snapshot.append((records._name, name, tuple(records.ids), values))
+        return tuple(snapshot)
+
+    @api.model
     def _inbound_engine(self, spec, model):
         """The configuration, in ``model``'s environment, for the mapping engine.
 
         The engine runs scripts, looks related records up and reads the records
         it is given as the Run As User, without superuser rights.  That user
-        usually may not read configurations, so their lines are read first with
-        superuser rights into the transaction's cache, where the engine finds
-        them: Odoo checks access rights when it fetches, not when it reads the
-        cache.
+        usually may not read configurations, and reading them on every request
+        would cost several queries: the spec keeps what the engine reads, and it
+        is put in the transaction's cache, where the engine finds it (Odoo checks
+        access rights when it fetches, not when it reads the cache).
         """
-        config = self.sudo().browse(spec.config_id)
-        configs, seen = config, self.sudo().browse()
-        while configs - seen:
-            pending = configs - seen
-            seen |= pending
-            pending.fetch(CONFIG_FIELDS_READ_BY_ENGINE)
-            lines = pending.line_ids
-            lines.fetch(LINE_FIELDS_READ_BY_ENGINE)
-            lines.field_id.fetch(["name", "ttype"])
-            configs |= lines.mapping_config_id
-        return config.with_env(model.env)
+        cache = self.env.cache
+        for model_name, name, ids, values in spec.engine_cache:
+            records = self.env[model_name].browse(ids)
+            cache.insert_missing(records, records._fields[name], values)
+        return self.sudo().browse(spec.config_id).with_env(model.env)
 
     @api.model
     def _inbound_respond(self, spec, model, records, status=200, many=True, facts=None):

@@ -17,7 +17,7 @@ safe): a throwaway one for ``test`` and ``bench``, a persistent one under
 ``.run/pg`` for ``run`` (and for ``test``/``bench`` with KEEP_DB=1, so a kept
 database can be opened later with ``DB=<name> make run``).
 
-Environment knobs: TEST_TAGS (default /bjet_api_sync), KEEP_DB=1, PORT, DB,
+Environment knobs: TEST_TAGS (default /bjet_api_sync), KEEP_DB=1, PORT, DB, BENCH,
 EXTRA_ADDONS_PATH (comma separated, appended to the addons path).
 """
 
@@ -881,6 +881,10 @@ def cmd_run(_args: argparse.Namespace) -> int:
 
 def cmd_bench(_args: argparse.Namespace) -> int:
     scripts = sorted(p for p in (REPO / "bench").glob("*.py") if not p.name.startswith("_"))
+    # BENCH=inbound runs bench/inbound.py alone.
+    wanted = os.environ.get("BENCH")
+    if wanted:
+        scripts = [p for p in scripts if p.stem == wanted]
     if not scripts:
         say("no bench/*.py scripts yet: nothing to benchmark")
         return 0
