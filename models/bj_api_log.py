@@ -20,6 +20,15 @@ DEFAULT_RETENTION_DAYS = 30
 RETENTION_BATCH_SIZE = 5_000
 
 
+def get_int_param(env, key, default):
+    """An integer system parameter; ``default`` when unset or not a number."""
+    value = env["ir.config_parameter"].sudo().get_param(key)
+    try:
+        return int(value) if value else default
+    except ValueError:
+        return default
+
+
 class BjApiLog(models.Model):
     _name = "bj.api.log"
     _description = "API Log"
@@ -73,14 +82,6 @@ class BjApiLog(models.Model):
     )
 
     @api.model
-    def _body_max_size(self):
-        value = self.env["ir.config_parameter"].sudo().get_param(PARAM_BODY_MAX_SIZE)
-        try:
-            return int(value) if value else DEFAULT_BODY_MAX_SIZE
-        except ValueError:
-            return DEFAULT_BODY_MAX_SIZE
-
-    @api.model
     def _prepare_log_values(self, values, secrets=()):
         """Mask secrets and truncate bodies of raw log ``values``.
 
@@ -88,7 +89,7 @@ class BjApiLog(models.Model):
         JSON-serialisable value.
         """
         values = dict(values)
-        max_size = self._body_max_size()
+        max_size = get_int_param(self.env, PARAM_BODY_MAX_SIZE, DEFAULT_BODY_MAX_SIZE)
         headers = values.get("request_headers")
         if headers is not None and not isinstance(headers, str):
             values["request_headers"] = json.dumps(
@@ -172,11 +173,7 @@ class BjApiLog(models.Model):
     @api.autovacuum
     def _gc_old_logs(self):
         """Delete log rows older than the retention period, in batches."""
-        days = self.env["ir.config_parameter"].sudo().get_param(PARAM_RETENTION_DAYS)
-        try:
-            days = int(days) if days else DEFAULT_RETENTION_DAYS
-        except ValueError:
-            days = DEFAULT_RETENTION_DAYS
+        days = get_int_param(self.env, PARAM_RETENTION_DAYS, DEFAULT_RETENTION_DAYS)
         if days <= 0:
             return
         cutoff = fields.Datetime.now() - timedelta(days=days)

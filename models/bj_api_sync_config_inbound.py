@@ -26,6 +26,7 @@ from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY, _as_validatio
 from ..core import convert, inbound
 from ..core.exceptions import MappingError
 from ..core.inbound import InboundError, InboundResponse, InboundSpec, LineSpec
+from .bj_api_log import get_int_param
 
 _logger = logging.getLogger("bj.api.inbound")
 
@@ -207,11 +208,7 @@ class BjApiSyncConfig(models.Model):
 
     @api.model
     def _inbound_max_body_size(self):
-        value = self.env["ir.config_parameter"].sudo().get_param(PARAM_MAX_BODY_SIZE)
-        try:
-            return int(value) if value else DEFAULT_MAX_BODY_SIZE
-        except ValueError:
-            return DEFAULT_MAX_BODY_SIZE
+        return get_int_param(self.env, PARAM_MAX_BODY_SIZE, DEFAULT_MAX_BODY_SIZE)
 
     @api.model
     def _inbound_payload(self, spec, call):
