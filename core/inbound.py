@@ -115,6 +115,9 @@ class InboundSpec:
     # What the mapping engine reads of this configuration, its lines and their
     # Mapping Models, as ORM cache values: ((model, field, ids, values), ...).
     engine_cache: tuple = field(default=(), repr=False)
+    # Whether a line of this configuration or of its Mapping Models runs a script,
+    # which may write even while answering a GET.
+    has_scripts: bool = True
 
     def line(self, key):
         return next((line for line in self.lines if line.key == key), None)

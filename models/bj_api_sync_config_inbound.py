@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import time
+from contextlib import nullcontext
 
 import psycopg2
 
@@ -26,6 +27,7 @@ from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY, _as_validatio
 from ..core import convert, inbound
 from ..core.exceptions import MappingError
 from ..core.inbound import InboundError, InboundResponse, InboundSpec, LineSpec
+from ..core.mapping import SCRIPT_TYPES
 from .bj_api_log import get_int_param
 
 _logger = logging.getLogger("bj.api.inbound")
@@ -83,7 +85,11 @@ class BjApiSyncConfig(models.Model):
             secrets += spec.secrets
             self._inbound_authorize(spec, call)
             payload = self._inbound_payload(spec, call)
-            with self.env.cr.savepoint():
+            # A failed request must leave nothing behind; a read without scripts
+            # has nothing to undo.
+            reads_only = call.method == "GET" and not spec.has_scripts
+            undo = nullcontext() if reads_only else self.env.cr.savepoint()
+            with undo:
                 response = self._inbound_execute(spec, call, payload)
         except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
             raise
@@ -144,6 +150,7 @@ class BjApiSyncConfig(models.Model):
             )
 
         identifier = config._get_identifier_line()
+        engine_cache = self._inbound_engine_cache(config)
         return InboundSpec(
             config_id=config.id,
             name=config.name,
@@ -169,7 +176,13 @@ class BjApiSyncConfig(models.Model):
                         if line.field_id.name in model._fields),
             params=tuple((param.key, param.field_id.name, param.domain_operator)
                          for param in config.param_ids),
-            engine_cache=self._inbound_engine_cache(config),
+            engine_cache=engine_cache,
+            has_scripts=any(
+                value in SCRIPT_TYPES
+                for model_name, name, _ids, values in engine_cache
+                if (model_name, name) == ("bj.api.sync.config.line", "value_type")
+                for value in values
+            ),
         )
 
     @api.model
@@ -331,13 +344,15 @@ class BjApiSyncConfig(models.Model):
         return self.sudo().browse(spec.config_id).with_env(model.env)
 
     @api.model
+    def _inbound_stored_fields(self, spec, model):
+        """The stored columns the lines read, fetched with the records in one query
+        rather than every column of the model as the first field access would."""
+        return [line.field_name for line in spec.lines
+                if not line.is_script and model._fields[line.field_name].store]
+
+    @api.model
     def _inbound_respond(self, spec, model, records, status=200, many=True, facts=None):
-        # Read the mapped columns only, in one query, rather than every column of
-        # the model as the first field access would.
-        records.fetch([
-            line.field_name for line in spec.lines
-            if not line.is_script and model._fields[line.field_name].store
-        ])
+        """Answer with ``records``, whose mapped columns the caller has fetched."""
         rows = self._inbound_engine(spec, model)._export_records(records)
         return InboundResponse(
             status,
@@ -363,8 +378,10 @@ class BjApiSyncConfig(models.Model):
     def _inbound_find(self, spec, model, identifier):
         """The one record in scope whose Record Identifier is ``identifier`` (404/409)."""
         line, value = self._inbound_identifier(spec, identifier)
-        records = model.search(
-            expression.AND([list(spec.scope_domain), [(line.field_name, "=", value)]]), limit=2
+        records = model.search_fetch(
+            expression.AND([list(spec.scope_domain), [(line.field_name, "=", value)]]),
+            self._inbound_stored_fields(spec, model),
+            limit=2,
         )
         if not records:
             raise InboundError(404, f"No record with {line.key} = {identifier!r}.")
@@ -416,8 +433,9 @@ class BjApiSyncConfig(models.Model):
             self._inbound_param_domain(spec, model, query),
             self._inbound_filter_domain(spec, model, query),
         ])
-        records = model.search(
-            domain, offset=offset, limit=limit, order=self._inbound_order(spec, model, query)
+        records = model.search_fetch(
+            domain, self._inbound_stored_fields(spec, model), offset=offset, limit=limit,
+            order=self._inbound_order(spec, model, query),
         )
         if len(records) < limit and (records or not offset):
             total = offset + len(records)
@@ -621,6 +639,7 @@ class BjApiSyncConfig(models.Model):
         """Answer with the records as stored (defaults, computed fields, x2many order)."""
         model.env.flush_all()
         records.invalidate_recordset()
+        records.fetch(self._inbound_stored_fields(spec, model))
         return self._inbound_respond(spec, model, records, status=status, many=many)
 
     @api.model
