@@ -153,7 +153,7 @@ def _fetch_mapped_columns(records, lines):
     missing = [
         name for name in {line.field_id.name for line in lines
                           if line.value_type not in SCRIPT_TYPES}
-        if records._fields[name].store
+        if name != "id" and records._fields[name].store
         and next(cache.get_missing_ids(records, records._fields[name]), None)
     ]
     if missing:

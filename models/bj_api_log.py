@@ -30,6 +30,12 @@ def get_int_param(env, key, default):
 
 
 class BjApiLog(models.Model):
+    """One row per inbound request and per outbound attempt.
+
+    Written on every API call: only the indexes the screens and the retention
+    cron need (two-valued columns like state or direction are not worth one).
+    """
+
     _name = "bj.api.log"
     _description = "API Log"
     _order = "id desc"
@@ -46,28 +52,28 @@ class BjApiLog(models.Model):
         [("in", "In"), ("out", "Out")],
         string="Direction",
         required=True,
-        index=True,
         help="In: an external system called Odoo. Out: Odoo called an external API.",
     )
     method = fields.Char(string="Method", help="HTTP method of the call.")
     url = fields.Char(string="URL", help="Endpoint path (In) or Request URL (Out).")
     request_headers = fields.Text(string="Request Headers", help="Headers, secrets masked.")
     request_body = fields.Text(string="Request Body", help="Body sent, truncated.")
-    status_code = fields.Integer(string="Status Code", index=True, help="HTTP status code.")
+    status_code = fields.Integer(string="Status Code", help="HTTP status code.")
     response_body = fields.Text(string="Response Body", help="Body received, truncated.")
     duration_ms = fields.Integer(string="Duration (ms)", help="Time the call took.")
     state = fields.Selection(
         [("success", "Success"), ("error", "Error")],
         string="State",
         required=True,
-        index=True,
         help="Success for 2xx answers, Error otherwise.",
     )
     error_message = fields.Text(string="Error", help="What went wrong, in plain words.")
     res_model = fields.Char(string="Related Model", help="Model of the records concerned.")
     res_ids = fields.Char(string="Record IDs", help="Ids of the records concerned.")
     request_id = fields.Char(
-        string="Request ID", index=True, help="X-Request-ID of the call, when given."
+        string="Request ID",
+        index="btree_not_null",
+        help="X-Request-ID of the call, when given.",
     )
     attempt = fields.Integer(string="Attempt", default=1, help="Delivery attempt number.")
     job_id = fields.Many2one(
@@ -78,7 +84,7 @@ class BjApiLog(models.Model):
         help="Outbound queue job this attempt belongs to.",
     )
     company_id = fields.Many2one(
-        "res.company", string="Company", index=True, help="Company of the configuration."
+        "res.company", string="Company", help="Company of the configuration."
     )
 
     @api.model

@@ -208,7 +208,7 @@ class TestMappingEngine(BjApiSyncCase):
         )
         self.config._export_records(partners[:1])
         self.env.invalidate_all()
-        with self.assertQueryCount(12):
+        with self.assertQueryCount(11):
             rows = self.config._export_records(partners)
         self.assertEqual([row["name"] for row in rows], partners.mapped("name"))
 
