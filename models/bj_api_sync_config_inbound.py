@@ -46,6 +46,7 @@ LINE_FIELDS_READ_BY_ENGINE = [
     "config_id", "sequence", "field_id", "value_type", "external_key", "mapping_config_id",
     "is_identifier", "script_mode", "python_script",
 ]
+ENGINE_CACHE_FIELDS = frozenset({*CONFIG_FIELDS_READ_BY_ENGINE, "model_id", "line_ids"})
 # Context key set on every inbound write, so outbound triggers can tell the
 # change came from an external system and not echo it back.
 INBOUND_CONTEXT_KEY = "bj_api_sync_inbound_config_id"
@@ -67,6 +68,14 @@ SPEC_VERSION_QUERY = """
 
 class BjApiSyncConfig(models.Model):
     _inherit = "bj.api.sync.config"
+
+    def write(self, vals):
+        result = super().write(vals)
+        # The cached spec of every configuration mapping through this one holds
+        # what the engine reads of it; its own version query does not see that.
+        if ENGINE_CACHE_FIELDS.intersection(vals):
+            self.env.registry.clear_cache()
+        return result
 
     # -- entry point ----------------------------------------------------------
 

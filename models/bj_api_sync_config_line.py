@@ -150,15 +150,27 @@ class BjApiSyncConfigLine(models.Model):
         ):
             raise AccessError(_("Only API Sync Managers may write Python scripts."))
 
+    # Cached specs of inbound configurations (and of those mapping through this
+    # line's configuration) hold the lines: drop them in every worker.
+
     @api.model_create_multi
     def create(self, vals_list):
         for vals in vals_list:
             self._check_script_author(vals)
-        return super().create(vals_list)
+        lines = super().create(vals_list)
+        self.env.registry.clear_cache()
+        return lines
 
     def write(self, vals):
         self._check_script_author(vals)
-        return super().write(vals)
+        result = super().write(vals)
+        self.env.registry.clear_cache()
+        return result
+
+    def unlink(self):
+        result = super().unlink()
+        self.env.registry.clear_cache()
+        return result
 
     # -- actions -------------------------------------------------------------
 

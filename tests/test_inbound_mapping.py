@@ -140,6 +140,17 @@ class TestInboundMapping(BjApiHttpCase):
         self.assertEqual(updated["tags"], [{"name": "B2B"}])
         self.assertIsNone(updated["parent"])
 
+    def test_changes_of_a_mapping_model_apply_at_once(self):
+        partner = self.env["res.partner"].create(
+            {"name": "Mapped", "country_id": self.env.ref("base.be").id}
+        )
+        nested = self.assertApiSuccess(self.api("GET", "map-partners", partner.id))["country"]
+        self.assertEqual(nested["code"], "BE")
+        self.country_config.line_ids.filtered("is_identifier").external_key = "iso"
+        nested = self.assertApiSuccess(self.api("GET", "map-partners", partner.id))["country"]
+        self.assertEqual(nested["iso"], "BE")
+        self.assertNotIn("code", nested)
+
     def test_invalid_values_are_400_naming_the_line(self):
         Partner = self.env["res.partner"]
         before = Partner.search_count([])
