@@ -11,6 +11,25 @@ _logger = logging.getLogger("bj.api.crypto")
 MANAGER_GROUP = "bjet_api_sync.group_api_sync_manager"
 
 
+def secret_fields(string, help):
+    """The pair ``(plaintext field, encrypted column)`` of one secret.
+
+    Declare it as ``x, x_encrypted = secret_fields(...)`` and list ``x`` in
+    ``_bj_secret_fields``; both are for API Sync Managers only.
+    """
+    plaintext = fields.Char(
+        string=string,
+        compute="_compute_bj_secrets",
+        inverse="_inverse_bj_secrets",
+        groups=MANAGER_GROUP,
+        help=f"{help} Stored encrypted.",
+    )
+    encrypted = fields.Char(
+        groups=MANAGER_GROUP, copy=False, help=f"Technical: the encrypted {string}."
+    )
+    return plaintext, encrypted
+
+
 class BjApiSecretMixin(models.AbstractModel):
     """Stores secrets encrypted at rest.
 

@@ -10,7 +10,7 @@ from odoo.tools.safe_eval import safe_eval
 
 from ..core import convert, mapping
 from ..core.exceptions import MappingError
-from .bj_api_secret_mixin import MANAGER_GROUP
+from .bj_api_secret_mixin import secret_fields
 
 ENDPOINT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 CONNECTION_TIMEOUT_RANGE = (1, 60)
@@ -98,26 +98,13 @@ class BjApiSyncConfig(models.Model):
         "API (Out).",
     )
     login = fields.Char(string="Login", help="User name for Basic authentication.")
-    password = fields.Char(
-        string="Password",
-        compute="_compute_bj_secrets",
-        inverse="_inverse_bj_secrets",
-        groups=MANAGER_GROUP,
-        help="Password for Basic authentication. Stored encrypted.",
+    password, password_encrypted = secret_fields(
+        "Password",
+        "Password for Basic authentication.",
     )
-    password_encrypted = fields.Char(
-        groups=MANAGER_GROUP, copy=False, help="Technical: the encrypted Password."
-    )
-    bearer_token = fields.Char(
-        string="Bearer Token",
-        compute="_compute_bj_secrets",
-        inverse="_inverse_bj_secrets",
-        groups=MANAGER_GROUP,
-        help="Token for Bearer authentication, with or without the leading 'Bearer '. "
-        "Stored encrypted.",
-    )
-    bearer_token_encrypted = fields.Char(
-        groups=MANAGER_GROUP, copy=False, help="Technical: the encrypted Bearer Token."
+    bearer_token, bearer_token_encrypted = secret_fields(
+        "Bearer Token",
+        "Token for Bearer authentication, with or without the leading 'Bearer '.",
     )
     limit = fields.Integer(
         string="Limit",
@@ -194,16 +181,10 @@ class BjApiSyncConfig(models.Model):
         help="IPv4/IPv6 addresses or CIDR ranges allowed to call this endpoint, one per "
         "line or separated by commas. Empty: any address.",
     )
-    signature_secret = fields.Char(
-        string="Signature Secret",
-        compute="_compute_bj_secrets",
-        inverse="_inverse_bj_secrets",
-        groups=MANAGER_GROUP,
-        help="When set, inbound calls must carry X-BJET-Signature: t=<unix time>,v1=<hex "
-        "HMAC-SHA256 of '<t>.<raw body>'>. Stored encrypted.",
-    )
-    signature_secret_encrypted = fields.Char(
-        groups=MANAGER_GROUP, copy=False, help="Technical: the encrypted Signature Secret."
+    signature_secret, signature_secret_encrypted = secret_fields(
+        "Signature Secret",
+        "When set, inbound calls must carry X-BJET-Signature: t=<unix time>,v1=<hex "
+        "HMAC-SHA256 of '<t>.<raw body>'>.",
     )
     rate_limit_per_minute = fields.Integer(
         string="Rate Limit per Minute",
