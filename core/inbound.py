@@ -94,6 +94,8 @@ class InboundSpec:
     name: str
     model_name: str
     company_id: int | None
+    # The company's parent_path, which record rules read (see _inbound_model).
+    company_parent_path: str | None
     run_as_uid: int | None
     authorization_type: str
     login: str

@@ -1,4 +1,5 @@
 from . import bj_api_secret_mixin
+from . import bj_api_spec_source_mixin
 from . import bj_http_method
 from . import bj_api_sync_config
 from . import bj_api_sync_config_inbound

@@ -23,7 +23,9 @@ TRIGGER_ACTION_MODELS = ("ir.cron", "base.automation", "ir.actions.server")
 class BjApiSyncConfig(models.Model):
     _name = "bj.api.sync.config"
     _description = "API Configuration"
-    _inherit = ["bj.api.secret.mixin", "mail.thread", "mail.activity.mixin"]
+    _inherit = [
+        "bj.api.secret.mixin", "bj.api.spec.source.mixin", "mail.thread", "mail.activity.mixin",
+    ]
     _order = "name, id"
 
     _bj_secret_fields = ("password", "bearer_token", "signature_secret")

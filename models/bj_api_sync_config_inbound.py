@@ -6,9 +6,9 @@ to :meth:`_inbound_serve`, which always answers and always logs.  Business
 records are read and written as the configuration's Run As User, never as the
 superuser, inside a savepoint: a failed request writes nothing.
 
-What a request needs of its configuration is an ``InboundSpec``, built once per
-version of the configuration and cached in the registry; one small query per
-request tells whether the cached version is still the current one.
+What a request needs of its configuration is an ``InboundSpec``, built once and
+cached in the registry, so that reading it costs no query; any change of a
+configuration, a line or a parameter drops it (see ``bj.api.spec.source.mixin``).
 """
 
 import json
@@ -46,36 +46,12 @@ LINE_FIELDS_READ_BY_ENGINE = [
     "config_id", "sequence", "field_id", "value_type", "external_key", "mapping_config_id",
     "is_identifier", "script_mode", "python_script",
 ]
-ENGINE_CACHE_FIELDS = frozenset({*CONFIG_FIELDS_READ_BY_ENGINE, "model_id", "line_ids"})
 # Context key set on every inbound write, so outbound triggers can tell the
 # change came from an external system and not echo it back.
 INBOUND_CONTEXT_KEY = "bj_api_sync_inbound_config_id"
-# The active inbound configuration of an endpoint, with a version that changes
-# whenever the configuration, one of its lines or parameters changes: every
-# UPDATE, even within one transaction, gives a row a new (ctid, xmin).
-SPEC_VERSION_QUERY = """
-    SELECT c.id,
-           concat_ws('|', c.ctid::text, c.xmin::text,
-               (SELECT string_agg(l.ctid::text || l.xmin::text, ',' ORDER BY l.id)
-                  FROM bj_api_sync_config_line l WHERE l.config_id = c.id),
-               (SELECT string_agg(p.ctid::text || p.xmin::text, ',' ORDER BY p.id)
-                  FROM bj_api_sync_param p WHERE p.config_id = c.id))
-      FROM bj_api_sync_config c
-     WHERE c.endpoint = %s AND c.request_type = 'in' AND c.active
-     LIMIT 1
-"""
-
 
 class BjApiSyncConfig(models.Model):
     _inherit = "bj.api.sync.config"
-
-    def write(self, vals):
-        result = super().write(vals)
-        # The cached spec of every configuration mapping through this one holds
-        # what the engine reads of it; its own version query does not see that.
-        if ENGINE_CACHE_FIELDS.intersection(vals):
-            self.env.registry.clear_cache()
-        return result
 
     # -- entry point ----------------------------------------------------------
 
@@ -138,18 +114,22 @@ class BjApiSyncConfig(models.Model):
     def _inbound_spec_for(self, endpoint):
         if not endpoint:
             raise InboundError(404, f"Name the endpoint: {inbound.API_PREFIX}/<endpoint>.")
-        self.env.cr.execute(SPEC_VERSION_QUERY, (endpoint,))
-        row = self.env.cr.fetchone()
-        if not row:
+        return self._inbound_spec(endpoint)
+
+    @tools.ormcache("endpoint")
+    def _inbound_spec(self, endpoint):
+        """The ``InboundSpec`` of the active inbound configuration of ``endpoint``.
+
+        Unknown endpoints raise, so they are not cached: callers cannot fill
+        the cache with names of their choosing.
+        """
+        config = self.sudo().search(
+            [("endpoint", "=", endpoint), ("request_type", "=", "in")], limit=1
+        )
+        if not config:
             raise InboundError(
                 404, f"No active inbound configuration has the endpoint {endpoint!r}."
             )
-        return self._inbound_spec(*row)
-
-    @tools.ormcache("config_id", "version")
-    def _inbound_spec(self, config_id, version):
-        """The ``InboundSpec`` of a configuration in a given version."""
-        config = self.sudo().browse(config_id)
         model = self.env[config.model_name]
 
         def line_spec(line):
@@ -165,6 +145,7 @@ class BjApiSyncConfig(models.Model):
             name=config.name,
             model_name=config.model_name,
             company_id=config.company_id.id or None,
+            company_parent_path=config.company_id.parent_path or None,
             run_as_uid=config.run_as_user_id.id or None,
             authorization_type=config.authorization_type,
             login=config.login or "",
@@ -273,7 +254,21 @@ class BjApiSyncConfig(models.Model):
                 **{INBOUND_CONTEXT_KEY: spec.config_id},
             ),
         )
-        return env[spec.model_name]
+        model = env[spec.model_name]
+        if "company_id" in model._fields:
+            # Multi-company record rules test ('company_id', 'parent_of',
+            # company_ids), which reads the company's parent_path, and with it
+            # every column of res.company.  A company's place in the hierarchy
+            # never changes (res.company refuses to write parent_id): the spec
+            # keeps it, for the configuration's company.
+            company = env["res.company"].browse(company_id)
+            if company_id == spec.company_id:
+                env.cache.insert_missing(
+                    company, company._fields["parent_path"], [spec.company_parent_path]
+                )
+            else:
+                company.sudo().fetch(["parent_path"])
+        return model
 
     @api.model
     def _inbound_execute(self, spec, call, payload):
@@ -391,6 +386,7 @@ class BjApiSyncConfig(models.Model):
             expression.AND([list(spec.scope_domain), [(line.field_name, "=", value)]]),
             self._inbound_stored_fields(spec, model),
             limit=2,
+            order="id",  # any order tells one from several; the model's may cost joins
         )
         if not records:
             raise InboundError(404, f"No record with {line.key} = {identifier!r}.")

@@ -9,6 +9,7 @@ SCRIPT_VALUE_TYPES = ("python_plain", "relational_python")
 
 class BjApiSyncConfigLine(models.Model):
     _name = "bj.api.sync.config.line"
+    _inherit = ["bj.api.spec.source.mixin"]
     _description = "API Configuration Line"
     _order = "config_id, sequence, id"
 
@@ -150,27 +151,15 @@ class BjApiSyncConfigLine(models.Model):
         ):
             raise AccessError(_("Only API Sync Managers may write Python scripts."))
 
-    # Cached specs of inbound configurations (and of those mapping through this
-    # line's configuration) hold the lines: drop them in every worker.
-
     @api.model_create_multi
     def create(self, vals_list):
         for vals in vals_list:
             self._check_script_author(vals)
-        lines = super().create(vals_list)
-        self.env.registry.clear_cache()
-        return lines
+        return super().create(vals_list)
 
     def write(self, vals):
         self._check_script_author(vals)
-        result = super().write(vals)
-        self.env.registry.clear_cache()
-        return result
-
-    def unlink(self):
-        result = super().unlink()
-        self.env.registry.clear_cache()
-        return result
+        return super().write(vals)
 
     # -- actions -------------------------------------------------------------
 

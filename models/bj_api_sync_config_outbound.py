@@ -26,10 +26,6 @@ TRIGGER_EVENTS = ("create", "write", "unlink")
 # A delivery writes these models: a trigger on them would feed itself forever.
 UNWATCHABLE_MODELS = ("bj.api.log", "bj.api.sync.job")
 # Fields whose change alters which models and events fire deliveries.
-TRIGGER_FIELDS = frozenset({
-    "active", "request_type", "model_id", "trigger_on_create", "trigger_on_write",
-    "trigger_on_unlink", "watched_field_ids", "send_inbound_changes",
-})
 SCHEDULE_FIELDS = frozenset({
     "name", "active", "request_type", "trigger_on_schedule", "schedule_interval_number",
     "schedule_interval_type",
@@ -53,6 +49,11 @@ QueueTarget = namedtuple(
 
 class BjApiSyncConfigOutbound(models.Model):
     _inherit = "bj.api.sync.config"
+    # Schedule bookkeeping (every scheduled run writes it) and the chatter's.
+    _spec_neutral_fields = frozenset({
+        "schedule_cron_id", "schedule_last_sync", "schedule_last_sync_id",
+        "message_main_attachment_id",
+    })
 
     send_inbound_changes = fields.Boolean(
         string="Send Changes Made by Inbound Calls",
@@ -166,14 +167,11 @@ class BjApiSyncConfigOutbound(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         configs = super().create(vals_list)
-        self.env.registry.clear_cache()  # _bj_trigger_specs, in every worker
         configs._bj_sync_schedule_cron()
         return configs
 
     def write(self, vals):
         result = super().write(vals)
-        if TRIGGER_FIELDS.intersection(vals):
-            self.env.registry.clear_cache()
         if SCHEDULE_FIELDS.intersection(vals):
             self._bj_sync_schedule_cron()
         return result
@@ -182,7 +180,6 @@ class BjApiSyncConfigOutbound(models.Model):
         crons = self.sudo().schedule_cron_id
         result = super().unlink()
         crons.unlink()
-        self.env.registry.clear_cache()
         return result
 
     @api.depends("job_ids.state")

@@ -24,3 +24,4 @@ from . import test_inbound_logging
 from . import test_inbound_postman
 from . import test_outbound_schedule
 from . import test_outbound_actions
+from . import test_spec_cache

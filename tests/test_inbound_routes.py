@@ -114,8 +114,8 @@ class TestInboundRoutes(BjApiHttpCase):
         self.assertNotIn("boom", log.response_body)
 
     def test_configuration_changes_apply_to_the_next_request(self):
-        # The configuration is cached between requests, per version: every kind
-        # of change, even within one transaction, must be seen at once.
+        # The configuration is cached between requests: every kind of change,
+        # even within one transaction, must be seen at once.
         self.assertIn("email", self.assertApiSuccess(self.api("GET", "route-partners",
                                                               self.partner.id)))
         email_line = self.config.line_ids.filtered(lambda line: line.external_key == "email")
