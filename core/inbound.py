@@ -115,8 +115,8 @@ class InboundSpec:
     lines: tuple
     params: tuple
     # What the mapping engine reads of this configuration, its lines and their
-    # Mapping Models, as ORM cache values: ((model, field, ids, values), ...).
-    engine_cache: tuple = field(default=(), repr=False)
+    # Mapping Models, as ORM cache values (see ``_mapping_snapshot``).
+    mapping_snapshot: tuple = field(default=(), repr=False)
     # Whether a line of this configuration or of its Mapping Models runs a script,
     # which may write even while answering a GET.
     has_scripts: bool = True

@@ -87,14 +87,20 @@ class BjApiLog(models.Model):
     )
 
     @api.model
-    def _prepare_log_values(self, values, secrets=()):
+    def _body_max_size(self):
+        return get_int_param(self.env, PARAM_BODY_MAX_SIZE, DEFAULT_BODY_MAX_SIZE)
+
+    @api.model
+    def _prepare_log_values(self, values, secrets=(), max_size=None):
         """Mask secrets and truncate bodies of raw log ``values``.
 
         ``request_headers`` may be a mapping; bodies may be bytes, str or any
-        JSON-serialisable value.
+        JSON-serialisable value.  ``max_size`` (default: ``_body_max_size``) is
+        for callers preparing many rows.
         """
         values = dict(values)
-        max_size = get_int_param(self.env, PARAM_BODY_MAX_SIZE, DEFAULT_BODY_MAX_SIZE)
+        if max_size is None:
+            max_size = self._body_max_size()
         headers = values.get("request_headers")
         if headers is not None and not isinstance(headers, str):
             values["request_headers"] = json.dumps(

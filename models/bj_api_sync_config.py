@@ -3,7 +3,7 @@ import re
 import secrets
 from urllib.parse import urlparse
 
-from odoo import _, api, fields, models
+from odoo import _, api, fields, models, tools
 from odoo.exceptions import ValidationError
 from odoo.osv import expression
 from odoo.tools.safe_eval import safe_eval
@@ -18,6 +18,15 @@ READ_TIMEOUT_RANGE = (1, 300)
 # Entropy of generated Bearer tokens: 32 bytes, 43 url-safe characters.
 GENERATED_TOKEN_BYTES = 32
 TRIGGER_ACTION_MODELS = ("ir.cron", "base.automation", "ir.actions.server")
+# What the mapping engine (and the delivery worker, is_paginated) reads of
+# configurations, their lines and fields (see ``_mapping_snapshot``).
+CONFIG_FIELDS_READ_BY_ENGINE = [
+    "name", "model_name", "filter_domain", "company_id", "line_ids", "is_paginated",
+]
+LINE_FIELDS_READ_BY_ENGINE = [
+    "config_id", "sequence", "field_id", "value_type", "external_key", "mapping_config_id",
+    "is_identifier", "script_mode", "python_script",
+]
 
 
 class BjApiSyncConfig(models.Model):
@@ -446,6 +455,46 @@ class BjApiSyncConfig(models.Model):
             value = record[field_name]
             found.setdefault(value.id if isinstance(value, models.BaseModel) else value, record.id)
         return found
+
+    @api.model
+    @tools.ormcache("config_id")
+    def _mapping_snapshot(self, config_id):
+        """What the mapping engine reads of a configuration and of the ones it
+        maps through, as ORM cache values: ``((model, field, ids, values), ...)``.
+
+        Cached in the registry and dropped by any change of configurations or
+        lines (see ``bj.api.spec.source.mixin``): put in a transaction's cache
+        by ``_seed_mapping_snapshot``, it spares the queries that would read the
+        configurations again after every commit of the delivery worker, or in
+        every inbound request.
+        """
+        configs = self.sudo().browse(config_id)
+        seen = configs.browse()
+        while configs - seen:
+            pending = configs - seen
+            seen |= pending
+            configs |= pending.line_ids.mapping_config_id
+        lines = seen.line_ids
+        snapshot = []
+        for records, names in (
+            (seen, CONFIG_FIELDS_READ_BY_ENGINE),
+            (lines, LINE_FIELDS_READ_BY_ENGINE),
+            (lines.field_id, ["name", "ttype"]),
+        ):
+            for name in names:
+                field = records._fields[name]
+                values = tuple(field.convert_to_cache(record[name], record, validate=False)
+                               for record in records)
+                snapshot.append((records._name, name, tuple(records.ids), values))
+        return tuple(snapshot)
+
+    @api.model
+    def _seed_mapping_snapshot(self, snapshot):
+        """Put a ``_mapping_snapshot`` in the transaction's cache, where missing."""
+        cache = self.env.cache
+        for model_name, name, ids, values in snapshot:
+            records = self.env[model_name].browse(ids)
+            cache.insert_missing(records, records._fields[name], values)
 
     def _export_records(self, records):
         """JSON objects (External API Key -> value) for ``records``, in order."""

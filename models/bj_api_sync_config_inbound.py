@@ -39,13 +39,6 @@ RESERVED_QUERY_KEYS = frozenset({"limit", "offset", "page", "order"})
 ORDER_TERM = re.compile(r"^(?P<key>[^\s]+)(?:\s+(?P<direction>asc|desc))?$", re.IGNORECASE)
 RELATIONAL_TYPES = ("many2one", "one2many", "many2many")
 UNSORTABLE_TYPES = ("one2many", "many2many", "binary")
-# What the mapping engine reads of configurations and their lines (see
-# ``_inbound_engine``).
-CONFIG_FIELDS_READ_BY_ENGINE = ["name", "model_name", "filter_domain", "company_id"]
-LINE_FIELDS_READ_BY_ENGINE = [
-    "config_id", "sequence", "field_id", "value_type", "external_key", "mapping_config_id",
-    "is_identifier", "script_mode", "python_script",
-]
 # Context key set on every inbound write, so outbound triggers can tell the
 # change came from an external system and not echo it back.
 INBOUND_CONTEXT_KEY = "bj_api_sync_inbound_config_id"
@@ -139,7 +132,7 @@ class BjApiSyncConfig(models.Model):
             )
 
         identifier = config._get_identifier_line()
-        engine_cache = self._inbound_engine_cache(config)
+        snapshot = self._mapping_snapshot(config.id)
         return InboundSpec(
             config_id=config.id,
             name=config.name,
@@ -166,10 +159,10 @@ class BjApiSyncConfig(models.Model):
                         if line.field_id.name in model._fields),
             params=tuple((param.key, param.field_id.name, param.domain_operator)
                          for param in config.param_ids),
-            engine_cache=engine_cache,
+            mapping_snapshot=snapshot,
             has_scripts=any(
                 value in SCRIPT_TYPES
-                for model_name, name, _ids, values in engine_cache
+                for model_name, name, _ids, values in snapshot
                 if (model_name, name) == ("bj.api.sync.config.line", "value_type")
                 for value in values
             ),
@@ -308,43 +301,16 @@ class BjApiSyncConfig(models.Model):
         )
 
     @api.model
-    def _inbound_engine_cache(self, config):
-        """What the mapping engine reads of ``config`` and of the configurations
-        it maps through, as ORM cache values, to be kept in the cached spec."""
-        configs, seen = config.sudo(), config.sudo().browse()
-        while configs - seen:
-            pending = configs - seen
-            seen |= pending
-            configs |= pending.line_ids.mapping_config_id
-        lines = seen.line_ids
-        snapshot = []
-        for records, names in (
-            (seen, [*CONFIG_FIELDS_READ_BY_ENGINE, "line_ids"]),
-            (lines, LINE_FIELDS_READ_BY_ENGINE),
-            (lines.field_id, ["name", "ttype"]),
-        ):
-            for name in names:
-                field = records._fields[name]
-                values = tuple(field.convert_to_cache(record[name], record, validate=False)
-                               for record in records)
-                snapshot.append((records._name, name, tuple(records.ids), values))
-        return tuple(snapshot)
-
-    @api.model
     def _inbound_engine(self, spec, model):
         """The configuration, in ``model``'s environment, for the mapping engine.
 
         The engine runs scripts, looks related records up and reads the records
         it is given as the Run As User, without superuser rights.  That user
         usually may not read configurations, and reading them on every request
-        would cost several queries: the spec keeps what the engine reads, and it
-        is put in the transaction's cache, where the engine finds it (Odoo checks
-        access rights when it fetches, not when it reads the cache).
+        would cost several queries: the spec keeps the mapping snapshot (Odoo
+        checks access rights when it fetches, not when it reads the cache).
         """
-        cache = self.env.cache
-        for model_name, name, ids, values in spec.engine_cache:
-            records = self.env[model_name].browse(ids)
-            cache.insert_missing(records, records._fields[name], values)
+        self._seed_mapping_snapshot(spec.mapping_snapshot)
         return self.sudo().browse(spec.config_id).with_env(model.env)
 
     @api.model

@@ -24,7 +24,7 @@ WORKER_CRON = "bjet_api_sync.ir_cron_bj_api_sync_deliver"
 DEAD_ACTIVITY_TYPE = "bjet_api_sync.mail_activity_type_delivery_failed"
 # Jobs claimed per transaction: the per-batch work (claim, export, commit) is
 # shared, while a crashed worker leaves a bounded number of jobs to reclaim.
-CLAIM_BATCH_SIZE = 100
+CLAIM_BATCH_SIZE = 250
 # A worker stops sending the jobs it claimed after this long and hands the rest
 # back, so that a job is never held longer than STALE_AFTER (one attempt of the
 # slowest allowed timeouts, 60 + 300 s, fits in the difference).
@@ -361,18 +361,24 @@ class BjApiSyncJob(models.Model):
         with ThreadPoolExecutor(SEND_CONCURRENCY, thread_name_prefix="bj-api-send") as senders:
             while True:
                 # Claim and prepare the next batch while the previous one is on the wire.
-                jobs = self.browse()
+                requests = []
                 if time.monotonic() - started < RUN_TIME_BUDGET:
-                    jobs = self._claim(worker, CLAIM_BATCH_SIZE, commit)
-                    self._commit(commit)
-                    jobs = jobs._prepare_payloads()
-                    self._commit(commit)
-                done += self._collect(in_flight, commit)
+                    # One transaction: should preparing fail, the claim is undone
+                    # with it rather than left running until reclaimed.
+                    jobs = self._claim(worker, CLAIM_BATCH_SIZE, commit)._prepare_payloads()
+                    requests = jobs._outbound_requests(settings)  # before the commit
+                    self._commit(commit)                          # empties the cache
+                results, expired = self._await_results(in_flight, commit)
+                done += len(in_flight) - len(expired)
                 # Stop when nothing was claimed nor collected: results just collected
-                # may have released jobs that they held back.
-                if not jobs and not in_flight:
+                # may release jobs that they held back.
+                if not requests and not in_flight:
                     break
-                in_flight = jobs._submit(senders, settings)
+                # The next batch goes on the wire before this one's results are
+                # written: a claim never holds a job younger than a running one
+                # of the same record, so the order per record holds.
+                in_flight = self._submit(senders, requests)
+                self._store_results(results, expired, commit)
         remaining = self._count_due()
         if remaining:
             # Jobs queued while this run ended: make sure a run follows.
@@ -515,28 +521,35 @@ class BjApiSyncJob(models.Model):
         for cron in siblings:
             cron._trigger()
 
-    def _submit(self, senders, settings):
-        """Hand the prepared jobs' requests to the sender threads; return them in flight.
+    def _outbound_requests(self, settings):
+        """The ``OutboundRequest`` of each prepared job; ``settings`` caches the
+        configurations' ``_bj_delivery_settings`` for the worker's run."""
+        requests = []
+        for job in self:
+            if job.config_id.id not in settings:
+                settings[job.config_id.id] = job.config_id._bj_delivery_settings()
+            config = settings[job.config_id.id]
+            requests.append(OutboundRequest(
+                job.id, config, job.attempt, job.attempt_limit, job.res_ids, job.payload,
+                {**config["headers"], http_client.IDEMPOTENCY_HEADER: job.idempotency_key,
+                 EVENT_HEADER: job.event},
+            ))
+        return requests
+
+    @api.model
+    def _submit(self, senders, requests):
+        """Hand ``requests`` to the sender threads; return them in flight.
 
         A claim never holds two jobs of one record, so sending them
         SEND_CONCURRENCY at a time keeps the per-record order.
         """
         deadline = time.monotonic() + SEND_WINDOW.total_seconds()
-        in_flight = []
-        for job in self:
-            if job.config_id.id not in settings:
-                settings[job.config_id.id] = job.config_id._bj_delivery_settings()
-            config = settings[job.config_id.id]
-            request = OutboundRequest(
-                job.id, config, job.attempt, job.attempt_limit, job.res_ids, job.payload,
-                {**config["headers"], http_client.IDEMPOTENCY_HEADER: job.idempotency_key,
-                 EVENT_HEADER: job.event},
-            )
-            in_flight.append((request, senders.submit(_send_request, request, deadline)))
-        return in_flight
+        return [(request, senders.submit(_send_request, request, deadline))
+                for request in requests]
 
-    def _collect(self, in_flight, commit):
-        """Record the results of requests in flight; return how many were sent.
+    def _await_results(self, in_flight, commit):
+        """Wait for the requests in flight; return the ``(request, result)`` pairs
+        not stored yet, and the ids of the jobs whose send window expired.
 
         Results are written and committed together, at most RESULTS_COMMIT_INTERVAL
         apart: a commit per request would cost more than the request.  A worker
@@ -552,13 +565,14 @@ class BjApiSyncJob(models.Model):
             else:
                 results.append((request, result))
             if time.monotonic() - last_commit > RESULTS_COMMIT_INTERVAL:
-                self._record_results(results)
-                self._commit(commit)
+                self._store_results(results, [], commit)
                 results, last_commit = [], time.monotonic()
+        return results, expired
+
+    def _store_results(self, results, expired, commit):
         self._record_results(results)
         self.browse(expired)._release()
         self._commit(commit)
-        return len(in_flight) - len(expired)
 
     def _prepare_payloads(self):
         """Build the payload of claimed jobs that have none yet; return those to send.
@@ -569,21 +583,29 @@ class BjApiSyncJob(models.Model):
         """
         for config, jobs in self.filtered(lambda job: not job.payload).grouped(
                 "config_id").items():
+            # The worker's commits empty the transaction's cache: take what is
+            # read of the configuration from the registry's instead.
+            config._seed_mapping_snapshot(config._mapping_snapshot(config.id))
             records, _skipped = config._bj_records_in_scope(
                 list(dict.fromkeys(i for job in jobs for i in _id_list(job.res_ids))))
             try:
                 objects = dict(zip(records.ids, config._bj_export(records), strict=True))
             except MappingError:
                 objects = None  # find the culprit job by job
-            rows = [row for job in jobs if (row := job._build_payload(config, records, objects))]
+            present = set(records.ids)
+            rows = [row for job in jobs
+                    if (row := job._build_payload(config, records, present, objects))]
             if rows:
                 self._update_rows((("payload", "text"), ("res_ids", "varchar")), rows)
                 self._merge_younger_jobs(config, [i for row in rows for i in _id_list(row[2])])
         return self.filtered(lambda job: job.state == "running")
 
-    def _build_payload(self, config, records, objects):
-        """``(id, payload, res_ids)`` of this job, or None when it is not to be sent."""
-        present = set(records.ids)
+    def _build_payload(self, config, records, present, objects):
+        """``(id, payload, res_ids)`` of this job, or None when it is not to be sent.
+
+        ``records`` are the exported records in scope, ``present`` their ids and
+        ``objects`` their JSON objects by id (None: export job by job).
+        """
         ids = [i for i in _id_list(self.res_ids) if i in present]
         if not ids:
             self._finish("cancelled", _("The records no longer exist or are outside the "
@@ -625,11 +647,12 @@ class BjApiSyncJob(models.Model):
             return
         log_model = self.env["bj.api.log"].sudo()
         # In the worker's transaction: a log row commits with the outcome it records.
+        max_size = log_model._body_max_size()
         log_model._insert_rows(self.env.cr, [log_model._prepare_log_values(
             outbound_log_values(request.config, result, body=request.body,
                                 records_text=request.res_ids, attempt=request.attempt,
                                 headers=request.headers, job_id=request.job_id),
-            request.config["secrets"]) for request, result in results])
+            request.config["secrets"], max_size) for request, result in results])
         now = self._now()
         rows, dead, wake_at = [], [], None
         for request, result in results:

@@ -556,6 +556,9 @@ class OdooProcess:
     def wait(self) -> int:
         assert self.proc and self.reader
         rc = self.proc.wait()
+        # Children left behind (a Chromium that Odoo gave up on) would keep the
+        # output pipe open, and the reader waiting for its end, forever.
+        self._signal_group(signal.SIGKILL)
         self.reader.join()
         return rc
 
