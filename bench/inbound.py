@@ -30,7 +30,7 @@ LOGIN, PASSWORD = "admin", "admin"
 
 ROUNDS = 5
 SINGLE_PER_ROUND = 40
-GET_PER_ROUND = 60
+GET_PER_ROUND = 150  # GETs are quick: more of them to average the noise out
 BATCH_SIZE = 100
 BATCHES_PER_ROUND = 2
 WARM_UP = 10
