@@ -5,7 +5,7 @@ from datetime import timedelta
 import psycopg2
 import psycopg2.errors
 
-from odoo import api, fields, models, sql_db
+from odoo import api, fields, models, sql_db, tools
 
 from ..core import masking
 
@@ -21,11 +21,7 @@ RETENTION_BATCH_SIZE = 5_000
 
 def get_int_param(env, key, default):
     """An integer system parameter; ``default`` when unset or not a number."""
-    value = env["ir.config_parameter"].sudo().get_param(key)
-    try:
-        return int(value) if value else default
-    except ValueError:
-        return default
+    return env["bj.api.log"]._int_param(key, default)
 
 
 class BjApiLog(models.Model):
@@ -85,6 +81,16 @@ class BjApiLog(models.Model):
     company_id = fields.Many2one(
         "res.company", string="Company", help="Company of the configuration."
     )
+
+    @api.model
+    @tools.ormcache("key", "default")
+    def _int_param(self, key, default):
+        # Read on every API call; changing a system parameter clears the cache.
+        value = self.env["ir.config_parameter"].sudo().get_param(key)
+        try:
+            return int(value) if value else default
+        except ValueError:
+            return default
 
     @api.model
     def _body_max_size(self):

@@ -477,8 +477,10 @@ class OdooSetup:
             f"--config={self.config}",
             f"--addons-path={self.addons_path}",
             f"--data-dir={self.data_dir}",
+            # Alone, without --db-filter: then Odoo does not list the server's
+            # databases (a new PostgreSQL connection) on every session-less
+            # request, which every API call is.
             f"--database={db}",
-            f"--db-filter=^{db}$",
             "--http-interface=127.0.0.1",
             *args,
         ]
