@@ -570,6 +570,7 @@ class BjApiSyncJob(models.Model):
         return results, expired
 
     def _store_results(self, results, expired, commit):
+        """Write ``results``, put the ``expired`` jobs back in the queue, commit."""
         self._record_results(results)
         self.browse(expired)._release()
         self._commit(commit)
