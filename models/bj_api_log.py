@@ -8,6 +8,7 @@ import psycopg2.errors
 from odoo import api, fields, models, sql_db, tools
 
 from ..core import masking
+from ..core.dedicated_connections import DedicatedConnections
 
 _logger = logging.getLogger("bj.api.log")
 
@@ -17,6 +18,11 @@ PARAM_RETENTION_DAYS = "bjet_api_sync.log_retention_days"
 DEFAULT_RETENTION_DAYS = 30
 # Rows deleted per cleanup batch, so the retention cron never holds long locks.
 RETENTION_BATCH_SIZE = 5_000
+# Connections per database and per Odoo process kept open for log rows, beyond
+# Odoo's own pool (db_maxconn).  A prefork worker serves one request at a time
+# and needs one; in threaded mode, calls beyond this use a pooled cursor.
+LOG_CONNECTIONS_PER_DATABASE = 2
+LOG_CONNECTIONS = DedicatedConnections(LOG_CONNECTIONS_PER_DATABASE)
 
 
 def get_int_param(env, key, default):
@@ -126,12 +132,12 @@ class BjApiLog(models.Model):
             values["res_ids"] = ",".join(str(i) for i in values["res_ids"])
         return values
 
-    def _insert_rows(self, cr, values_list, relaxed_commit=False):
-        """Insert rows with a single statement and return their ids.
+    def _insert_statement(self, values_list, relaxed_commit=False):
+        """The INSERT of ``values_list`` (prepared values, see
+        ``_prepare_log_values``) as ``(query, params)``, returning the new ids.
 
         This runs for every API call and every delivery attempt, so it skips the
-        ORM: no default_get, no cache, one INSERT for the whole batch.
-        ``values_list`` hold prepared values (see ``_prepare_log_values``).
+        ORM: no default_get, no cache, one statement for the whole batch.
         """
         now = fields.Datetime.now()
         audit = {"create_uid": self.env.uid, "create_date": now,
@@ -155,26 +161,24 @@ class BjApiLog(models.Model):
         )
         params = [None if row.get(name, False) is False else row[name]
                   for row in rows for name in names]
-        cr.execute(query, params, log_exceptions=False)
+        return query, params
+
+    def _insert_rows(self, cr, values_list, relaxed_commit=False):
+        """Insert rows on Odoo cursor ``cr`` and return their ids."""
+        cr.execute(*self._insert_statement(values_list, relaxed_commit), log_exceptions=False)
         return [row[0] for row in cr.fetchall()]
 
     @api.model
-    def _write_log(self, values, secrets=()):
-        """Write one log row on a cursor of its own and return its id.
+    def _write_log(self, values, secrets=(), max_size=None):
+        """Write one log row in a transaction of its own and return its id.
 
         The row is committed independently of the caller's transaction, so it
         survives when the request or the delivery that it describes rolls back.
+        ``max_size`` is as for ``_prepare_log_values``.
         """
-        values = self._prepare_log_values(values, secrets)
+        values = self._prepare_log_values(values, secrets, max_size)
         try:
-            with self.env.registry.cursor() as cr:
-                if isinstance(cr, sql_db.Cursor):  # not a test cursor, in a test's transaction
-                    # The INSERT is the whole transaction: run it as one and spare
-                    # the BEGIN and COMMIT round trips (as odoo/service/db.py does).
-                    # The next cursor on this pooled connection turns transactions
-                    # back on (Cursor.__init__ sets the isolation level).
-                    cr._cnx.autocommit = True
-                return self._insert_rows(cr, [values], relaxed_commit=True)[0]
+            return self._insert_committed(values)
         except psycopg2.errors.ForeignKeyViolation:
             # A record the row refers to was created in the caller's still
             # uncommitted transaction, so the other cursor cannot see it: keep the
@@ -189,6 +193,47 @@ class BjApiLog(models.Model):
             # Logging must never break the call it describes.
             _logger.exception("Could not write the API log row for %s", values.get("url"))
             return False
+
+    def _insert_committed(self, values):
+        """Insert and commit one row of prepared ``values`` outside the caller's
+        transaction; return its id."""
+        registry = self.env.registry
+        # In test mode (HttpCase), the server shares the test's transaction, which
+        # is rolled back at the end: there, "outside" is the test cursor that
+        # Odoo hands out instead of a new one.
+        if not registry.in_test_mode():
+            try:
+                row_id = self._insert_on_log_connection(values)
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                # The kept connection died (server restart, idle timeout); it
+                # is closed now.  The pooled cursor below still writes the row.
+                _logger.info("A kept log connection failed; writing on a pooled cursor")
+                row_id = None
+            if row_id is not None:
+                return row_id
+        with registry.cursor() as cr:
+            if isinstance(cr, sql_db.Cursor):  # not a test cursor, in a test's transaction
+                # The INSERT is the whole transaction: run it as one and spare
+                # the BEGIN and COMMIT round trips (as odoo/service/db.py does).
+                # The next cursor on this pooled connection turns transactions
+                # back on (Cursor.__init__ sets the isolation level).
+                cr._cnx.autocommit = True
+            return self._insert_rows(cr, [values], relaxed_commit=True)[0]
+
+    def _insert_on_log_connection(self, values):
+        """Insert one row on a kept autocommit connection (see
+        ``core/dedicated_connections.py``); None when all are busy."""
+        dbname = self.env.cr.dbname
+
+        def connect():
+            return psycopg2.connect(**sql_db.connection_info_for(dbname)[1])
+
+        with LOG_CONNECTIONS.borrowed(dbname, connect) as connection:
+            if connection is None:
+                return None
+            with connection.cursor() as cr:
+                cr.execute(*self._insert_statement([values], relaxed_commit=True))
+                return cr.fetchone()[0]
 
     @api.autovacuum
     def _gc_old_logs(self):

@@ -133,6 +133,8 @@ class BjApiSyncConfig(models.Model):
 
         identifier = config._get_identifier_line()
         snapshot = self._mapping_snapshot(config.id)
+        # System parameters are in the spec too: changing one clears the registry
+        # cache, and with it every cached spec.
         return InboundSpec(
             config_id=config.id,
             name=config.name,
@@ -166,6 +168,8 @@ class BjApiSyncConfig(models.Model):
                 if (model_name, name) == ("bj.api.sync.config.line", "value_type")
                 for value in values
             ),
+            max_body_size=get_int_param(self.env, PARAM_MAX_BODY_SIZE, DEFAULT_MAX_BODY_SIZE),
+            log_body_max_size=self.env["bj.api.log"]._body_max_size(),
         )
 
     @api.model
@@ -203,13 +207,9 @@ class BjApiSyncConfig(models.Model):
             )
 
     @api.model
-    def _inbound_max_body_size(self):
-        return get_int_param(self.env, PARAM_MAX_BODY_SIZE, DEFAULT_MAX_BODY_SIZE)
-
-    @api.model
     def _inbound_payload(self, spec, call):
         """Read the body (413), check its signature (401) and parse it (415/400)."""
-        body = call.body(self._inbound_max_body_size())
+        body = call.body(spec.max_body_size)
         if spec.signature_secret:
             reason = inbound.verify_signature(
                 spec.signature_secret, call.header(inbound.SIGNATURE_HEADER), body, time.time()
@@ -676,4 +676,5 @@ class BjApiSyncConfig(models.Model):
                 "company_id": (spec.company_id if spec else None) or False,
             },
             secrets=secrets,
+            max_size=spec.log_body_max_size if spec else None,
         )

@@ -1,10 +1,16 @@
 import json
+import logging
+import time
 from unittest.mock import patch
+
+import psycopg2
 
 from odoo.sql_db import db_connect
 from odoo.tests import BaseCase, tagged
 
 from ..core import masking
+from ..core.dedicated_connections import DedicatedConnections
+from ..models import bj_api_log
 from ..models.bj_api_log import PARAM_BODY_MAX_SIZE
 from .common import BjApiSyncCase, generated_secret
 
@@ -100,6 +106,93 @@ class TestLogWriter(BjApiSyncCase):
 
     def test_log_falls_back_to_caller_transaction(self):
         """A configuration the log connection cannot see yet does not lose the row."""
+        config = self.make_config(request_type="out")
+        log_id = self.env["bj.api.log"]._write_log(
+            {"config_id": config.id, "direction": "out", "state": "success"}
+        )
+        self.assertEqual(self.env["bj.api.log"].browse(log_id).config_id, config)
+
+    def committed_log_ids(self, marker, delete=True):
+        """Ids of the rows with request_id ``marker`` committed outside the test's
+        transaction, seen from a connection of its own; deleted afterwards."""
+        with db_connect(self.env.cr.dbname).cursor() as other:
+            other.execute("SELECT id FROM bj_api_log WHERE request_id = %s ORDER BY id", [marker])
+            ids = [row[0] for row in other.fetchall()]
+            if delete:
+                other.execute("DELETE FROM bj_api_log WHERE request_id = %s", [marker])
+                other.commit()
+            return ids
+
+    def kept_log_connections(self):
+        """Outside test mode (HttpCase's), as on a server: a fresh set of kept
+        connections, and the list of those it opens."""
+        connections = DedicatedConnections(bj_api_log.LOG_CONNECTIONS_PER_DATABASE)
+        self.addCleanup(connections.close_all)
+        opened = []
+        real_connect = psycopg2.connect
+
+        def connect(*args, **kwargs):
+            connection = real_connect(*args, **kwargs)
+            if "connection_factory" not in kwargs:  # not one of Odoo's pool
+                opened.append(connection)
+            return connection
+
+        registry = self.env.registry
+        for patcher in (
+            patch.object(bj_api_log, "LOG_CONNECTIONS", connections),
+            patch.object(registry, "in_test_mode", lambda: False),
+            patch.object(psycopg2, "connect", connect),
+        ):
+            patcher.start()
+            self.addCleanup(patcher.stop)
+        return opened
+
+    def test_log_rows_on_a_kept_connection(self):
+        """On a server, log rows commit on a connection kept open between calls."""
+        opened = self.kept_log_connections()
+        marker = generated_secret("rid")
+        with self.assertRaises(RuntimeError), self.env.cr.savepoint():
+            for _call in range(3):
+                self.env["bj.api.log"]._write_log(
+                    {"direction": "in", "state": "success", "request_id": marker}
+                )
+            raise RuntimeError("the request fails")
+        self.assertEqual(len(self.committed_log_ids(marker)), 3)
+        self.assertEqual(len(opened), 1, "one connection served the three rows")
+        self.assertTrue(opened[0].autocommit)
+
+    def test_dead_kept_connection_loses_no_row(self):
+        """A kept connection the server closed is dropped; the row still lands."""
+        opened = self.kept_log_connections()
+        marker = generated_secret("rid")
+        Log = self.env["bj.api.log"]
+        values = {"direction": "in", "state": "success", "request_id": marker}
+        Log._write_log(values)
+        backend = opened[0].get_backend_pid()
+        with db_connect(self.env.cr.dbname).cursor() as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [backend])
+            # That only signals the session: wait until it is gone.
+            for _poll in range(250):
+                other.rollback()  # a fresh view of pg_stat_activity
+                other.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [backend])
+                if not other.fetchall():
+                    break
+                time.sleep(0.02)
+        # The number: Odoo names its level 25 "INFO" too.
+        with self.assertLogs("bj.api.log", logging.INFO) as logs:
+            fallback_id = Log._write_log(values)
+        self.assertIn("kept log connection failed", logs.output[0])
+        self.assertTrue(opened[0].closed)
+        Log._write_log(values)
+        self.assertEqual(len(opened), 2, "the next row opens a new connection")
+        # The failed one went through a pooled cursor, committed as well.
+        committed = self.committed_log_ids(marker)
+        self.assertEqual(len(committed), 3)
+        self.assertIn(fallback_id, committed)
+
+    def test_kept_connection_falls_back_to_caller_transaction(self):
+        """A configuration the kept connection cannot see yet does not lose the row."""
+        self.kept_log_connections()
         config = self.make_config(request_type="out")
         log_id = self.env["bj.api.log"]._write_log(
             {"config_id": config.id, "direction": "out", "state": "success"}
