@@ -1,5 +1,6 @@
 import json
 import logging
+import threading
 import time
 from unittest.mock import patch
 
@@ -189,6 +190,35 @@ class TestLogWriter(BjApiSyncCase):
         committed = self.committed_log_ids(marker)
         self.assertEqual(len(committed), 3)
         self.assertIn(fallback_id, committed)
+
+    def test_concurrent_log_rows_all_land(self):
+        """Threads writing at once share the kept connections; those that find
+        them busy use the pool, and no row is lost."""
+        opened = self.kept_log_connections()
+        marker = generated_secret("rid")
+        Log = self.env["bj.api.log"]
+        prepared = Log._prepare_log_values(
+            {"direction": "in", "state": "success", "request_id": marker}
+        )
+        start = threading.Barrier(8)
+        ids, errors = [], []
+
+        def write_rows():
+            try:
+                start.wait()
+                ids.extend(Log._insert_committed(prepared) for _row in range(10))
+            except Exception as error:  # noqa: BLE001 - reported by the test
+                errors.append(error)
+
+        threads = [threading.Thread(target=write_rows) for _thread in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        self.assertEqual(errors, [])
+        self.assertEqual(sorted(self.committed_log_ids(marker)), sorted(ids))
+        self.assertEqual(len(ids), 80)
+        self.assertLessEqual(len(opened), bj_api_log.LOG_CONNECTIONS_PER_DATABASE)
 
     def test_kept_connection_falls_back_to_caller_transaction(self):
         """A configuration the kept connection cannot see yet does not lose the row."""
