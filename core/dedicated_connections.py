@@ -54,7 +54,8 @@ class DedicatedConnections:
             self._idle.setdefault(key, []).append(connection)
 
     def close_all(self):
-        """Close the idle connections (lent ones are closed when given back)."""
+        """Close every idle connection (tests, shutdown); a connection lent at
+        this moment is kept when it comes back."""
         with self._lock:
             self._close_idle()
 
