@@ -34,7 +34,7 @@ class DedicatedConnections:
             # the parent's sessions (see ``_before_fork``).
             os.register_at_fork(
                 before=self._before_fork,
-                after_in_parent=self._lock.release,
+                after_in_parent=self._after_fork_in_parent,
                 after_in_child=self._after_fork_in_child,
             )
 
@@ -98,6 +98,11 @@ class DedicatedConnections:
         # connection is given back half-way.
         self._lock.acquire()
         self._close_idle()
+
+    def _after_fork_in_parent(self):
+        # Not the lock bound at registration: a child that forks in turn has
+        # replaced it (see ``_after_fork_in_child``).
+        self._lock.release()
 
     def _after_fork_in_child(self):
         # What was lent at the fork stays with the parent's threads.

@@ -1,4 +1,5 @@
 import os
+import signal
 
 from odoo.tests import BaseCase, tagged
 
@@ -72,8 +73,16 @@ class TestDedicatedConnections(BaseCase):
             pid = os.fork()
             if pid == 0:  # the child: report through the exit code only
                 try:
+                    signal.alarm(10)  # a deadlock ends the child instead of the test run
                     with self.connections.borrowed("db", FakeConnection) as mine:
                         shares = mine in (idle_at_fork, lent_at_fork)
+                    # A child that forks in turn still lends afterwards.
+                    grandchild = os.fork()
+                    if grandchild == 0:
+                        os._exit(0)
+                    os.waitpid(grandchild, 0)
+                    with self.connections.borrowed("db", FakeConnection) as again:
+                        shares = shares or again in (idle_at_fork, lent_at_fork)
                     os._exit(1 if shares else 0)
                 finally:
                     os._exit(2)
