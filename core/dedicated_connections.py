@@ -69,10 +69,14 @@ class DedicatedConnections:
             self._open[key] = self._open.get(key, 0) + 1
         try:
             connection = connect()
-            connection.autocommit = True
         except BaseException:
             with self._lock:
                 self._open[key] -= 1
+            raise
+        try:
+            connection.autocommit = True
+        except BaseException:
+            self._discard(key, connection)
             raise
         return connection
 

@@ -114,16 +114,16 @@ class InboundSpec:
     identifier_type: str
     lines: tuple
     params: tuple
+    # System parameters read on every call: the largest request body accepted
+    # and the size past which logged bodies are truncated.
+    max_body_size: int
+    log_body_max_size: int
     # What the mapping engine reads of this configuration, its lines and their
     # Mapping Models, as ORM cache values (see ``_mapping_snapshot``).
     mapping_snapshot: tuple = field(default=(), repr=False)
     # Whether a line of this configuration or of its Mapping Models runs a script,
     # which may write even while answering a GET.
     has_scripts: bool = True
-    # System parameters read on every call: the largest request body accepted
-    # and the size past which logged bodies are truncated.
-    max_body_size: int = 0
-    log_body_max_size: int = 0
 
     def line(self, key):
         return next((line for line in self.lines if line.key == key), None)
