@@ -1,15 +1,15 @@
 # Entry points for developers and CI; all logic lives in scripts/harness.py.
 #   make test                          THE test command (CI runs it via .ci/run)
 #   TEST_TAGS=/bjet_api_sync:TestX make test
-#   make run [PORT=8069] [DB=bjet_demo]
+#   make run [PORT=8069] [DB=bjet_demo] [WORKERS=N]
 #   make bench
 #   make lint
-# PYTHON must be an interpreter that can `import odoo` (Odoo 18).
-PYTHON ?= python3
-HARNESS := $(PYTHON) scripts/harness.py
+# The harness needs only a Python 3 interpreter; it finds or builds Odoo 18
+# itself (ODOO_PYTHON, ODOO_SRC, ODOO_REF: see README, "The two commands").
+HARNESS := python3 scripts/harness.py
 
 # Command-line variables (make run PORT=8070) must reach the harness environment.
-export PORT DB TEST_TAGS KEEP_DB BENCH
+export PORT DB TEST_TAGS KEEP_DB BENCH WORKERS ODOO_PYTHON ODOO_SRC ODOO_REF
 
 .PHONY: test run bench lint
 

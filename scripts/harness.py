@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Run, test and benchmark the ``bjet_api_sync`` Odoo 18 addon.
 
-Standard library only, so it works before anything else is installed and can
-tell the user what is missing.  Subcommands::
+Standard library only, so it works before anything else is installed.  Odoo 18
+comes from provision.py: the one ODOO_PYTHON (else this python3) imports, else a
+cached build made on demand.  Subcommands::
 
-    test   ruff, then install the addon with tests enabled in a fresh database
-           and judge Odoo's log; the last line printed is "N passed, N failed"
-    run    serve a demo database on http://127.0.0.1:$PORT (default 8069)
+    test   the harness's unit tests, ruff, then install the addon with tests
+           enabled in a fresh database and judge Odoo's log, then check that
+           the server survives its own restart; the last line printed is
+           "N passed, N failed"
+    run    serve a demo database on http://127.0.0.1:$PORT (default 8069),
+           threaded, or with WORKERS=N in multi-process mode
     bench  run every bench/*.py script against a freshly started server
     lint   ruff check
 
@@ -18,7 +22,8 @@ safe): a throwaway one for ``test`` and ``bench``, a persistent one under
 database can be opened later with ``DB=<name> make run``).
 
 Environment knobs: TEST_TAGS (default /bjet_api_sync), KEEP_DB=1, PORT, DB, BENCH,
-EXTRA_ADDONS_PATH (comma separated, appended to the addons path).
+WORKERS, EXTRA_ADDONS_PATH (comma separated, appended to the addons path), and
+ODOO_PYTHON, ODOO_SRC, ODOO_REF, XDG_CACHE_HOME (see provision.py).
 """
 
 from __future__ import annotations
@@ -38,51 +43,29 @@ import sys
 import tempfile
 import threading
 import time
+import unittest
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-MODULE = "bjet_api_sync"
-REPO = Path(__file__).resolve().parent.parent
+from hutil import MODULE, REPO, HarnessError, run_quiet, say
+from logscan import LogScanner, TestVerdict
+from provision import (
+    CHROMIUM,
+    POSTGRES,
+    OdooInstall,
+    ensure_system_packages,
+    find_odoo,
+    ruff_for,
+)
+
 RUN_DIR = REPO / ".run"  # gitignored: logs, persistent cluster, filestore
-PYTHON = sys.executable  # Odoo must be importable by the interpreter running us
 PG_ENV_KEYS = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD")
 # Odoo refuses to connect as "postgres", so our own clusters get this superuser.
 PG_ROLE = "odoo"
-# Loggers owned by the addon: they must not warn while the module installs.
-ADDON_LOGGERS = (f"odoo.addons.{MODULE}", "bj.api")
 DB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # Odoo's own rule
-
-NIGHTLY_KEYRING = "/usr/share/keyrings/odoo-archive-keyring.gpg"
-NIGHTLY_REPO = f"deb [signed-by={NIGHTLY_KEYRING}] https://nightly.odoo.com/18.0/nightly/deb/ ./"
-INSTALL_HELP = f"""\
-Install Odoo 18 (community) so that `{{python}} -c "import odoo"` works, the official way:
-  * packaged nightly build (Debian/Ubuntu shown, RPMs exist too), see
-    https://www.odoo.com/documentation/18.0/administration/on_premise/packages.html
-      wget -q -O - https://nightly.odoo.com/odoo.key | gpg --dearmor -o {NIGHTLY_KEYRING}
-      echo '{NIGHTLY_REPO}' | tee /etc/apt/sources.list.d/odoo.list
-      apt-get update && apt-get install odoo
-    (it installs into the system python: run make with PYTHON=/usr/bin/python3)
-  * or from an official 18.0 source checkout, see
-    https://www.odoo.com/documentation/18.0/administration/on_premise/source.html
-      git clone --depth 1 --branch 18.0 https://github.com/odoo/odoo.git
-      {{python}} -m pip install -r odoo/requirements.txt
-      {{python}} -m pip install -e ./odoo"""
-
-
-class HarnessError(Exception):
-    """A problem the user has to fix; the message says what to do."""
-
-    def __init__(self, message: str, exit_code: int = 1):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def say(message: str) -> None:
-    # Prefixed so harness lines stand out from the Odoo log streamed around them.
-    print(f"[harness] {message}", flush=True)
 
 
 # --------------------------------------------------------------------------
@@ -155,17 +138,6 @@ def fresh_db_name(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(4)}"
 
 
-def run_quiet(cmd: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
-    """Run a helper command, capturing its output.
-
-    It gets its own session so that a Ctrl-C on the terminal cannot kill it
-    half-way, in particular while cleaning up (pg_ctl stop, DROP DATABASE):
-    interrupting is the harness's decision.  If the harness itself is
-    interrupted meanwhile, subprocess.run kills the helper.
-    """
-    return subprocess.run(cmd, capture_output=True, text=True, start_new_session=True, **kwargs)
-
-
 def tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -174,45 +146,8 @@ def tail(path: Path, lines: int = 30) -> str:
 
 
 # --------------------------------------------------------------------------
-# Odoo discovery and addons path
+# Workspace
 # --------------------------------------------------------------------------
-
-_ODOO_PROBE = """
-import json, os, odoo.release
-print(json.dumps({"major": odoo.release.version_info[0], "version": odoo.release.version,
-                  "root": os.path.dirname(os.path.abspath(odoo.__file__))}))
-"""
-
-
-@dataclass
-class OdooInstall:
-    version: str
-    addons_paths: list[str]  # Odoo's own addons directories
-
-
-def find_odoo() -> OdooInstall:
-    """Check that Odoo 18 is importable (in a child: importing odoo is heavy)."""
-    proc = run_quiet([PYTHON, "-c", _ODOO_PROBE])
-    help_text = INSTALL_HELP.format(python=PYTHON)
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
-        raise HarnessError(f"Odoo is not importable by {PYTHON}: {last}\n{help_text}", 2)
-    info = json.loads(proc.stdout.strip().splitlines()[-1])
-    if info["major"] != 18:
-        raise HarnessError(
-            f"{PYTHON} imports Odoo {info['version']}, this addon needs Odoo 18\n{help_text}", 2
-        )
-    root = Path(info["root"])
-    # Packaged Odoo (nightly .deb, wheel) keeps every addon in odoo/addons; a
-    # git checkout keeps only base there and the rest in <checkout>/addons.
-    # Only add the latter when needed: Odoo's default would add it blindly,
-    # even when it is a stale copy next to a packaged tree.
-    paths = [root / "addons"]
-    if not (root / "addons" / "web").is_dir():
-        paths.append(root.parent / "addons")
-    if not any((path / "web").is_dir() for path in paths):
-        raise HarnessError(f"Odoo {info['version']} at {root} has no 'web' addon\n{help_text}", 2)
-    return OdooInstall(info["version"], [str(path) for path in paths])
 
 
 @contextlib.contextmanager
@@ -423,33 +358,32 @@ conn.close()
 
 
 def run_sql(
-    env: dict[str, str], query: str, params: list | None = None, dbname: str = "postgres"
+    setup: OdooSetup, query: str, params: list | None = None, dbname: str = "postgres"
 ) -> list:
     # psycopg2 comes with Odoo: running it in a child keeps this script
     # stdlib-only and needs no psql client next to a remote server.
-    proc = run_quiet(
-        [PYTHON, "-c", _SQL_SNIPPET, json.dumps([dbname, query, params or []])], env=env
-    )
+    args = json.dumps([dbname, query, params or []])
+    proc = run_quiet([setup.odoo.python, "-c", _SQL_SNIPPET, args], env=setup.env)
     if proc.returncode != 0:
         raise HarnessError(f"SQL on database {dbname!r} failed: {proc.stderr.strip()}")
     return json.loads(proc.stdout)
 
 
-def module_state(env: dict[str, str], db: str) -> str | None:
+def module_state(setup: OdooSetup, db: str) -> str | None:
     """State of our module in ``db``; None when the db or the module is not there yet."""
-    if not run_sql(env, "SELECT 1 FROM pg_database WHERE datname = %s", [db]):
+    if not run_sql(setup, "SELECT 1 FROM pg_database WHERE datname = %s", [db]):
         return None
     # The db may exist but be empty, e.g. when a first initialisation crashed.
-    if not run_sql(env, "SELECT to_regclass('ir_module_module') IS NOT NULL", dbname=db)[0][0]:
+    if not run_sql(setup, "SELECT to_regclass('ir_module_module') IS NOT NULL", dbname=db)[0][0]:
         return None
-    rows = run_sql(env, "SELECT state FROM ir_module_module WHERE name = %s", [MODULE], db)
+    rows = run_sql(setup, "SELECT state FROM ir_module_module WHERE name = %s", [MODULE], db)
     return rows[0][0] if rows else None
 
 
-def drop_database(env: dict[str, str], db: str) -> None:
+def drop_database(setup: OdooSetup, db: str) -> None:
     # Names are generated or validated against DB_NAME_RE, so quoting is enough.
     try:
-        run_sql(env, f'DROP DATABASE IF EXISTS "{db}"')
+        run_sql(setup, f'DROP DATABASE IF EXISTS "{db}"')
         say(f"dropped database {db}")
     except HarnessError as exc:
         say(f"could not drop database {db}: {exc}")
@@ -464,6 +398,7 @@ def drop_database(env: dict[str, str], db: str) -> None:
 class OdooSetup:
     """Everything an Odoo command line needs, shared by all subcommands."""
 
+    odoo: OdooInstall
     addons_path: str
     data_dir: Path
     config: Path
@@ -471,9 +406,10 @@ class OdooSetup:
 
     def command(self, db: str, *args: str) -> list[str]:
         return [
-            PYTHON,
-            "-m",
-            "odoo",
+            self.odoo.python,
+            # The real entry point, not `-m odoo`: Odoo restarts itself
+            # (SIGHUP, limits reached) by re-executing its sys.argv.
+            self.odoo.entry_point,
             f"--config={self.config}",
             f"--addons-path={self.addons_path}",
             f"--data-dir={self.data_dir}",
@@ -490,10 +426,14 @@ def odoo_setup(odoo: OdooInstall, work: Path, data_dir: Path, pg: PgServer) -> O
     paths = [str(work / "addons"), *odoo.addons_paths]
     paths += [p for p in os.environ.get("EXTRA_ADDONS_PATH", "").split(",") if p.strip()]
     env = {**os.environ, **pg.env, "PYTHONUNBUFFERED": "1"}
+    # Odoo restarts by executing its interpreter's base name, which Python then
+    # finds on PATH: the interpreter's own directory must come first there, as
+    # when a virtual environment is activated, or the restart loses it.
+    env["PATH"] = os.pathsep.join([str(odoo.bin_dir), env.get("PATH", "")])
     # Colours would break log parsing; Odoo only colours a tty unless told to.
     env.pop("ODOO_PY_COLORS", None)
     data_dir.mkdir(parents=True, exist_ok=True)
-    return OdooSetup(",".join(paths), data_dir, work / "odoo.conf", env)
+    return OdooSetup(odoo, ",".join(paths), data_dir, work / "odoo.conf", env)
 
 
 class OdooProcess:
@@ -591,7 +531,7 @@ class OdooProcess:
 
 def prepare_database(setup: OdooSetup, db: str, log_path: Path, *, echo: bool) -> None:
     """Install the module with demo data in a new ``db``, or update it."""
-    state = module_state(setup.env, db)
+    state = module_state(setup, db)
     action = ["-u", MODULE] if state == "installed" else ["-i", MODULE]
     say(
         f"{'updating' if state == 'installed' else 'installing'} {MODULE} in database {db}"
@@ -622,159 +562,74 @@ def wait_http(odoo: OdooProcess, url: str, timeout: float = 300) -> None:
     raise HarnessError(f"Odoo did not answer {url} within {timeout:.0f}s")
 
 
+def server_mode(workers: int, gevent_port: int) -> list[str]:
+    """Threaded (one process) by default; with workers, Odoo's production shape:
+    prefork HTTP workers, 2 cron workers, and the gevent process for the bus."""
+    if not workers:
+        return ["--max-cron-threads=2"]
+    return [f"--workers={workers}", "--max-cron-threads=2", f"--gevent-port={gevent_port}"]
+
+
 def serve(
-    stack: contextlib.ExitStack, setup: OdooSetup, db: str, port: int, log_path: Path, *, echo: bool
+    stack: contextlib.ExitStack,
+    setup: OdooSetup,
+    db: str,
+    port: int,
+    log_path: Path,
+    *,
+    echo: bool,
+    workers: int = 0,
+    on_line: Callable[[str], None] | None = None,
 ) -> tuple[OdooProcess, str]:
     """Start an Odoo server (crons on) and return it with its base URL once it answers."""
-    cmd = setup.command(db, f"--http-port={port}", "--max-cron-threads=2")
-    odoo = stack.enter_context(OdooProcess(cmd, setup.env, log_path, echo=echo, append=True))
+    gevent_port = free_port()
+    cmd = setup.command(db, f"--http-port={port}", *server_mode(workers, gevent_port))
+    odoo = stack.enter_context(
+        OdooProcess(cmd, setup.env, log_path, echo=echo, append=True, on_line=on_line)
+    )
     url = f"http://127.0.0.1:{port}"
     wait_http(odoo, f"{url}/web/login")
+    if workers:
+        # The bus process: it dies alone (the server goes on) when gevent is broken.
+        wait_http(odoo, f"http://127.0.0.1:{gevent_port}/web/login", timeout=60)
     return odoo, url
 
 
-# --------------------------------------------------------------------------
-# Test log analysis
-# --------------------------------------------------------------------------
-
-# Odoo's format (odoo/netsvc.py): "%(asctime)s %(pid)s %(levelname)s %(dbname)s
-# %(name)s: %(message)s %(perf_info)s"; continuation lines (tracebacks) do not match.
-LOG_LINE = re.compile(
-    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \d+ (?P<level>[A-Z]+) (?P<db>\S+) "
-    r"(?P<logger>[^\s:]+): (?P<msg>.*)$"
-)
-# odoo/service/server.py logs OdooTestResult.__str__ (odoo/tests/result.py) once
-# per database at the very end, cumulating at_install and post_install tests.
-SUMMARY = re.compile(
-    r"^(?P<failures>\d+) failed, (?P<errors>\d+) error\(s\) of (?P<run>\d+) tests "
-    r"when loading database '(?P<db>[^']*)'"
-)
-# OdooTestResult.addSkip; skipped tests are counted in "tests run" too.
-SKIP = re.compile(r"^skipped (?P<test>.+?) : (?P<reason>.*)$")
-# SkipTest reasons raised by ChromeBrowser / _find_executable (odoo/tests/common.py).
-BROWSER_SKIP = re.compile(r"chrom|websocket|devtools", re.IGNORECASE)
-# The "Starting <test> ..." line of OdooTestResult.startTest.
-TEST_START = re.compile(r"^Starting \S+ \.\.\.")
-# ERROR lines that merely restate failures already counted in the summary, by logger.
-FAILURE_ECHOES = {
-    "odoo.modules.loading": re.compile(
-        r"^(Module \S+: \d+ failures, \d+ errors of \d+ tests"
-        r"|At least one test failed when loading the modules)"
-    ),
-    "odoo.tests.result": re.compile(r"^(\d+ failed, \d+ error\(s\) of|Test suite halted)"),
-}
-TEST_FAILURE = re.compile(r"^(FAIL|ERROR): ")  # OdooTestResult.logError
-TEST_LOGGER = re.compile(r"^odoo\.addons\.[^.]+\.tests(\.|$)")
+# Logged once per start by odoo/cli/server.py (report_configuration).
+START_LINE = re.compile(r" INFO \S+ odoo: Odoo version ")
 
 
-def is_test_logger(logger: str) -> bool:
-    # OdooTestResult logs on the test's module logger; class-level errors are
-    # reported on unittest's; HttpCase browser console errors on "<test>.browser".
-    return bool(TEST_LOGGER.match(logger)) or logger.startswith("unittest")
+def restart_check(setup: OdooSetup, db: str, log_path: Path, workers: int) -> None:
+    """Make a served Odoo restart itself as it does when a request exceeds its time
+    limit (the server sends itself SIGHUP, then re-executes sys.argv) and check
+    that the same process answers again."""
+    starts: list[str] = []
 
+    def count_starts(line: str) -> None:
+        if START_LINE.search(line):
+            starts.append(line)
 
-@dataclass
-class TestVerdict:
-    passed: int
-    failed: int
-    reasons: list[str]
-
-
-@dataclass
-class LogScanner:
-    """Reads Odoo's test-run output line by line and judges it."""
-
-    failures: int = 0
-    errors: int = 0
-    run: int = 0
-    summary_seen: bool = False
-    skipped: list[str] = field(default_factory=list)
-    browser_skips: list[str] = field(default_factory=list)
-    error_lines: list[tuple[str, str, str]] = field(default_factory=list)  # logger, msg, line
-    install_warnings: list[str] = field(default_factory=list)
-    in_tests: bool = False
-
-    def feed(self, line: str) -> None:
-        match = LOG_LINE.match(line)
-        if not match:
-            return
-        level, logger, msg = match["level"], match["logger"], match["msg"]
-        self._track_phase(logger, msg)
-        if logger == "odoo.tests.result" and (summary := SUMMARY.match(msg)):
-            self.summary_seen = True
-            self.failures = int(summary["failures"])
-            self.errors = int(summary["errors"])
-            self.run = int(summary["run"])
-        if level == "INFO" and (skip := SKIP.match(msg)):
-            self.skipped.append(skip["test"])
-            if BROWSER_SKIP.search(skip["reason"]):
-                self.browser_skips.append(f"{skip['test']}: {skip['reason']}")
-        if level in ("ERROR", "CRITICAL"):
-            self.error_lines.append((logger, msg, line))
-        if level == "WARNING" and not self.in_tests and self._about_addon(logger, msg):
-            self.install_warnings.append(line)
-
-    def _track_phase(self, logger: str, msg: str) -> None:
-        # Tests may legitimately make the addon warn; the install must not.
-        # at_install tests run inside the module's loading, which ends with
-        # "Module <name> loaded in"; then the registry is finalised (still
-        # install) until odoo/service/server.py logs "Starting post tests".
-        if TEST_START.match(msg) and is_test_logger(logger):
-            self.in_tests = True
-        elif logger == "odoo.modules.loading" and msg.startswith(f"Module {MODULE} loaded in"):
-            self.in_tests = False
-        elif logger == "odoo.service.server" and msg.startswith("Starting post tests"):
-            self.in_tests = True
-
-    @staticmethod
-    def _about_addon(logger: str, msg: str) -> bool:
-        if logger.startswith(f"odoo.addons.{MODULE}.tests"):
-            return False
-        if any(logger == name or logger.startswith(name + ".") for name in ADDON_LOGGERS):
-            return True
-        # Module loading only warns about manifests and modules, and ours is the
-        # only non-core one installed, e.g. "python external dependency on 'x'
-        # does not appear to be a valid PyPI package" (odoo.modules.module).
-        if logger.startswith("odoo.modules."):
-            return True
-        # Other core loggers warning about the addon, e.g. py.warnings with a
-        # path inside it, or "The models [...] have no access rules in module ...".
-        return MODULE in msg
-
-    def verdict(self, returncode: int) -> TestVerdict:
-        counted = self.failures + self.errors
-        reasons = []
-        if not self.summary_seen:
-            reasons.append("Odoo printed no test summary line (it crashed or was interrupted)")
-        elif self.run == 0:
-            reasons.append(
-                "zero tests ran: check TEST_TAGS, the module name, and that tests/ is imported"
-            )
-        if returncode != 0 and counted == 0:
-            reasons.append(f"Odoo exited with code {returncode}")
-        stray = [
-            line
-            for logger, msg, line in self.error_lines
-            if not (counted and self._is_failure_echo(logger, msg))
-        ]
-        if stray:
-            reasons.append(f"{len(stray)} ERROR/CRITICAL log line(s), first: {stray[0]}")
-        if self.browser_skips:
-            reasons.append(f"browser test(s) skipped: {'; '.join(self.browser_skips)}")
-        if self.install_warnings:
-            reasons.append(
-                f"{len(self.install_warnings)} WARNING(s) about {MODULE} during install, "
-                f"first: {self.install_warnings[0]}"
-            )
-        passed = max(self.run - counted - len(self.skipped), 0)
-        return TestVerdict(passed, counted + (1 if reasons else 0), reasons)
-
-    @staticmethod
-    def _is_failure_echo(logger: str, msg: str) -> bool:
-        if is_test_logger(logger):
-            return bool(TEST_FAILURE.match(msg)) or logger.endswith(".browser")
-        pattern = FAILURE_ECHOES.get(logger)
-        return bool(pattern and pattern.match(msg))
+    with session() as stack:
+        odoo, url = serve(
+            stack,
+            setup,
+            db,
+            free_port(),
+            log_path,
+            echo=False,
+            workers=workers,
+            on_line=count_starts,
+        )
+        assert odoo.proc
+        os.kill(odoo.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 120
+        while len(starts) < 2:
+            if not odoo.alive():
+                raise HarnessError(f"Odoo died instead of restarting:\n{tail(log_path, 15)}")
+            if time.monotonic() > deadline:
+                raise HarnessError("Odoo did not restart within 120s after SIGHUP")
+            time.sleep(0.2)
+        wait_http(odoo, f"{url}/web/login", timeout=120)
 
 
 # --------------------------------------------------------------------------
@@ -782,18 +637,40 @@ class LogScanner:
 # --------------------------------------------------------------------------
 
 
-def lint() -> None:
-    ruff = shutil.which("ruff")
-    if not ruff:
-        raise HarnessError(f"ruff is not installed: {PYTHON} -m pip install ruff")
+def lint(odoo: OdooInstall) -> None:
     say("ruff check .")
-    if subprocess.run([ruff, "check", "."], cwd=REPO).returncode != 0:
+    if subprocess.run([ruff_for(odoo), "check", "."], cwd=REPO).returncode != 0:
         raise HarnessError("ruff check reported problems")
 
 
+def runtime_needs(*, browser: bool) -> list:
+    needs = [] if pg_from_environment() else [POSTGRES]
+    return needs + ([CHROMIUM] if browser else [])
+
+
+def prepared_odoo(*, browser: bool) -> OdooInstall:
+    odoo = find_odoo()
+    say(f"Odoo {odoo.version}: {odoo.origin}")
+    ensure_system_packages(runtime_needs(browser=browser), "running Odoo and its tests")
+    return odoo
+
+
 def cmd_lint(_args: argparse.Namespace) -> int:
-    lint()
+    lint(prepared_odoo(browser=False))
     return 0
+
+
+def harness_unit_tests() -> TestVerdict:
+    """The harness's own plain-Python tests (scripts/tests), no Odoo needed."""
+    say("harness unit tests (scripts/tests)")
+    suite = unittest.defaultTestLoader.discover(
+        str(REPO / "scripts" / "tests"), top_level_dir=str(REPO / "scripts")
+    )
+    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=1).run(suite)
+    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+    reasons = [f"harness unit tests: {failed} failed"] if failed else []
+    passed = result.testsRun - failed - len(result.skipped)
+    return TestVerdict(passed, failed, reasons)
 
 
 def cmd_test(_args: argparse.Namespace) -> int:
@@ -803,18 +680,18 @@ def cmd_test(_args: argparse.Namespace) -> int:
     tags = os.environ.get("TEST_TAGS") or f"/{MODULE}"
     log_path = RUN_DIR / "test.log"
     scanner = LogScanner()
-    exit_code = 1
+    verdicts = [harness_unit_tests()]
     try:
-        odoo = find_odoo()
-        lint()
+        odoo = prepared_odoo(browser=True)
+        lint(odoo)
         with session() as stack:
             pg = stack.enter_context(postgres(persistent=keep, fast=not keep))
             work = stack.enter_context(workspace())
             setup = odoo_setup(odoo, work, RUN_DIR / "data" if keep else work / "data", pg)
             db = fresh_db_name("bjet_test")
             if not keep:
-                stack.callback(drop_database, setup.env, db)  # LIFO: after Odoo stops
-            say(f"Odoo {odoo.version}, database {db}, test tags {tags}, log {log_path}")
+                stack.callback(drop_database, setup, db)  # LIFO: after Odoo stops
+            say(f"database {db}, test tags {tags}, log {log_path}")
             cmd = setup.command(
                 db,
                 "-i",
@@ -827,43 +704,49 @@ def cmd_test(_args: argparse.Namespace) -> int:
                 "--max-cron-threads=0",
                 f"--http-port={free_port()}",
             )
-            process = stack.enter_context(
-                OdooProcess(cmd, setup.env, log_path, on_line=scanner.feed)
-            )
-            returncode = process.wait()
+            with OdooProcess(cmd, setup.env, log_path, on_line=scanner.feed) as process:
+                returncode = process.wait()
+            verdicts.append(scanner.verdict(returncode))
+            if scanner.summary_seen:
+                say(f"{scanner.run} Odoo test(s) run; log: {log_path}")
+            for workers in (0, 2):
+                mode = f"{workers} workers" if workers else "threaded"
+                say(f"restart check ({mode}): Odoo re-executes itself and answers again")
+                try:
+                    restart_check(setup, db, RUN_DIR / "restart.log", workers=workers)
+                    verdicts.append(TestVerdict(1, 0, []))
+                except HarnessError as exc:
+                    verdicts.append(TestVerdict(0, 1, [f"restart check ({mode}): {exc}"]))
             if keep:
                 say(f"KEEP_DB=1: kept database {db}; open it with: DB={db} make run")
-        verdict = scanner.verdict(returncode)
-        exit_code = 1 if verdict.failed else 0
     except HarnessError as exc:
-        verdict = TestVerdict(0, 1, [str(exc)])
-        exit_code = exc.exit_code
+        verdicts.append(TestVerdict(0, 1, [str(exc)]))
     except KeyboardInterrupt:
-        verdict = TestVerdict(0, 1, ["interrupted"])
-        exit_code = 130
+        verdicts.append(TestVerdict(0, 1, ["interrupted"]))
     if scanner.skipped:
         say(f"{len(scanner.skipped)} test(s) skipped: {', '.join(scanner.skipped)}")
-    if scanner.summary_seen:
-        say(f"{scanner.run} test(s) run; log: {log_path}")
     say(f"took {time.monotonic() - started:.1f}s")
+    passed = sum(v.passed for v in verdicts)
+    failed = sum(v.failed for v in verdicts)
     # Details (e.g. install instructions) first, so that the one-line reasons
     # sit right above the summary, which must be the very last line.
     headlines = []
-    for reason in verdict.reasons:
+    for reason in (reason for v in verdicts for reason in v.reasons):
         headline, _, details = reason.partition("\n")
         if details:
             print(details, flush=True)
         headlines.append(headline)
     for headline in headlines:
         say(f"FAILED: {headline}")
-    print(f"{verdict.passed} passed, {verdict.failed} failed", flush=True)
-    return exit_code
+    print(f"{passed} passed, {failed} failed", flush=True)
+    return 1 if failed else 0
 
 
 def cmd_run(_args: argparse.Namespace) -> int:
     port = int(os.environ.get("PORT") or 8069)
+    workers = int(os.environ.get("WORKERS") or 0)
     db = db_name_from_env("DB", "bjet_demo")
-    odoo = find_odoo()
+    odoo = prepared_odoo(browser=False)
     if not port_is_free(port):
         raise HarnessError(f"port {port} on 127.0.0.1 is busy: choose another with PORT=...")
     log_path = RUN_DIR / "run.log"
@@ -873,8 +756,9 @@ def cmd_run(_args: argparse.Namespace) -> int:
             work = stack.enter_context(workspace())
             setup = odoo_setup(odoo, work, RUN_DIR / "data", pg)
             prepare_database(setup, db, log_path, echo=True)
-            server, url = serve(stack, setup, db, port, log_path, echo=True)
-            say(f"Odoo {odoo.version} is up: {url}/web/login  login: admin  password: admin")
+            server, url = serve(stack, setup, db, port, log_path, echo=True, workers=workers)
+            mode = f"{workers} HTTP workers, 2 cron workers" if workers else "threaded"
+            say(f"Odoo {odoo.version} is up ({mode}): {url}/web/login  (admin / admin)")
             say("press Ctrl-C to stop")
             returncode = server.wait()
             say(f"Odoo exited by itself with code {returncode}")
@@ -894,7 +778,7 @@ def cmd_bench(_args: argparse.Namespace) -> int:
         say("no bench/*.py scripts yet: nothing to benchmark")
         return 0
     keep = env_flag("KEEP_DB")
-    odoo = find_odoo()
+    odoo = prepared_odoo(browser=False)
     log_path = RUN_DIR / "bench.log"
     results: list[tuple[str, int, float]] = []
     with session() as stack:
@@ -903,7 +787,7 @@ def cmd_bench(_args: argparse.Namespace) -> int:
         setup = odoo_setup(odoo, work, RUN_DIR / "data" if keep else work / "data", pg)
         db = fresh_db_name("bjet_bench")
         if not keep:
-            stack.callback(drop_database, setup.env, db)  # LIFO: after Odoo stops
+            stack.callback(drop_database, setup, db)  # LIFO: after Odoo stops
         prepare_database(setup, db, log_path, echo=False)
         server, url = serve(stack, setup, db, free_port(), log_path, echo=False)
         say(f"Odoo {odoo.version} serving {db} at {url} (server log: {log_path})")
@@ -917,7 +801,7 @@ def cmd_bench(_args: argparse.Namespace) -> int:
             name = script.relative_to(REPO).as_posix()
             say(f"running {name}")
             t0 = time.monotonic()
-            returncode = subprocess.run([PYTHON, str(script)], env=env, cwd=REPO).returncode
+            returncode = subprocess.run([odoo.python, str(script)], env=env, cwd=REPO).returncode
             results.append((name, returncode, time.monotonic() - t0))
             if not server.alive():
                 say(f"the Odoo server died during {name}, see {log_path}")
