@@ -142,7 +142,7 @@ class Bench:
 
     def delivery_time(self, config, partners):
         def run():
-            self.env["bj.api.sync.job"]._enqueue(config._bj_queue_target(), partners, "manual")
+            self.env["bj.api.sync.job"]._enqueue(config._plan(), partners, "manual")
             self.cr.commit()
             started = time.perf_counter()
             self.drain()
@@ -160,7 +160,10 @@ class Bench:
     def plain_loop_time(self, config, partners):
         import requests
 
-        payloads = [json.dumps(item) for item in config._export_records(partners)]
+        from odoo.addons.bjet_api_sync.services import outbound
+
+        payloads = [json.dumps(item)
+                    for item in outbound.export_payloads(self.env, config._plan(), partners)]
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
 
         def run():

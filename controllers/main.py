@@ -1,9 +1,8 @@
 """Inbound REST API: ``/bj_api_sync/v1/<endpoint>[/<identifier>]``.
 
 Thin on purpose: it turns the HTTP request into an ``InboundCall``, hands it to
-``bj.api.sync.config._inbound_serve`` (authentication, method check, mapping,
-ORM, log) and turns the answer back into HTTP.  No session is ever saved, so
-no cookie is ever set.
+an ``InboundRequest`` (services/inbound_request.py) and turns the answer back
+into HTTP.  No session is ever saved, so no cookie is ever set.
 
 The database is chosen the way Odoo chooses it for any route (a single
 database, ``--database`` or ``--db-filter``), as for Odoo's own webhooks.
@@ -11,12 +10,16 @@ database, ``--database`` or ``--db-filter``), as for Odoo's own webhooks.
 
 import functools
 
-from odoo import SUPERUSER_ID, http
+from odoo import http
 from odoo.http import request
 
 from ..core import inbound
+from ..services.inbound_request import InboundRequest
 
 ROUTE = inbound.API_PREFIX
+# Odoo replays a request after a concurrency failure with the same WSGI
+# environ: counting there tells the handler which try it serves.
+ATTEMPT_KEY = "bjet_api_sync.attempt"
 
 
 class BjApiSyncConfigController(http.Controller):
@@ -36,6 +39,8 @@ class BjApiSyncConfigController(http.Controller):
         # whose saving is enabled again: disable it on every call.
         request.session.can_save = False
         httprequest = request.httprequest
+        environ = httprequest.environ
+        environ[ATTEMPT_KEY] = environ.get(ATTEMPT_KEY, 0) + 1
         call = inbound.InboundCall(
             method=httprequest.method,
             path=httprequest.path,
@@ -48,8 +53,7 @@ class BjApiSyncConfigController(http.Controller):
             read_body=functools.partial(httprequest.get_data, cache=True),
             content_length=httprequest.content_length,
         )
-        env = request.env(user=SUPERUSER_ID, su=True)
-        answer = env["bj.api.sync.config"]._inbound_serve(call)
+        answer = InboundRequest(request.env, call, attempt=environ[ATTEMPT_KEY]).serve()
         return request.make_response(
             answer.encode(),
             headers=[("Content-Type", "application/json; charset=utf-8"), *answer.headers.items()],

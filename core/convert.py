@@ -1,6 +1,7 @@
 """Conversion of single values between JSON and Odoo field types.
 
-``to_json`` turns what the ORM returns into a JSON-ready value; ``from_json``
+``to_json`` turns a field value as ``read()`` returns it (many2one: an id or
+False; x2many: a list of ids) into a JSON-ready value; ``from_json``
 turns what an external system sent into what the ORM accepts, and raises
 ``ValueError`` with a message an integrator can act on when it cannot.
 Relational values are plain ids here: following relations through another
@@ -14,9 +15,10 @@ import re
 
 from dateutil import parser as date_parser
 
+from .plan import X2MANY_TYPES
+
 TEXT_TYPES = ("char", "text", "html")
 NUMBER_TYPES = ("float", "monetary")
-X2MANY_TYPES = ("one2many", "many2many")
 TRUE_STRINGS = ("true", "1", "yes")
 FALSE_STRINGS = ("false", "0", "no")
 INTEGER_PATTERN = re.compile(r"^[+-]?\d+$")
@@ -30,13 +32,13 @@ def _describe(value):
 
 
 def to_json(ttype, value):
-    """Return the JSON form of ``value``, an ORM value of a field of type ``ttype``."""
+    """Return the JSON form of ``value``, the read value of a field of type ``ttype``."""
     if ttype == "boolean":
         return bool(value)
     if ttype == "many2one":
-        return value.id or None
+        return value or None
     if ttype in X2MANY_TYPES:
-        return list(value.ids)
+        return list(value or ())
     if value is False or value is None:
         return None
     if ttype == "date":
@@ -134,9 +136,8 @@ def parse_id(value):
     return value
 
 
-def parse_selection(value, selection):
-    keys = [key for key, _label in selection or ()]
-    if value not in keys:
+def parse_selection(value, keys):
+    if value not in (keys or ()):
         raise ValueError(
             f"{_describe(value)} is not one of the allowed values: "
             + ", ".join(repr(key) for key in keys)
@@ -171,8 +172,8 @@ PARSERS = {
 def from_json(ttype, value, selection=None):
     """Return the ORM value for the JSON ``value`` of a field of type ``ttype``.
 
-    ``None`` empties the field.  Raises ``ValueError`` for anything the field
-    cannot hold.
+    ``None`` empties the field; ``selection`` holds a selection field's keys.
+    Raises ``ValueError`` for anything the field cannot hold.
     """
     if value is None:
         if ttype == "boolean":

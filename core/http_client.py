@@ -18,7 +18,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
-BEARER_PREFIX = "bearer "
+from .plan import strip_bearer
+
 JSON_CONTENT_TYPE = "application/json"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
@@ -95,10 +96,7 @@ class HttpResult:
 
 def bearer_value(token):
     """``Bearer <token>``, whether or not the stored token already says "Bearer "."""
-    token = (token or "").strip()
-    if token.lower().startswith(BEARER_PREFIX):
-        token = token[len(BEARER_PREFIX):].strip()
-    return f"Bearer {token}"
+    return f"Bearer {strip_bearer(token)}"
 
 
 def auth_headers(authorization_type, login=None, password=None, bearer_token=None):

@@ -1,8 +1,8 @@
 """HTTP-level building blocks of the inbound REST API: no ORM, no UI.
 
 Credentials, client addresses, request signatures, JSON bodies and the shape of
-the answers.  The pipeline that uses them lives in
-``models/bj_api_sync_config_inbound.py``.
+the answers.  The request handling that uses them lives in
+``services/inbound_request.py``.
 """
 
 import base64
@@ -12,6 +12,8 @@ import hmac
 import ipaddress
 import json
 from dataclasses import dataclass, field
+
+from .plan import BEARER_SCHEME
 
 API_PREFIX = "/bj_api_sync/v1"
 # Methods the route accepts, so that PATCH and friends get a logged 405 instead
@@ -65,68 +67,6 @@ class InboundResponse:
         if self._encoded is None:
             self._encoded = json.dumps(self.body, ensure_ascii=False, default=str).encode()
         return self._encoded
-
-
-@dataclass(frozen=True)
-class LineSpec:
-    """What the pipeline needs of one configuration line."""
-
-    line_id: int
-    key: str
-    field_name: str
-    value_type: str
-    mapping_config_id: int | None = None
-
-    @property
-    def is_script(self):
-        return self.value_type in ("python_plain", "relational_python")
-
-
-@dataclass(frozen=True)
-class InboundSpec:
-    """An inbound configuration as plain, immutable data, cached between requests.
-
-    Secrets are excluded from ``repr`` so that a spec can never leak them into a
-    log line or a traceback.
-    """
-
-    config_id: int
-    name: str
-    model_name: str
-    company_id: int | None
-    # The company's parent_path, which record rules read (see _inbound_model).
-    company_parent_path: str | None
-    run_as_uid: int | None
-    authorization_type: str
-    login: str
-    password: str = field(repr=False)
-    bearer_token: str = field(repr=False)
-    signature_secret: str = field(repr=False)
-    secrets: tuple = field(repr=False)
-    networks: tuple
-    rate_limit: int
-    limit: int
-    is_paginated: bool
-    page_size: int
-    methods: frozenset
-    scope_domain: tuple
-    identifier: LineSpec | None
-    identifier_type: str
-    lines: tuple
-    params: tuple
-    # System parameters read on every call: the largest request body accepted
-    # and the size past which logged bodies are truncated.
-    max_body_size: int
-    log_body_max_size: int
-    # What the mapping engine reads of this configuration, its lines and their
-    # Mapping Models, as ORM cache values (see ``_mapping_snapshot``).
-    mapping_snapshot: tuple = field(default=(), repr=False)
-    # Whether a line of this configuration or of its Mapping Models runs a script,
-    # which may write even while answering a GET.
-    has_scripts: bool = True
-
-    def line(self, key):
-        return next((line for line in self.lines if line.key == key), None)
 
 
 @dataclass
@@ -184,6 +124,29 @@ class InboundCall:
         return self._body
 
 
+def _unstorable(text):
+    """Text PostgreSQL cannot store: a NUL character, or a lone surrogate
+    (what undecodable bytes become)."""
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def check_call_text(call):
+    """Refuse (400) a path, query or header that is not storable text."""
+    parts = [("path", call.path), ("endpoint", call.endpoint or ""),
+             ("identifier", call.identifier or "")]
+    parts += [(f"query parameter {key!r}", f"{key}={value}") for key, value in call.query]
+    parts += [(f"header {name!r}", f"{name}: {value}") for name, value in call.headers.items()]
+    for label, text in parts:
+        if _unstorable(text):
+            raise InboundError(400, f"The {label} holds a NUL character or invalid UTF-8.")
+
+
 # -- answers -------------------------------------------------------------------
 
 
@@ -214,13 +177,6 @@ def success_body(data, **facts):
 def constant_time_equal(given, expected):
     """Compare two secrets in time independent of where they differ."""
     return hmac.compare_digest((given or "").encode(), (expected or "").encode())
-
-
-def strip_bearer(token):
-    """A token as stored may carry the ``Bearer`` scheme; the comparison does not."""
-    token = (token or "").strip()
-    scheme, _sep, rest = token.partition(" ")
-    return rest.strip() if scheme.lower() == "bearer" and rest else token
 
 
 def parse_authorization(header):
@@ -258,9 +214,9 @@ def check_credentials(authorization_type, header, login=None, password=None, tok
         password_ok = constant_time_equal(given[1], password)
         return login_ok and password_ok
     if authorization_type == "bearer_token":
+        # ``token`` as the plan keeps it: without the scheme.
         scheme, credentials = parse_authorization(header)
-        expected = strip_bearer(token)
-        return scheme == "bearer" and bool(expected) and constant_time_equal(credentials, expected)
+        return scheme == BEARER_SCHEME and bool(token) and constant_time_equal(credentials, token)
     return False
 
 
@@ -371,13 +327,30 @@ def parse_json_body(body, content_type):
     if not body or not body.strip():
         return None
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        value = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError as error:
         raise InboundError(400, f"The body is not UTF-8 text: {error.reason}.") from error
     except ValueError as error:
         raise InboundError(400, f"The body is not valid JSON: {error}.") from error
     except RecursionError as error:
         raise InboundError(400, "The body nests JSON too deeply.") from error
+    check_json_text(value)
+    return value
+
+
+def check_json_text(value):
+    """Refuse (400) JSON whose keys or strings PostgreSQL cannot store (a NUL
+    character, a lone surrogate such as "\\ud800")."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str) and _unstorable(item):
+            raise InboundError(400, "The body holds a NUL character or an unpaired surrogate.")
 
 
 def idempotency_key(call):

@@ -55,3 +55,11 @@ def truncate(text, max_size):
         return text
     omitted = len(text) - max_size
     return text[:max_size] + TRUNCATION_MARK.format(omitted=omitted)
+
+
+def storable(text):
+    """``text`` as PostgreSQL can store it: NUL characters and lone surrogates
+    (undecodable bytes) are shown escaped instead of failing the INSERT."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -15,37 +15,37 @@ from odoo import api, models
 class Base(models.AbstractModel):
     _inherit = "base"
 
-    def _bj_outbound_specs(self, event):
-        """Outbound configurations fired by ``event`` on these records (usually none)."""
+    def _bj_outbound_plans(self, event):
+        """Plans of the Out configurations ``event`` on these records fires (usually none)."""
         # Not while modules load (registry not ready): installs and upgrades send nothing.
         if not self or self._transient or not self.pool.ready:
             return ()
-        return self.env["bj.api.sync.config"]._bj_specs_for(self._name, event)
+        return self.env["bj.api.sync.config"]._bj_plans_for(self._name, event)
 
     @api.model_create_multi
     def create(self, vals_list):
         records = super().create(vals_list)
-        specs = records._bj_outbound_specs("create")
-        if specs:
-            self.env["bj.api.sync.config"]._bj_queue_changes(specs, records, "create")
+        plans = records._bj_outbound_plans("create")
+        if plans:
+            self.env["bj.api.sync.config"]._bj_queue_changes(plans, records, "create")
         return records
 
     def write(self, vals):
-        specs = self._bj_outbound_specs("write")
-        if not specs:
+        plans = self._bj_outbound_plans("write")
+        if not plans:
             return super().write(vals)
-        watched = {name for spec in specs for name in spec.watched if name in vals}
+        watched = {name for plan in plans for name in plan.triggers.watched if name in vals}
         before = {
             record.id: {name: record[name] for name in watched}
             for record in self.sudo().with_context(active_test=False).with_prefetch()
         } if watched else {}
         result = super().write(vals)
-        self.env["bj.api.sync.config"]._bj_queue_changes(specs, self, "write", vals, before)
+        self.env["bj.api.sync.config"]._bj_queue_changes(plans, self, "write", vals, before)
         return result
 
     def unlink(self):
-        specs = self._bj_outbound_specs("unlink")
-        if specs:
+        plans = self._bj_outbound_plans("unlink")
+        if plans:
             # Before the deletion: the payload is exported from the records.
-            self.env["bj.api.sync.config"]._bj_queue_changes(specs, self, "unlink")
+            self.env["bj.api.sync.config"]._bj_queue_changes(plans, self, "unlink")
         return super().unlink()

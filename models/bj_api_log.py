@@ -5,10 +5,9 @@ from datetime import timedelta
 import psycopg2
 import psycopg2.errors
 
-from odoo import api, fields, models, sql_db, tools
+from odoo import api, fields, models, tools
 
 from ..core import masking
-from ..core.dedicated_connections import DedicatedConnections
 
 _logger = logging.getLogger("bj.api.log")
 
@@ -18,11 +17,9 @@ PARAM_RETENTION_DAYS = "bjet_api_sync.log_retention_days"
 DEFAULT_RETENTION_DAYS = 30
 # Rows deleted per cleanup batch, so the retention cron never holds long locks.
 RETENTION_BATCH_SIZE = 5_000
-# Connections per database and per Odoo process kept open for log rows, beyond
-# Odoo's own pool (db_maxconn).  A prefork worker serves one request at a time
-# and needs one; in threaded mode, calls beyond this use a pooled cursor.
-LOG_CONNECTIONS_PER_DATABASE = 2
-LOG_CONNECTIONS = DedicatedConnections(LOG_CONNECTIONS_PER_DATABASE)
+# A log row written on a cursor of its own gives up after this long rather than
+# hold up the call it describes (as odoo/netsvc.py's database log handler).
+LOG_STATEMENT_TIMEOUT_MS = 5_000
 
 
 def get_int_param(env, key, default):
@@ -128,13 +125,14 @@ class BjApiLog(models.Model):
                 text = json.dumps(text, ensure_ascii=False, default=str)
             text = masking.mask_text(text, secrets)
             values[name] = masking.truncate(text, max_size) if name != "url" else text
-        if isinstance(values.get("res_ids"), (list, tuple)):
+        if isinstance(values.get("res_ids"), list | tuple):
             values["res_ids"] = ",".join(str(i) for i in values["res_ids"])
-        return values
+        return {name: masking.storable(value) if isinstance(value, str) else value
+                for name, value in values.items()}
 
-    def _insert_statement(self, values_list, relaxed_commit=False):
-        """The INSERT of ``values_list`` (prepared values, see
-        ``_prepare_log_values``) as ``(query, params)``, returning the new ids.
+    def _insert_rows(self, cr, values_list):
+        """Insert rows of prepared ``values_list`` (see ``_prepare_log_values``)
+        on Odoo cursor ``cr`` and return their ids.
 
         This runs for every API call and every delivery attempt, so it skips the
         ORM: no default_get, no cache, one statement for the whole batch.
@@ -151,89 +149,52 @@ class BjApiLog(models.Model):
         # cost more than the INSERT itself.  Column names are checked above.
         columns = ", ".join(f'"{name}"' for name in names)
         row_placeholders = "(" + ", ".join(["%s"] * len(names)) + ")"
-        query = (
-            # A crash may lose the last fraction of a second of log rows written
-            # on their own transaction, never business data: not worth a disk
-            # flush on every API call.  One round trip for both statements.
-            ("SET LOCAL synchronous_commit TO OFF; " if relaxed_commit else "")
-            + f'INSERT INTO "{self._table}" ({columns}) '
-            + f"VALUES {', '.join([row_placeholders] * len(rows))} RETURNING id"
-        )
+        query = (f'INSERT INTO "{self._table}" ({columns}) '
+                 f"VALUES {', '.join([row_placeholders] * len(rows))} RETURNING id")
         params = [None if row.get(name, False) is False else row[name]
                   for row in rows for name in names]
-        return query, params
-
-    def _insert_rows(self, cr, values_list, relaxed_commit=False):
-        """Insert rows on Odoo cursor ``cr`` and return their ids."""
-        cr.execute(*self._insert_statement(values_list, relaxed_commit), log_exceptions=False)
+        cr.execute(query, params, log_exceptions=False)
         return [row[0] for row in cr.fetchall()]
+
+    @api.model
+    def _write_in_transaction(self, values, secrets=(), max_size=None):
+        """Write one log row in the caller's transaction and return its id.
+
+        For inbound calls, after the savepoint that held the business work: the
+        row commits with the request whether the work succeeded or was undone.
+        """
+        return self._insert_in_transaction(self._prepare_log_values(values, secrets, max_size))
+
+    def _insert_in_transaction(self, prepared):
+        try:
+            with self.env.cr.savepoint(flush=False):
+                return self._insert_rows(self.env.cr, [prepared])[0]
+        except psycopg2.Error:
+            # Logging must never break the call it describes.
+            _logger.exception("Could not write the API log row for %s", prepared.get("url"))
+            return False
 
     @api.model
     def _write_log(self, values, secrets=(), max_size=None):
         """Write one log row in a transaction of its own and return its id.
 
-        The row is committed independently of the caller's transaction, so it
-        survives when the request or the delivery that it describes rolls back.
-        ``max_size`` is as for ``_prepare_log_values``.
+        For calls made inside a transaction that may roll back (a synchronous
+        outbound request, Test Connection): the row survives it.  A pooled
+        cursor with a short statement timeout, as Odoo's database log handler.
         """
         values = self._prepare_log_values(values, secrets, max_size)
         try:
-            return self._insert_committed(values)
-        except psycopg2.errors.ForeignKeyViolation:
-            # A record the row refers to was created in the caller's still
-            # uncommitted transaction, so the other cursor cannot see it: keep the
-            # row in the caller's transaction rather than lose it.
-            pass
+            with self.env.registry.cursor() as cr:
+                cr.execute("SET LOCAL statement_timeout = %s", [LOG_STATEMENT_TIMEOUT_MS])
+                return self._insert_rows(cr, [values])[0]
+        except (psycopg2.errors.ForeignKeyViolation, psycopg2.errors.QueryCanceled):
+            # A record the row refers to was created, or is locked, by the caller's
+            # still open transaction, which the other cursor cannot see or must
+            # wait for: keep the row in the caller's transaction rather than lose it.
+            return self._insert_in_transaction(values)
         except psycopg2.Error:
-            _logger.exception("Could not write the API log row on its own cursor")
-        try:
-            with self.env.cr.savepoint():
-                return self._insert_rows(self.env.cr, [values])[0]
-        except Exception:
-            # Logging must never break the call it describes.
             _logger.exception("Could not write the API log row for %s", values.get("url"))
             return False
-
-    def _insert_committed(self, values):
-        """Insert and commit one row of prepared ``values`` outside the caller's
-        transaction; return its id."""
-        registry = self.env.registry
-        # In test mode (HttpCase), the server shares the test's transaction, which
-        # is rolled back at the end: there, "outside" is the test cursor that
-        # Odoo hands out instead of a new one.
-        if not registry.in_test_mode():
-            try:
-                row_id = self._insert_on_log_connection(values)
-            except (psycopg2.OperationalError, psycopg2.InterfaceError):
-                # The kept connection died (server restart, idle timeout); it
-                # is closed now.  The pooled cursor below still writes the row.
-                _logger.info("A kept log connection failed; writing on a pooled cursor")
-                row_id = None
-            if row_id is not None:
-                return row_id
-        with registry.cursor() as cr:
-            if isinstance(cr, sql_db.Cursor):  # not a test cursor, in a test's transaction
-                # The INSERT is the whole transaction: run it as one and spare
-                # the BEGIN and COMMIT round trips (as odoo/service/db.py does).
-                # The next cursor on this pooled connection turns transactions
-                # back on (Cursor.__init__ sets the isolation level).
-                cr._cnx.autocommit = True
-            return self._insert_rows(cr, [values], relaxed_commit=True)[0]
-
-    def _insert_on_log_connection(self, values):
-        """Insert one row on a kept autocommit connection (see
-        ``core/dedicated_connections.py``); None when all are busy."""
-        dbname = self.env.cr.dbname
-
-        def connect():
-            return psycopg2.connect(**sql_db.connection_info_for(dbname)[1])
-
-        with LOG_CONNECTIONS.borrowed(dbname, connect) as connection:
-            if connection is None:
-                return None
-            with connection.cursor() as cr:
-                cr.execute(*self._insert_statement([values], relaxed_commit=True))
-                return cr.fetchone()[0]
 
     @api.autovacuum
     def _gc_old_logs(self):

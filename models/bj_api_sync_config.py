@@ -8,8 +8,21 @@ from odoo.exceptions import ValidationError
 from odoo.osv import expression
 from odoo.tools.safe_eval import safe_eval
 
-from ..core import convert, mapping
-from ..core.exceptions import MappingError
+from ..core import http_client
+from ..core.plan import (
+    DIRECTION_OUT,
+    RELATIONAL_TYPES,
+    SCRIPT_TYPES,
+    AuthPlan,
+    ConfigPlan,
+    DeliveryPlan,
+    LinePlan,
+    ParamPlan,
+    TriggerPlan,
+    strip_bearer,
+)
+from ..services.scripts import compile_script
+from .bj_api_log import get_int_param
 from .bj_api_secret_mixin import secret_fields
 
 ENDPOINT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -18,22 +31,15 @@ READ_TIMEOUT_RANGE = (1, 300)
 # Entropy of generated Bearer tokens: 32 bytes, 43 url-safe characters.
 GENERATED_TOKEN_BYTES = 32
 TRIGGER_ACTION_MODELS = ("ir.cron", "base.automation", "ir.actions.server")
-# What the mapping engine (and the delivery worker, is_paginated) reads of
-# configurations, their lines and fields (see ``_mapping_snapshot``).
-CONFIG_FIELDS_READ_BY_ENGINE = [
-    "name", "model_name", "filter_domain", "company_id", "line_ids", "is_paginated",
-]
-LINE_FIELDS_READ_BY_ENGINE = [
-    "config_id", "sequence", "field_id", "value_type", "external_key", "mapping_config_id",
-    "is_identifier", "script_mode", "python_script",
-]
+PARAM_MAX_BODY_SIZE = "bjet_api_sync.inbound_max_body_size"
+DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
 
 
 class BjApiSyncConfig(models.Model):
     _name = "bj.api.sync.config"
     _description = "API Configuration"
     _inherit = [
-        "bj.api.secret.mixin", "bj.api.spec.source.mixin", "mail.thread", "mail.activity.mixin",
+        "bj.api.secret.mixin", "bj.api.plan.source.mixin", "mail.thread", "mail.activity.mixin",
     ]
     _order = "name, id"
 
@@ -403,8 +409,6 @@ class BjApiSyncConfig(models.Model):
         self.ensure_one()
         return self.line_ids.filtered("is_identifier")[:1]
 
-    # -- mapping engine (see core/mapping.py) --------------------------------
-
     def _get_scope_domain(self):
         """Domain of the records this configuration may see: Filter Domain and company."""
         self.ensure_one()
@@ -416,103 +420,136 @@ class BjApiSyncConfig(models.Model):
             ])
         return domain
 
-    def _require_identifier_line(self):
-        line = self._get_identifier_line()
-        if not line:
-            raise MappingError(f"Configuration {self.name!r} has no Record Identifier line.")
-        return line
+    # -- the compiled plan (core/plan.py) -------------------------------------
 
-    def _identifier_domain(self, value):
-        """Domain matching the records whose Record Identifier equals the JSON ``value``."""
-        line = self._require_identifier_line()
-        try:
-            converted = convert.from_json(line.field_id.ttype, value)
-        except ValueError as error:
-            raise MappingError(
-                f"Invalid record identifier {value!r}: {error}", line_id=line.id
-            ) from error
-        return [(line.field_id.name, "=", converted)]
-
-    def _search_by_identifier(self, value):
-        """Records in scope whose Record Identifier equals ``value``."""
-        self.ensure_one()
-        return self.env[self.model_name].search(
-            expression.AND([self._get_scope_domain(), self._identifier_domain(value)])
+    @api.model
+    @tools.ormcache("endpoint")
+    def _inbound_config_id(self, endpoint):
+        """Id of the active inbound configuration of ``endpoint``; unknown
+        endpoints raise, so that callers cannot fill the cache with names."""
+        config = self.sudo().search(
+            [("endpoint", "=", endpoint), ("request_type", "=", "in")], limit=1
         )
+        if not config:
+            raise LookupError(endpoint)
+        return config.id
 
-    def _records_by_identifier(self, values):
-        """Map each identifier value found in scope to its record id, in one search."""
+    def _plan(self):
+        """This configuration's compiled plan: what every request, delivery and
+        scheduled run reads of it, built once and cached (see
+        ``bj.api.plan.source.mixin`` for when the cache is dropped)."""
         self.ensure_one()
-        field_name = self._require_identifier_line().field_id.name
-        wanted = list({value for value in values if value is not False})
-        if not wanted:
-            return {}
-        records = self.env[self.model_name].search(
-            expression.AND([self._get_scope_domain(), [(field_name, "in", wanted)]])
-        )
-        found = {}
-        for record in records:
-            value = record[field_name]
-            found.setdefault(value.id if isinstance(value, models.BaseModel) else value, record.id)
-        return found
+        return self._plan_for(self.id)
 
     @api.model
     @tools.ormcache("config_id")
-    def _mapping_snapshot(self, config_id):
-        """What the mapping engine reads of a configuration and of the ones it
-        maps through, as ORM cache values: ``((model, field, ids, values), ...)``.
+    def _plan_for(self, config_id):
+        return self.sudo().browse(config_id)._compile_plan()
 
-        Cached in the registry and dropped by any change of configurations or
-        lines (see ``bj.api.spec.source.mixin``): put in a transaction's cache
-        by ``_seed_mapping_snapshot``, it spares the queries that would read the
-        configurations again after every commit of the delivery worker, or in
-        every inbound request.
-        """
-        configs = self.sudo().browse(config_id)
-        seen = configs.browse()
-        while configs - seen:
-            pending = configs - seen
-            seen |= pending
-            configs |= pending.line_ids.mapping_config_id
-        lines = seen.line_ids
-        snapshot = []
-        for records, names in (
-            (seen, CONFIG_FIELDS_READ_BY_ENGINE),
-            (lines, LINE_FIELDS_READ_BY_ENGINE),
-            (lines.field_id, ["name", "ttype"]),
-        ):
-            for name in names:
-                field = records._fields[name]
-                values = tuple(field.convert_to_cache(record[name], record, validate=False)
-                               for record in records)
-                snapshot.append((records._name, name, tuple(records.ids), values))
-        return tuple(snapshot)
-
-    @api.model
-    def _seed_mapping_snapshot(self, snapshot):
-        """Put a ``_mapping_snapshot`` in the transaction's cache, where missing."""
-        cache = self.env.cache
-        for model_name, name, ids, values in snapshot:
-            records = self.env[model_name].browse(ids)
-            cache.insert_missing(records, records._fields[name], values)
-
-    def _export_records(self, records):
-        """JSON objects (External API Key -> value) for ``records``, in order."""
+    def _compile_plan(self, parents=()):
+        """Build the plan; ``parents`` are the configurations mapping through this
+        one, so that Mapping Models that map back are refused, not followed."""
         self.ensure_one()
-        return mapping.export_records(self, records)
+        config = self.sudo()
+        if config.id in parents:
+            raise ValidationError(
+                _("The Mapping Models of %(name)r map back to it.", name=config.name)
+            )
+        lines = tuple(
+            config._compile_line(line, parents + (config.id,))
+            for line in config.line_ids.sorted(lambda line: (line.sequence, line.id))
+            if line.field_id.name in self.env[config.model_name]._fields
+        )
+        scope = config._get_scope_domain()
+        return ConfigPlan(
+            config_id=config.id,
+            name=config.name,
+            request_type=config.request_type,
+            model=config.model_name,
+            company_id=config.company_id.id or None,
+            run_as_uid=config.run_as_user_id.id or None,
+            scope_domain=tuple(scope),
+            filtered=bool(config._get_filter_domain()),
+            lines=lines,
+            identifier=next((line for line in lines if line.is_identifier), None),
+            auth=AuthPlan(
+                type=config.authorization_type,
+                login=config.login or "",
+                password=config.password or "",
+                bearer_token=strip_bearer(config.bearer_token),
+                signature_secret=config.signature_secret or "",
+            ),
+            methods=frozenset(config.http_method_ids.mapped("name")),
+            params=tuple(ParamPlan(param.key, param.field_id.name, param.domain_operator)
+                         for param in config.param_ids),
+            networks=tuple(config._get_ip_networks()),
+            rate_limit=config.rate_limit_per_minute,
+            limit=config.limit,
+            is_paginated=config.is_paginated,
+            page_size=config.page_size,
+            # System parameters too: changing one clears the registry cache.
+            max_body_size=get_int_param(self.env, PARAM_MAX_BODY_SIZE, DEFAULT_MAX_BODY_SIZE),
+            log_body_max_size=self.env["bj.api.log"]._body_max_size(),
+            delivery=config._compile_delivery(),
+            triggers=config._compile_triggers(),
+            has_scripts=any(line.is_script or (line.child and line.child.has_scripts)
+                            for line in lines),
+        )
 
-    def _import_values_list(self, items, records=None):
-        """ORM values for each incoming JSON object of ``items``."""
-        self.ensure_one()
-        return mapping.import_values(self, items, records)
+    def _compile_line(self, line, parents):
+        field = self.env[self.model_name]._fields[line.field_id.name]
+        relational = field.type in RELATIONAL_TYPES
+        child = None
+        if line.value_type == "relational_mapping" and relational and line.mapping_config_id:
+            child = line.mapping_config_id._compile_plan(parents)
+        selection = None
+        if field.type == "selection":
+            selection = tuple(key for key, _label in field._description_selection(self.env))
+        return LinePlan(
+            line_id=line.id,
+            model=self.model_name,
+            key=line.external_key or field.name,
+            field=field.name,
+            ttype=field.type,
+            value_type=line.value_type,
+            store=bool(field.store and field.column_type),
+            writable=field.name != "id" and not (field.compute and not field.inverse),
+            searchable=bool(field._description_searchable),
+            comodel=field.comodel_name if relational else None,
+            selection=selection,
+            is_identifier=line.is_identifier,
+            script=(compile_script(line.python_script, line.script_mode)
+                    if line.value_type in SCRIPT_TYPES else None),
+            child=child,
+        )
 
-    def _import_values(self, data, record=None, index=None):
-        """ORM values for one incoming JSON object (``record`` when updating)."""
-        try:
-            return self._import_values_list([data], [record])[0]
-        except MappingError as error:
-            error.index = index
-            raise
+    def _compile_delivery(self):
+        if self.request_type != DIRECTION_OUT:
+            return None
+        url = self.request_url or ""
+        return DeliveryPlan(
+            url=url,
+            method=self.http_method_ids[:1].name or "POST",
+            headers=tuple((header.key, header.value or "")
+                          for header in self.header_ids if header.key),
+            connect_timeout=self.connection_timeout,
+            read_timeout=self.read_timeout,
+            max_attempts=self.max_attempts,
+            base_delay=self.retry_base_delay,
+            max_delay=self.retry_max_delay,
+            options=tuple(http_client.environment_options(url).items()) if url else (),
+        )
+
+    def _compile_triggers(self):
+        if self.request_type != DIRECTION_OUT:
+            return None
+        return TriggerPlan(
+            on_create=self.trigger_on_create,
+            on_write=self.trigger_on_write,
+            on_unlink=self.trigger_on_unlink,
+            watched=frozenset(self.watched_field_ids.mapped("name")),
+            send_inbound=self.send_inbound_changes,
+        )
 
     @api.onchange("request_type")
     def _onchange_request_type(self):

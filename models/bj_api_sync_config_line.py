@@ -9,7 +9,7 @@ SCRIPT_VALUE_TYPES = ("python_plain", "relational_python")
 
 class BjApiSyncConfigLine(models.Model):
     _name = "bj.api.sync.config.line"
-    _inherit = ["bj.api.spec.source.mixin"]
+    _inherit = ["bj.api.plan.source.mixin"]
     _description = "API Configuration Line"
     _order = "config_id, sequence, id"
 

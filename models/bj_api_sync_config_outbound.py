@@ -7,7 +7,7 @@ Delivery itself (the durable outbox) lives in ``bj.api.sync.job``.
 import json
 import logging
 import time
-from collections import defaultdict, namedtuple
+from collections import defaultdict
 from datetime import timedelta
 
 from odoo import Command, _, api, fields, models, tools
@@ -17,8 +17,10 @@ from odoo.tools import split_every
 
 from ..core import http_client, inbound, retry
 from ..core.exceptions import MappingError
-from .bj_api_sync_config_inbound import INBOUND_CONTEXT_KEY
-from .bj_api_sync_job import DEAD_ACTIVITY_TYPE, _auto_commit, _id_text, outbound_log_values
+from ..core.plan import DIRECTION_OUT
+from ..services import outbound
+from ..services.inbound_request import INBOUND_CONTEXT_KEY
+from .bj_api_sync_job import DEAD_ACTIVITY_TYPE, _auto_commit, _id_text
 
 _logger = logging.getLogger("bj.api.outbound")
 
@@ -39,18 +41,12 @@ SCHEDULE_SETTLE_DELAY = timedelta(minutes=1)
 TEST_CONNECTION_METHODS = ("HEAD", "OPTIONS", "GET")
 METHOD_REFUSED_STATUSES = (405, 501)
 CREDENTIALS_REFUSED_STATUSES = (401, 403)
-INBOUND_ROUTE = "/bj_api_sync/v1/{endpoint}"
-
-TriggerSpec = namedtuple("TriggerSpec", "target watched send_inbound filtered")
-# What queueing a job needs to know of a configuration (see bj.api.sync.job._enqueue).
-QueueTarget = namedtuple(
-    "QueueTarget", "config_id company_id model_name paginated capacity max_attempts")
 
 
 class BjApiSyncConfigOutbound(models.Model):
     _inherit = "bj.api.sync.config"
     # Schedule bookkeeping (every scheduled run writes it) and the chatter's.
-    _spec_neutral_fields = frozenset({
+    _plan_neutral_fields = frozenset({
         "schedule_cron_id", "schedule_last_sync", "schedule_last_sync_id",
         "message_main_attachment_id",
     })
@@ -200,40 +196,36 @@ class BjApiSyncConfigOutbound(models.Model):
 
     @api.model
     @tools.ormcache()
-    def _bj_trigger_specs(self):
-        """``{(model name, event): (TriggerSpec, ...)}`` of active Out configurations.
+    def _bj_trigger_index(self):
+        """``{(model name, event): (configuration id, ...)}`` of active Out
+        configurations with native triggers.
 
         Read by every create/write/unlink (see models/base.py): cached, and
         cleared (in every worker) whenever a configuration changes.
         """
-        specs = defaultdict(list)
+        index = defaultdict(list)
         configs = self.sudo().search([
-            ("request_type", "=", "out"),
+            ("request_type", "=", DIRECTION_OUT),
             "|", "|", ("trigger_on_create", "=", True), ("trigger_on_write", "=", True),
             ("trigger_on_unlink", "=", True),
         ])
         for config in configs:
-            watched = frozenset(config.watched_field_ids.mapped("name"))
-            filtered = bool(config._get_filter_domain())
-            target = config._bj_queue_target()
             for event in TRIGGER_EVENTS:
                 if config[f"trigger_on_{event}"]:
-                    specs[config.model_name, event].append(TriggerSpec(
-                        target, watched if event == "write" else frozenset(),
-                        config.send_inbound_changes, filtered,
-                    ))
-        return {key: tuple(value) for key, value in specs.items()}
+                    index[config.model_name, event].append(config.id)
+        return {key: tuple(value) for key, value in index.items()}
 
     @api.model
-    def _bj_specs_for(self, model_name, event):
-        """Trigger specs that apply to this change, echo suppression included."""
-        specs = self._bj_trigger_specs().get((model_name, event), ())
-        if specs and self.env.context.get(INBOUND_CONTEXT_KEY):
-            specs = tuple(spec for spec in specs if spec.send_inbound)
-        return specs
+    def _bj_plans_for(self, model_name, event):
+        """Plans of the configurations this change fires, echo suppression included."""
+        plans = tuple(self._plan_for(config_id)
+                      for config_id in self._bj_trigger_index().get((model_name, event), ()))
+        if plans and self.env.context.get(INBOUND_CONTEXT_KEY):
+            plans = tuple(plan for plan in plans if plan.triggers.send_inbound)
+        return plans
 
     @api.model
-    def _bj_queue_changes(self, specs, records, event, vals=None, before=None):
+    def _bj_queue_changes(self, plans, records, event, vals=None, before=None):
         """Queue the deliveries that a create, write or unlink of ``records`` fires.
 
         For writes with Watched Fields, only records where one of them changed
@@ -243,116 +235,37 @@ class BjApiSyncConfigOutbound(models.Model):
         # with_prefetch(): reading a field must not load it for every record
         # that happened to be fetched with these (a whole imported batch...).
         records = records.sudo().with_context(active_test=False).with_prefetch()
-        for spec in specs:
-            config = self.sudo().browse(spec.target.config_id)
+        for plan in plans:
             changed = records
-            if event == "write" and spec.watched:
-                names = spec.watched.intersection(vals)
+            watched = plan.triggers.watched
+            if event == "write" and watched:
+                names = watched.intersection(vals)
                 changed = records.filtered(
                     lambda record, names=names: any(
                         record[name] != before[record.id][name] for name in names
                     )
                 )
-            if spec.filtered:
-                changed = config._bj_records_in_scope(changed.ids)[0]
-            elif spec.target.company_id and "company_id" in changed._fields:
+            if plan.filtered:
+                changed = outbound.records_in_scope(self.env, plan, changed.ids)[0]
+            elif plan.company_id and "company_id" in changed._fields:
                 # No Filter Domain: check the company on that one column rather than
                 # with a search, the cheapest test for every triggering write.
                 changed.fetch(["company_id"])
-                changed = changed.filtered(lambda record, company=spec.target.company_id: (
+                changed = changed.filtered(lambda record, company=plan.company_id: (
                     record.company_id.id in (False, company)))
             if not changed:
                 continue
             payloads = None
             if event == "unlink":
                 try:
-                    payloads = config._bj_export(changed)
+                    payloads = outbound.export_payloads(self.env, plan, changed)
                 except MappingError as error:
                     raise UserError(
                         _("These records cannot be deleted: API configuration %(name)r must send "
                           "the deletion and cannot build it: %(error)s",
-                          name=config.name, error=error)
+                          name=plan.name, error=error)
                     ) from error
-            self.env["bj.api.sync.job"]._enqueue(spec.target, changed, event, payloads)
-
-    # -- records, payloads and requests ----------------------------------------------------
-
-    def _bj_model(self):
-        """The configuration's model as the integration sees it: every record of its company."""
-        self.ensure_one()
-        model = self.env[self.model_name].sudo().with_context(active_test=False)
-        return model.with_company(self.company_id) if self.company_id else model
-
-    def _bj_queue_target(self):
-        self.ensure_one()
-        config = self.sudo()
-        return QueueTarget(config.id, config.company_id.id, config.model_name,
-                           config.is_paginated, config.page_size if config.is_paginated else 1,
-                           config.max_attempts)
-
-    def _bj_records_in_scope(self, ids):
-        """Existing records of ``ids`` in scope, in the given order, and the ids left out."""
-        self.ensure_one()
-        found = self._bj_model().search(
-            expression.AND([[("id", "in", list(ids))], self._get_scope_domain()])
-        )
-        position = {record_id: index for index, record_id in enumerate(ids)}
-        records = found.sorted(key=lambda record: position[record.id])
-        kept = set(found.ids)
-        return records, [record_id for record_id in ids if record_id not in kept]
-
-    def _bj_export(self, records):
-        """JSON objects for ``records`` through the mapping engine (sudo, config's company)."""
-        self.ensure_one()
-        return self._export_records(records.with_env(self._bj_model().env))
-
-    def _bj_http_method(self):
-        self.ensure_one()
-        return self.http_method_ids[:1].name or "POST"
-
-    def _bj_timeout(self, timeout=None):
-        """``(connect, read)`` seconds of the configuration, or the caller's override."""
-        self.ensure_one()
-        if timeout is None:
-            return (self.connection_timeout, self.read_timeout)
-        return tuple(timeout) if isinstance(timeout, (list, tuple)) else timeout
-
-    def _bj_request_headers(self, body=True):
-        """Headers of an outbound request: JSON, authorization, then the Headers rows."""
-        self.ensure_one()
-        config = self.sudo()
-        defaults = {"Accept": http_client.JSON_CONTENT_TYPE}
-        if body:
-            defaults["Content-Type"] = http_client.JSON_CONTENT_TYPE
-        return http_client.merge_headers(
-            defaults,
-            http_client.auth_headers(config.authorization_type, config.login, config.password,
-                                     config.bearer_token),
-            {header.key: header.value or "" for header in config.header_ids if header.key},
-        )
-
-    def _bj_delivery_settings(self):
-        """Everything a request of this configuration needs, read once (plain values).
-
-        The delivery worker commits often, which empties the ORM cache: it
-        keeps these per configuration for its whole run instead.
-        """
-        self.ensure_one()
-        config = self.sudo()
-        return {
-            "config_id": config.id,
-            "company_id": config.company_id.id,
-            "model_name": config.model_name,
-            "method": config._bj_http_method(),
-            "url": config.request_url,
-            "headers": config._bj_request_headers(),
-            "timeout": config._bj_timeout(),
-            "secrets": config._bj_secret_values(),
-            "base_delay": config.retry_base_delay,
-            "max_delay": config.retry_max_delay,
-            "options": (http_client.environment_options(config.request_url)
-                        if config.request_url else {}),
-        }
+            self.env["bj.api.sync.job"]._enqueue(plan, changed, event, payloads)
 
     # -- the original entry point ---------------------------------------------------------
 
@@ -426,7 +339,9 @@ class BjApiSyncConfigOutbound(models.Model):
         made) plus ``log_ids``, ``skipped_ids`` and ``unsent_ids``.
         """
         config = self._bj_resolve_config(config_id_ref)
-        records, skipped = config._bj_records_in_scope(config._bj_record_ids(record_ids))
+        plan = config._plan()
+        records, skipped = outbound.records_in_scope(self.env, plan,
+                                                     config._bj_record_ids(record_ids))
         answer = {"success": False, "status_code": None, "data": None, "error": None,
                   "log_id": False, "log_ids": [], "skipped_ids": skipped, "unsent_ids": []}
         if not records:
@@ -435,33 +350,36 @@ class BjApiSyncConfigOutbound(models.Model):
                 "of %(name)r.", ids=skipped, name=config.name)
             return answer
         log_model = self.env["bj.api.log"]
-        settings = config._bj_delivery_settings()
         try:
-            objects = config._bj_export(records)
+            objects = outbound.export_payloads(self.env, plan, records)
         except MappingError as error:
             answer["error"] = str(error)
             answer["log_id"] = log_model._write_log(
-                outbound_log_values(settings, None, records_text=_id_text(records.ids),
+                outbound.log_values(plan, None, records_text=_id_text(records.ids),
                                     error=str(error)),
-                settings["secrets"],
+                plan.secrets,
             )
             answer["log_ids"] = [answer["log_id"]]
             answer["unsent_ids"] = records.ids
             return answer
-        size = config.page_size if config.is_paginated else 1
-        headers = settings["headers"]
-        timeouts = config._bj_timeout(timeout)
+        size = plan.batch_size
+        headers = outbound.request_headers(plan)
+        if timeout is None:
+            timeouts = plan.delivery.timeout
+        else:
+            timeouts = tuple(timeout) if isinstance(timeout, list | tuple) else timeout
+        delivery = plan.delivery
         results = []
         for start in range(0, len(objects), size):
             chunk = objects[start:start + size]
-            payload = chunk if config.is_paginated else chunk[0]
+            payload = chunk if plan.is_paginated else chunk[0]
             body = json.dumps(payload)
-            result = http_client.send_json(settings["method"], settings["url"], body, payload,
-                                           headers, timeouts)
+            result = http_client.send_json(delivery.method, delivery.url, body, payload,
+                                           headers, timeouts, dict(delivery.options))
             records_text = _id_text(records[start:start + size].ids)
             answer["log_ids"].append(log_model._write_log(
-                outbound_log_values(settings, result, body, records_text, headers=headers),
-                settings["secrets"],
+                outbound.log_values(plan, result, body, records_text, headers=headers),
+                plan.secrets,
             ))
             results.append(result)
             if not result.ok:
@@ -487,8 +405,10 @@ class BjApiSyncConfigOutbound(models.Model):
         Returns the jobs.
         """
         config = self._bj_resolve_config(config_id_ref)
-        records, _skipped = config._bj_records_in_scope(config._bj_record_ids(record_ids))
-        return self.env["bj.api.sync.job"]._enqueue(config._bj_queue_target(), records, "manual")
+        plan = config._plan()
+        records, _skipped = outbound.records_in_scope(self.env, plan,
+                                                      config._bj_record_ids(record_ids))
+        return self.env["bj.api.sync.job"]._enqueue(plan, records, "manual")
 
     # -- the schedule ------------------------------------------------------------------------
 
@@ -514,7 +434,7 @@ class BjApiSyncConfigOutbound(models.Model):
                     "user_id": self.env.ref("base.user_root").id,
                 })
 
-    def _bj_changed_domain(self):
+    def _bj_changed_domain(self, plan):
         """Records of the scope changed since the last scheduled run (and settled)."""
         self.ensure_one()
         domain = [("write_date", "<=", fields.Datetime.now() - SCHEDULE_SETTLE_DELAY)]
@@ -522,7 +442,7 @@ class BjApiSyncConfigOutbound(models.Model):
             last = self.schedule_last_sync
             domain += ["|", ("write_date", ">", last),
                        "&", ("write_date", "=", last), ("id", ">", self.schedule_last_sync_id)]
-        return expression.AND([self._get_scope_domain(), domain])
+        return expression.AND([list(plan.scope_domain), domain])
 
     @api.model
     def _cron_send_scheduled(self, config_id):
@@ -537,14 +457,14 @@ class BjApiSyncConfigOutbound(models.Model):
                 and config.trigger_on_schedule):
             return 0
         commit = _auto_commit()
-        model = config._bj_model()
-        domain = config._bj_changed_domain()
+        plan = config._plan()
+        model = outbound.delivery_model(self.env, plan)
+        domain = config._bj_changed_domain(plan)
         total = model.search_count(domain)
-        records = model.search(domain, order="write_date, id", limit=config.limit)
+        records = model.search(domain, order="write_date, id", limit=plan.limit)
         done = 0
-        target = config._bj_queue_target()
-        for batch in split_every(config.page_size, records.ids, model.browse):
-            self.env["bj.api.sync.job"]._enqueue(target, batch, "schedule")
+        for batch in split_every(plan.page_size, records.ids, model.browse):
+            self.env["bj.api.sync.job"]._enqueue(plan, batch, "schedule")
             config.write({"schedule_last_sync": batch[-1].write_date,
                           "schedule_last_sync_id": batch[-1].id})
             done += len(batch)
@@ -636,31 +556,28 @@ class BjApiSyncConfigOutbound(models.Model):
     def action_test_connection(self):
         """Check that the API answers, without changing anything; notify and log."""
         self.ensure_one()
-        config = self.sudo()
-        if config.request_type == "out":
-            url = http_client.strip_placeholders(config.request_url)
-            headers = config._bj_request_headers(body=False)
+        plan = self._plan()
+        timeout = (self.connection_timeout, self.read_timeout)
+        if plan.delivery:
+            url = http_client.strip_placeholders(plan.delivery.url)
+            headers = outbound.request_headers(plan, body=False)
             for method in TEST_CONNECTION_METHODS:
-                result = http_client.send(method, url, headers=headers,
-                                          timeout=config._bj_timeout())
+                result = http_client.send(method, url, headers=headers, timeout=timeout,
+                                          options=dict(plan.delivery.options))
                 if result.status_code not in METHOD_REFUSED_STATUSES:
                     break
         else:
-            base_url = config.get_base_url()
-            url = base_url + INBOUND_ROUTE.format(endpoint=config.endpoint) + "?limit=1"
+            url = f"{self.get_base_url()}{inbound.API_PREFIX}/{self.endpoint}?limit=1"
             headers = http_client.merge_headers(
-                {"Accept": http_client.JSON_CONTENT_TYPE},
-                http_client.auth_headers(config.authorization_type, config.login,
-                                         config.password, config.bearer_token),
+                {"Accept": http_client.JSON_CONTENT_TYPE}, outbound.auth_headers(plan)
             )
-            if config.signature_secret:
+            if plan.auth.signature_secret:
                 headers[inbound.SIGNATURE_HEADER] = inbound.signature_header(
-                    config.signature_secret, b"", time.time())
-            result = http_client.send("GET", url, headers=headers,
-                                      timeout=(self.connection_timeout, self.read_timeout))
-        values = outbound_log_values(config._bj_delivery_settings(), result, headers=headers)
-        values.update(direction=config.request_type, res_model=False)
-        self.env["bj.api.log"]._write_log(values, config._bj_secret_values())
+                    plan.auth.signature_secret, b"", time.time())
+            result = http_client.send("GET", url, headers=headers, timeout=timeout)
+        values = outbound.log_values(plan, result, headers=headers)
+        values.update(direction=plan.request_type, res_model=False)
+        self.env["bj.api.log"]._write_log(values, plan.secrets)
         return self._bj_connection_notification(result)
 
     def _bj_connection_notification(self, result):

@@ -3,6 +3,7 @@ from odoo import fields, models
 
 class BjApiSyncHeader(models.Model):
     _name = "bj.api.sync.header"
+    _inherit = ["bj.api.plan.source.mixin"]  # plans hold the headers
     _description = "API Configuration Header"
     _order = "config_id, sequence, id"
 

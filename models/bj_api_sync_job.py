@@ -17,6 +17,7 @@ from odoo.exceptions import UserError
 
 from ..core import http_client, retry
 from ..core.exceptions import MappingError
+from ..services import outbound
 
 _logger = logging.getLogger("bj.api.outbound")
 
@@ -57,53 +58,17 @@ OUTCOME_COLUMNS = (
     ("next_attempt_at", "timestamp"), ("date_done", "timestamp"), ("locked_at", "timestamp"),
 )
 OutboundRequest = namedtuple(
-    "OutboundRequest", "job_id config attempt limit res_ids body headers")
+    "OutboundRequest", "job_id plan attempt limit res_ids body headers")
 
 
 def _send_request(request, deadline):
     """Send one job's request (in a sender thread: no ORM here); None past ``deadline``."""
     if time.monotonic() > deadline:
         return None
-    config = request.config
-    payload = json.loads(request.body) if http_client.placeholders(config["url"]) else None
-    return http_client.send_json(config["method"], config["url"], request.body, payload,
-                                 request.headers, config["timeout"], config["options"])
-
-
-def outbound_log_values(settings, result, body=None, records_text=None, attempt=1, headers=None,
-                        error=None, job_id=False):
-    """``bj.api.log`` values of one outbound attempt (``result`` None: never sent).
-
-    ``settings`` are the configuration's, from ``_bj_delivery_settings``.
-    """
-    values = {
-        "config_id": settings["config_id"],
-        "company_id": settings["company_id"],
-        "direction": "out",
-        "res_model": settings["model_name"],
-        "res_ids": records_text,
-        "attempt": attempt,
-        "job_id": job_id,
-        "request_body": body,
-        "request_headers": headers or {},
-        "method": settings["method"],
-        "url": settings["url"],
-        "state": "error",
-        "error_message": error,
-    }
-    if result is not None:
-        values.update(
-            method=result.method,
-            url=result.url,
-            status_code=result.status_code or 0,
-            response_body=result.text,
-            duration_ms=result.duration_ms,
-            state="success" if result.ok else "error",
-            error_message=error or result.error or (
-                False if result.ok else f"HTTP {result.describe()}"
-            ),
-        )
-    return values
+    delivery = request.plan.delivery
+    payload = json.loads(request.body) if http_client.placeholders(delivery.url) else None
+    return http_client.send_json(delivery.method, delivery.url, request.body, payload,
+                                 request.headers, delivery.timeout, dict(delivery.options))
 
 
 def _auto_commit():
@@ -244,12 +209,12 @@ class BjApiSyncJob(models.Model):
     # -- queueing ----------------------------------------------------------------
 
     @api.model
-    def _enqueue(self, target, records, event, payloads=None):
+    def _enqueue(self, plan, records, event, payloads=None):
         """Queue ``records`` in the caller's transaction; return the jobs.
 
-        ``target`` is the configuration's ``_bj_queue_target()``: plain values,
-        so that triggers, which run inside every create/write/unlink, need not
-        read the configuration.  One job per record, or per Page Size records
+        ``plan`` is the configuration's compiled plan, so that triggers, which
+        run inside every create/write/unlink, need not read the configuration.
+        One job per record, or per Page Size records
         when paginated.  Without ``payloads`` the payload is built at the first
         attempt, from the records as they are then; ``payloads`` (one object per
         record, captured before a deletion) are sent as given.  A rollback
@@ -261,14 +226,15 @@ class BjApiSyncJob(models.Model):
         ids = records.ids
         now = self._now()
         rows = []
-        for start in range(0, len(ids), target.capacity):
+        size = plan.batch_size
+        for start in range(0, len(ids), size):
             payload = None
             if payloads is not None:
-                objects = payloads[start:start + target.capacity]
-                payload = json.dumps(objects if target.paginated else objects[0])
+                objects = payloads[start:start + size]
+                payload = json.dumps(objects if plan.is_paginated else objects[0])
             rows.append((
-                target.config_id, target.company_id or None, event, target.model_name,
-                _id_text(ids[start:start + target.capacity]), payload, target.max_attempts,
+                plan.config_id, plan.company_id, event, plan.model,
+                _id_text(ids[start:start + size]), payload, plan.delivery.max_attempts,
                 now, str(uuid.uuid4()), self.env.uid, now, self.env.uid, now,
             ))
         self.env.cr.execute(
@@ -356,7 +322,6 @@ class BjApiSyncJob(models.Model):
         self._commit(commit)
         self._wake_sibling_workers()
         done = 0
-        settings = {}
         in_flight = []
         with ThreadPoolExecutor(SEND_CONCURRENCY, thread_name_prefix="bj-api-send") as senders:
             while True:
@@ -366,7 +331,7 @@ class BjApiSyncJob(models.Model):
                     # One transaction: should preparing fail, the claim is undone
                     # with it rather than left running until reclaimed.
                     jobs = self._claim(worker, CLAIM_BATCH_SIZE, commit)._prepare_payloads()
-                    requests = jobs._outbound_requests(settings)  # before the commit
+                    requests = jobs._outbound_requests()  # before the commit
                     self._commit(commit)                          # empties the cache
                 results, expired = self._await_results(in_flight, commit)
                 done += len(in_flight) - len(expired)
@@ -521,18 +486,16 @@ class BjApiSyncJob(models.Model):
         for cron in siblings:
             cron._trigger()
 
-    def _outbound_requests(self, settings):
-        """The ``OutboundRequest`` of each prepared job; ``settings`` caches the
-        configurations' ``_bj_delivery_settings`` for the worker's run."""
+    def _outbound_requests(self):
+        """The ``OutboundRequest`` of each prepared job (plans are cached, so the
+        worker's commits do not make it read the configurations again)."""
         requests = []
         for job in self:
-            if job.config_id.id not in settings:
-                settings[job.config_id.id] = job.config_id._bj_delivery_settings()
-            config = settings[job.config_id.id]
+            plan = job.config_id._plan()
             requests.append(OutboundRequest(
-                job.id, config, job.attempt, job.attempt_limit, job.res_ids, job.payload,
-                {**config["headers"], http_client.IDEMPOTENCY_HEADER: job.idempotency_key,
-                 EVENT_HEADER: job.event},
+                job.id, plan, job.attempt, job.attempt_limit, job.res_ids, job.payload,
+                {**outbound.request_headers(plan),
+                 http_client.IDEMPOTENCY_HEADER: job.idempotency_key, EVENT_HEADER: job.event},
             ))
         return requests
 
@@ -584,24 +547,24 @@ class BjApiSyncJob(models.Model):
         """
         for config, jobs in self.filtered(lambda job: not job.payload).grouped(
                 "config_id").items():
-            # The worker's commits empty the transaction's cache: take what is
-            # read of the configuration from the registry's instead.
-            config._seed_mapping_snapshot(config._mapping_snapshot(config.id))
-            records, _skipped = config._bj_records_in_scope(
+            plan = config._plan()
+            records, _skipped = outbound.records_in_scope(
+                self.env, plan,
                 list(dict.fromkeys(i for job in jobs for i in _id_list(job.res_ids))))
             try:
-                objects = dict(zip(records.ids, config._bj_export(records), strict=True))
+                objects = dict(zip(records.ids, outbound.export_payloads(self.env, plan, records),
+                                   strict=True))
             except MappingError:
                 objects = None  # find the culprit job by job
             present = set(records.ids)
             rows = [row for job in jobs
-                    if (row := job._build_payload(config, records, present, objects))]
+                    if (row := job._build_payload(plan, records, present, objects))]
             if rows:
                 self._update_rows((("payload", "text"), ("res_ids", "varchar")), rows)
                 self._merge_younger_jobs(config, [i for row in rows for i in _id_list(row[2])])
         return self.filtered(lambda job: job.state == "running")
 
-    def _build_payload(self, config, records, present, objects):
+    def _build_payload(self, plan, records, present, objects):
         """``(id, payload, res_ids)`` of this job, or None when it is not to be sent.
 
         ``records`` are the exported records in scope, ``present`` their ids and
@@ -614,17 +577,16 @@ class BjApiSyncJob(models.Model):
             return None
         try:
             items = ([objects[i] for i in ids] if objects is not None
-                     else config._bj_export(records.browse(ids)))
+                     else outbound.export_payloads(self.env, plan, records.browse(ids)))
         except MappingError as error:
-            settings = config._bj_delivery_settings()
-            self.env["bj.api.log"].sudo().create(self.env["bj.api.log"]._prepare_log_values(
-                outbound_log_values(settings, None, records_text=_id_text(ids),
+            self.env["bj.api.log"].sudo()._write_in_transaction(
+                outbound.log_values(plan, None, records_text=_id_text(ids),
                                     attempt=self.attempt, error=str(error), job_id=self.id),
-                settings["secrets"]))
+                plan.secrets)
             self._finish("dead", str(error))
             self._notify_dead()
             return None
-        payload = items if config.is_paginated or len(items) > 1 else items[0]
+        payload = items if plan.is_paginated or len(items) > 1 else items[0]
         return (self.id, json.dumps(payload), _id_text(ids))
 
     def _merge_younger_jobs(self, config, ids):
@@ -650,10 +612,10 @@ class BjApiSyncJob(models.Model):
         # In the worker's transaction: a log row commits with the outcome it records.
         max_size = log_model._body_max_size()
         log_model._insert_rows(self.env.cr, [log_model._prepare_log_values(
-            outbound_log_values(request.config, result, body=request.body,
+            outbound.log_values(request.plan, result, body=request.body,
                                 records_text=request.res_ids, attempt=request.attempt,
                                 headers=request.headers, job_id=request.job_id),
-            request.config["secrets"], max_size) for request, result in results])
+            request.plan.secrets, max_size) for request, result in results])
         now = self._now()
         rows, dead, wake_at = [], [], None
         for request, result in results:
@@ -665,8 +627,8 @@ class BjApiSyncJob(models.Model):
                 state, done_at = "done", now
             elif verdict == retry.RETRY and request.attempt < request.limit:
                 retry_after = retry.parse_retry_after(result.headers.get("Retry-After"))
-                delay = retry.next_delay(request.attempt, request.config["base_delay"],
-                                         request.config["max_delay"], retry_after)
+                delay = retry.next_delay(request.attempt, request.plan.delivery.base_delay,
+                                         request.plan.delivery.max_delay, retry_after)
                 state, next_at = "pending", now + timedelta(seconds=delay)
                 wake_at = min(wake_at or next_at, next_at)
             else:

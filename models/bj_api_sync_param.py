@@ -15,7 +15,7 @@ DOMAIN_OPERATORS = [
 
 class BjApiSyncParam(models.Model):
     _name = "bj.api.sync.param"
-    _inherit = ["bj.api.spec.source.mixin"]
+    _inherit = ["bj.api.plan.source.mixin"]
     _description = "API Configuration Parameter"
     _order = "config_id, sequence, id"
 

@@ -3,7 +3,7 @@ from odoo import fields, models
 
 class BjHttpMethod(models.Model):
     _name = "bj.http.method"
-    _inherit = ["bj.api.spec.source.mixin"]  # inbound specs hold the allowed methods
+    _inherit = ["bj.api.plan.source.mixin"]  # plans hold the allowed methods
     _description = "HTTP Method"
     _order = "sequence, id"
 

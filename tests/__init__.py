@@ -2,7 +2,6 @@ from . import test_config
 from . import test_security
 from . import test_crypto
 from . import test_log
-from . import test_dedicated_connections
 from . import test_mapping
 from . import test_demo
 from . import test_inbound_routes
@@ -25,4 +24,7 @@ from . import test_inbound_logging
 from . import test_inbound_postman
 from . import test_outbound_schedule
 from . import test_outbound_actions
-from . import test_spec_cache
+from . import test_plan_cache
+from . import test_engine
+from . import test_inbound_log_rows
+from . import test_script_direction

@@ -18,6 +18,7 @@ from odoo.tests import common as odoo_test_common
 from odoo.tests.common import HttpCase, TransactionCase, new_test_user
 
 from ..models import bj_api_sync_job
+from ..services import records as records_service
 
 USER_GROUP = "bjet_api_sync.group_api_sync_user"
 MANAGER_GROUP = "bjet_api_sync.group_api_sync_manager"
@@ -47,6 +48,18 @@ class BjApiSyncTestMixin:
             login="bj_integration",
             groups="base.group_user,base.group_partner_manager",
         )
+
+    def import_values(self, config, items, records=None):
+        """ORM values of ``items`` through ``config``'s plan (the mapping engine)."""
+        model = self.env[config.model_name]
+        return records_service.import_values(config._plan(), model, items, records)
+
+    def import_one(self, config, data, record=None):
+        return self.import_values(config, [data], [record])[0]
+
+    def export(self, config, records, with_scripts=False):
+        """JSON objects of ``records`` through ``config``'s plan."""
+        return records_service.export_records(config._plan(), records, with_scripts)
 
     @classmethod
     def partner_field(cls, name):

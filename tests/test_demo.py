@@ -19,5 +19,5 @@ class TestDemoData(BjApiSyncCase):
         outbound = self.env.ref("bjet_api_sync.demo_config_partners_out")
         self.assertEqual(outbound.request_type, "out")
         self.assertEqual(outbound.http_method_ids.name, "POST")
-        rows = partners._export_records(self.env.ref("base.main_partner"))
+        rows = self.export(partners, self.env.ref("base.main_partner"))
         self.assertEqual(rows[0]["res_id"], self.env.ref("base.main_partner").id)

@@ -3,7 +3,7 @@ from unittest.mock import patch
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
-from .common import BjApiHttpCase
+from .common import BjApiHttpCase, records_service
 
 
 @tagged("post_install", "-at_install")
@@ -123,9 +123,8 @@ class TestInboundBatches(BjApiHttpCase):
         self.assertEqual(self.existing.name, "Put Renamed", "nothing written by failed batches")
 
     def test_relational_lookups_of_a_batch_take_one_search(self):
-        config_class = type(self.env["bj.api.sync.config"])
-        original = config_class._records_by_identifier
-        with patch.object(config_class, "_records_by_identifier", autospec=True,
+        original = records_service.Relations.ids_by_identifier
+        with patch.object(records_service.Relations, "ids_by_identifier", autospec=True,
                           side_effect=original) as lookups:
             self.assertApiSuccess(self.api("POST", "batch-partners", body=[
                 {"code": f"B-9{index}", "name": "Lookup", "country": code}

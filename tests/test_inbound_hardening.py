@@ -8,6 +8,7 @@ from odoo.tests import BaseCase, tagged
 from odoo.tools import config as odoo_config
 
 from ..core import inbound
+from ..core.plan import strip_bearer
 from ..models import bj_api_rate_limit
 from .common import BjApiHttpCase, generated_secret
 
@@ -163,5 +164,7 @@ class TestInboundHelpers(BaseCase):
         self.assertFalse(inbound.check_credentials("basic_auth", basic, "user", ""))
         self.assertFalse(inbound.check_credentials("bearer_token", "Bearer ", token=""))
         self.assertTrue(inbound.check_credentials("no_auth", None))
-        self.assertEqual(inbound.strip_bearer(" Bearer  abc "), "abc")
-        self.assertEqual(inbound.strip_bearer("abc"), "abc")
+        self.assertTrue(inbound.check_credentials("bearer_token", "Bearer abc", token="abc"))
+        self.assertFalse(inbound.check_credentials("bearer_token", "Bearer abc", token="abd"))
+        self.assertEqual(strip_bearer(" Bearer  abc "), "abc")
+        self.assertEqual(strip_bearer("abc"), "abc")

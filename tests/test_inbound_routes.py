@@ -3,6 +3,7 @@ from unittest.mock import patch
 from odoo import Command
 from odoo.tests import tagged
 
+from ..services.inbound_request import InboundRequest
 from .common import BjApiHttpCase
 
 
@@ -100,8 +101,7 @@ class TestInboundRoutes(BjApiHttpCase):
         self.assertEqual(body["line_id"], self.config._get_identifier_line().id)
 
     def test_unexpected_error_is_500_without_traceback(self):
-        config_class = type(self.env["bj.api.sync.config"])
-        with patch.object(config_class, "_inbound_get", side_effect=ZeroDivisionError("boom")), \
+        with patch.object(InboundRequest, "_find", side_effect=ZeroDivisionError("boom")), \
                 self.assertLogs("bj.api.inbound", "ERROR") as logs:
             response = self.api("GET", "route-partners", self.partner.id)
         self.assertApiError(response, 500)

@@ -69,12 +69,13 @@ class TestInboundScripts(BjApiHttpCase):
                             line_id=self.line("code").id)
         self.assertFalse(self.env["res.partner"].search([("name", "=", "Snooper")]))
 
-    def test_export_runs_evaluate_scripts_per_record(self):
-        partner = self.env["res.partner"].create({"name": "Grace Hopper", "ref": "gh"})
+    def test_answers_show_the_stored_values(self):
+        partner = self.env["res.partner"].create(
+            {"name": "Grace Hopper", "ref": "gh", "function": "Admiral"})
         row = self.assertApiSuccess(self.api("GET", "script-partners", partner.id))
-        self.assertEqual(row["notes"], "Grace / Hopper")
-        self.assertEqual(row["code"], "")
-        self.assertNotIn("normalise", row, "Execute lines export nothing")
+        self.assertEqual(row["notes"], None, "the field, not the import script's value")
+        self.assertEqual(row["code"], "gh")
+        self.assertEqual(row["normalise"], "Admiral", "an Execute line shows its field too")
 
     def assertScriptRefused(self, code, message, mode="evaluate"):
         self.line("code").python_script = code

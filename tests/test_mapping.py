@@ -6,7 +6,7 @@ from odoo.tests import BaseCase, tagged
 
 from ..core import convert
 from ..core.exceptions import MappingError
-from .common import BjApiSyncCase
+from .common import BjApiSyncCase, records_service
 
 ONE_PIXEL_PNG = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
@@ -40,7 +40,7 @@ class TestConvert(BaseCase):
         for ttype, value, expected in cases:
             with self.subTest(ttype=ttype, value=value):
                 self.assertEqual(convert.from_json(ttype, value), expected)
-        self.assertEqual(convert.from_json("selection", "a", selection=[("a", "A")]), "a")
+        self.assertEqual(convert.from_json("selection", "a", selection=("a",)), "a")
 
     def test_from_json_refuses(self):
         cases = [
@@ -67,7 +67,7 @@ class TestConvert(BaseCase):
                 with self.assertRaisesRegex(ValueError, message):
                     convert.from_json(ttype, value)
         with self.assertRaisesRegex(ValueError, "not one of the allowed values: 'a'"):
-            convert.from_json("selection", "b", selection=[("a", "A")])
+            convert.from_json("selection", "b", selection=("a",))
 
     def test_to_json(self):
         self.assertEqual(convert.to_json("date", datetime.date(2024, 1, 2)), "2024-01-02")
@@ -124,7 +124,7 @@ class TestMappingEngine(BjApiSyncCase):
     def test_import_all_types(self):
         image = ONE_PIXEL_PNG
         parent = self.env["res.partner"].create({"name": "Parent Co", "is_company": True})
-        vals = self.config._import_values({
+        vals = self.import_one(self.config, {
             "res_id": 999,  # the identifier ``id`` is never written
             "name": "Acme",
             "is_company": True,
@@ -150,7 +150,7 @@ class TestMappingEngine(BjApiSyncCase):
         self.assertEqual(partner.parent_id, parent)
         self.assertEqual(partner.child_ids.email, "jane@example.com")
 
-        exported = self.config._export_records(partner)[0]
+        exported = self.export(self.config, partner)[0]
         self.assertEqual(exported["res_id"], partner.id)
         self.assertEqual(exported["country"], {"code": "BE", "name": self.belgium.name})
         self.assertEqual(exported["tags"], [{"name": "VIP"}, {"name": "B2B"}])
@@ -173,7 +173,7 @@ class TestMappingEngine(BjApiSyncCase):
         for data, key in cases:
             with self.subTest(data=data):
                 with self.assertRaises(MappingError) as caught:
-                    self.config._import_values(data, index=2)
+                    self.import_values(self.config, [{}, {}, data])
                 self.assertEqual(caught.exception.line_id, self.line(key).id)
                 self.assertEqual(caught.exception.index, 2)
                 self.assertIn(key, str(caught.exception))
@@ -185,40 +185,40 @@ class TestMappingEngine(BjApiSyncCase):
                    ("rate", "rate", None), ("currency_id", "currency", None)],
         )
         currency = self.env.ref("base.EUR")
-        vals = config._import_values({"date": "2024-05-01", "rate": 1.25,
+        vals = self.import_one(config, {"date": "2024-05-01", "rate": 1.25,
                                       "currency": currency.id})
         self.assertEqual(vals["name"], datetime.date(2024, 5, 1))
         rate = self.env["res.currency.rate"].create(vals)
-        self.assertEqual(config._export_records(rate)[0]["date"], "2024-05-01")
+        self.assertEqual(self.export(config, rate)[0]["date"], "2024-05-01")
         with self.assertRaises(MappingError) as caught:
-            config._import_values({"date": "01/05/2024"})
+            self.import_one(config, {"date": "01/05/2024"})
         self.assertEqual(caught.exception.line_id, config.line_ids[1].id)
 
     def test_batch_lookups_use_one_query_per_line(self):
         items = [{"name": f"P{i}", "country": "BE", "tags": ["VIP"]} for i in range(30)]
         self.env.invalidate_all()
-        self.config._import_values_list(items[:1])  # warm caches of the configuration
+        self.import_values(self.config, items[:1])  # warm caches of the configuration
         with self.assertQueryCount(2):  # one search for countries, one for tags
-            vals_list = self.config._import_values_list(items)
+            vals_list = self.import_values(self.config, items)
         self.assertEqual(len(vals_list), 30)
 
     def test_export_prefetches(self):
         partners = self.env["res.partner"].create(
             [{"name": f"E{i}", "country_id": self.belgium.id} for i in range(20)]
         )
-        self.config._export_records(partners[:1])
+        self.export(self.config, partners[:1])
         self.env.invalidate_all()
         with self.assertQueryCount(11):
-            rows = self.config._export_records(partners)
+            rows = self.export(self.config, partners)
         self.assertEqual([row["name"] for row in rows], partners.mapped("name"))
+
+    def lookup(self, config, values):
+        return records_service.Relations(self.env).ids_by_identifier(config._plan(), values)
 
     def test_identifier_lookup(self):
         partner = self.env["res.partner"].create({"name": "Lookup"})
-        self.assertEqual(self.config._search_by_identifier(str(partner.id)), partner)
-        self.assertEqual(self.config._search_by_identifier(partner.id), partner)
-        with self.assertRaises(MappingError):
-            self.config._search_by_identifier("abc")
-        self.assertEqual(self.country_config._records_by_identifier(["BE", "ZZ"]),
+        self.assertEqual(self.lookup(self.config, [partner.id]), {partner.id: partner.id})
+        self.assertEqual(self.lookup(self.country_config, ["BE", "ZZ"]),
                          {"BE": self.belgium.id})
 
     def test_scope_limits_lookups(self):
@@ -228,11 +228,10 @@ class TestMappingEngine(BjApiSyncCase):
         )
         company = self.env["res.partner"].create({"name": "Co", "is_company": True})
         person = self.env["res.partner"].create({"name": "Person"})
-        self.assertEqual(config._search_by_identifier(company.id), company)
-        self.assertFalse(config._search_by_identifier(person.id))
+        self.assertEqual(self.lookup(config, [company.id, person.id]), {company.id: company.id})
         other_company = self.env["res.company"].create({"name": "Other"})
         company.company_id = other_company
-        self.assertFalse(config._search_by_identifier(company.id))
+        self.assertEqual(self.lookup(config, [company.id]), {})
 
 
 @tagged("post_install", "-at_install")
@@ -248,13 +247,13 @@ class TestMappingScripts(BjApiSyncCase):
 
     def test_evaluate_expression(self):
         config = self.make_script_config("request_data['name'].upper()")
-        self.assertEqual(config._import_values({"name": "acme"})["comment"], "ACME")
+        self.assertEqual(self.import_one(config, {"name": "acme"})["comment"], "ACME")
 
     def test_evaluate_statements_with_result(self):
         config = self.make_script_config(
             "parts = request_data['name'].split()\nresult = '-'.join(parts)"
         )
-        self.assertEqual(config._import_values({"name": "a b c"})["comment"], "a-b-c")
+        self.assertEqual(self.import_one(config, {"name": "a b c"})["comment"], "a-b-c")
 
     def test_execute_changes_request_data_for_later_lines(self):
         config = self.make_config(lines=[
@@ -265,7 +264,7 @@ class TestMappingScripts(BjApiSyncCase):
                                                    " + ' ' + request_data['last']"}),
             ("name", "name", {"sequence": 5}),
         ])
-        vals = config._import_values({"first": "Ada", "last": "Lovelace"})
+        vals = self.import_one(config, {"first": "Ada", "last": "Lovelace"})
         self.assertEqual(vals, {"name": "Ada Lovelace"})
 
     def test_script_context(self):
@@ -274,13 +273,13 @@ class TestMappingScripts(BjApiSyncCase):
             "b64decode(b64encode(b'x')).decode(), float_compare(1.0, 1.0, precision_digits=2), "
             "datetime.date(2024, 1, 1).isoformat(), timezone('UTC').zone)"
         )
-        self.assertEqual(config._import_values({})["comment"],
+        self.assertEqual(self.import_one(config, {})["comment"],
                          "res.partner|0|x|0|2024-01-01|UTC")
 
     def test_script_on_export_sees_record(self):
         config = self.make_script_config("record.name + '_code'")
         partner = self.env["res.partner"].create({"name": "Neo"})
-        self.assertEqual(config._export_records(partner)[0]["notes"], "Neo_code")
+        self.assertEqual(self.export(config, partner, with_scripts=True)[0]["notes"], "Neo_code")
 
     def test_relational_python(self):
         tag = self.env["res.partner.category"].create({"name": "Scripted"})
@@ -288,13 +287,13 @@ class TestMappingScripts(BjApiSyncCase):
             "env['res.partner.category'].search([('name', '=', request_data['tag'])])",
             value_type="relational_python", field="category_id", key="tag",
         )
-        self.assertEqual(config._import_values({"tag": "Scripted"})["category_id"],
+        self.assertEqual(self.import_one(config, {"tag": "Scripted"})["category_id"],
                          [Command.set(tag.ids)])
         partner = self.env["res.partner"].create({"name": "T", "category_id": [(4, tag.id)]})
-        exported = self.make_script_config(
+        exported = self.export(self.make_script_config(
             "record.category_id", value_type="relational_python", field="category_id",
             key="tag",
-        )._export_records(partner)[0]
+        ), partner, with_scripts=True)[0]
         self.assertEqual(exported["tag"], tag.id)
 
     def test_script_errors_name_the_line(self):
@@ -308,6 +307,6 @@ class TestMappingScripts(BjApiSyncCase):
             with self.subTest(script=script):
                 config = self.make_script_config(script)
                 with self.assertRaises(MappingError) as caught:
-                    config._import_values({"name": "x"})
+                    self.import_one(config, {"name": "x"})
                 self.assertEqual(caught.exception.line_id, config.line_ids[-1].id)
                 self.assertIn("notes", str(caught.exception))

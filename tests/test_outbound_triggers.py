@@ -2,8 +2,8 @@ from odoo import Command
 from odoo.exceptions import UserError, ValidationError
 from odoo.tests import tagged
 
-from ..models.bj_api_sync_config_inbound import INBOUND_CONTEXT_KEY
 from ..models.bj_api_sync_job import WORKER_CRON
+from ..services.inbound_request import INBOUND_CONTEXT_KEY
 from .common import BjOutboundCase
 
 

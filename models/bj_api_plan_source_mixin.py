@@ -1,15 +1,15 @@
 from odoo import api, models
 
-POSTCOMMIT_FLAG = "bj_api_sync_specs_dropped"
+POSTCOMMIT_FLAG = "bj_api_sync_plans_dropped"
 
 
-class BjApiSpecSourceMixin(models.AbstractModel):
-    """Records that the cached specs are built from.
+class BjApiPlanSourceMixin(models.AbstractModel):
+    """Records that compiled plans (core/plan.py) are built from.
 
-    Inbound specs (``_inbound_spec``) and outbound trigger specs
-    (``_bj_trigger_specs``) are built from configurations, their lines and
-    parameters, and cached in the registry so that a request or a write costs no
-    query to read them.  Any change of these records drops the cached specs:
+    Plans (``bj.api.sync.config._plan_for``), the endpoint index and the index
+    of native triggers are built from configurations, their lines, parameters,
+    headers and HTTP methods, and cached in the registry so that a request or a
+    write costs no query to read them.  Any change of these records drops them:
 
     * in this worker at once, and again right after the commit, since a
       concurrent request of this process may have cached the old version in
@@ -18,14 +18,14 @@ class BjApiSpecSourceMixin(models.AbstractModel):
       (``registry.clear_cache()``), as for access rights and record rules.
     """
 
-    _name = "bj.api.spec.source.mixin"
-    _description = "API Sync Cached Spec Source"
+    _name = "bj.api.plan.source.mixin"
+    _description = "API Sync Plan Source"
 
-    # Written by the machinery, never read into a spec: writing them keeps the
+    # Written by the machinery, never read into a plan: writing them keeps the
     # caches of the whole server.
-    _spec_neutral_fields = frozenset()
+    _plan_neutral_fields = frozenset()
 
-    def _drop_cached_specs(self):
+    def _drop_cached_plans(self):
         registry = self.env.registry
         registry.clear_cache()
         postcommit = self.env.cr.postcommit
@@ -36,16 +36,16 @@ class BjApiSpecSourceMixin(models.AbstractModel):
     @api.model_create_multi
     def create(self, vals_list):
         records = super().create(vals_list)
-        self._drop_cached_specs()
+        self._drop_cached_plans()
         return records
 
     def write(self, vals):
         result = super().write(vals)
-        if not self._spec_neutral_fields.issuperset(vals):
-            self._drop_cached_specs()
+        if not self._plan_neutral_fields.issuperset(vals):
+            self._drop_cached_plans()
         return result
 
     def unlink(self):
         result = super().unlink()
-        self._drop_cached_specs()
+        self._drop_cached_plans()
         return result

@@ -1,0 +1,179 @@
+"""The compiled plan of a configuration: immutable plain data, no ORM.
+
+``bj.api.sync.config._plan()`` builds one per configuration (following its
+Mapping Models) and caches it in the registry; any change of a configuration,
+its lines, parameters, headers or HTTP methods drops the cache.  Inbound calls,
+outbound deliveries, the schedule and Test Connection all read this one shape.
+"""
+
+from dataclasses import dataclass, field
+
+# Field types whose values are other records.
+RELATIONAL_TYPES = ("many2one", "one2many", "many2many")
+X2MANY_TYPES = ("one2many", "many2many")
+# Value Calculation Types of a configuration line.
+VALUE_PLAIN = "plain"
+VALUE_MAPPING = "relational_mapping"
+VALUE_SCRIPT = "python_plain"
+VALUE_RELATIONAL_SCRIPT = "relational_python"
+SCRIPT_TYPES = (VALUE_SCRIPT, VALUE_RELATIONAL_SCRIPT)
+# Script modes.
+MODE_EVALUATE = "evaluate"
+MODE_EXECUTE = "execute"
+# Request types.
+DIRECTION_IN = "in"
+DIRECTION_OUT = "out"
+BEARER_SCHEME = "bearer"
+
+
+def strip_bearer(token):
+    """A token as stored may carry the ``Bearer`` scheme; the plan keeps it bare."""
+    token = (token or "").strip()
+    scheme, _sep, rest = token.partition(" ")
+    return rest.strip() if scheme.lower() == BEARER_SCHEME and rest else token
+
+
+@dataclass(frozen=True)
+class Script:
+    """A line's Python Script, checked and compiled once per plan."""
+
+    mode: str
+    # The code object Odoo's sandbox compiled (opcodes checked); evaluated as an
+    # expression when ``is_expression``, else run as statements.  None when the
+    # script does not compile: ``error`` says why, and running it fails with that.
+    code: object = field(repr=False, compare=False)
+    is_expression: bool
+    error: str = ""
+
+    @property
+    def evaluates(self):
+        return self.mode != MODE_EXECUTE
+
+
+@dataclass(frozen=True)
+class LinePlan:
+    """One configuration line and the field it maps."""
+
+    line_id: int
+    model: str  # the configuration's model
+    key: str  # External API Key, else the field name
+    field: str
+    ttype: str
+    value_type: str
+    store: bool  # a column: fetched with the records, sortable
+    writable: bool  # not ``id``, not computed without inverse
+    searchable: bool
+    comodel: str | None
+    selection: tuple | None  # allowed keys of a selection field
+    is_identifier: bool
+    script: Script | None
+    child: "ConfigPlan | None"  # the Mapping Model, for Relational with Mapping Model
+
+    @property
+    def is_script(self):
+        return self.value_type in SCRIPT_TYPES
+
+    @property
+    def is_mapping(self):
+        return self.value_type == VALUE_MAPPING and self.ttype in RELATIONAL_TYPES
+
+    @property
+    def label(self):
+        return self.key
+
+
+@dataclass(frozen=True)
+class ParamPlan:
+    key: str
+    field: str
+    operator: str
+
+
+@dataclass(frozen=True)
+class AuthPlan:
+    """Credentials: kept out of ``repr`` so that a plan never leaks them into a
+    log line or a traceback.  The Bearer token is stored without its scheme."""
+
+    type: str
+    login: str
+    password: str = field(repr=False)
+    bearer_token: str = field(repr=False)
+    signature_secret: str = field(repr=False)
+
+    @property
+    def secrets(self):
+        return tuple(v for v in (self.password, self.bearer_token, self.signature_secret) if v)
+
+
+@dataclass(frozen=True)
+class DeliveryPlan:
+    """What an outbound request of this configuration needs."""
+
+    url: str
+    method: str
+    # Headers rows may carry API keys: out of repr too.
+    headers: tuple = field(repr=False)  # ((name, value), ...)
+    connect_timeout: int
+    read_timeout: int
+    max_attempts: int
+    base_delay: int
+    max_delay: int
+    options: tuple = ()  # requests' environment options (proxies, CA bundle), as pairs
+
+    @property
+    def timeout(self):
+        return (self.connect_timeout, self.read_timeout)
+
+
+@dataclass(frozen=True)
+class TriggerPlan:
+    on_create: bool
+    on_write: bool
+    on_unlink: bool
+    watched: frozenset
+    send_inbound: bool
+
+
+@dataclass(frozen=True)
+class ConfigPlan:
+    config_id: int
+    name: str
+    request_type: str
+    model: str
+    company_id: int | None
+    run_as_uid: int | None
+    scope_domain: tuple  # Filter Domain and company
+    filtered: bool  # the Filter Domain is not empty
+    lines: tuple  # LinePlan, in sequence order
+    identifier: LinePlan | None
+    auth: AuthPlan
+    methods: frozenset
+    params: tuple  # ParamPlan
+    networks: tuple  # ip_network objects of the IP Allowlist
+    rate_limit: int
+    limit: int
+    is_paginated: bool
+    page_size: int
+    max_body_size: int
+    log_body_max_size: int
+    delivery: DeliveryPlan | None
+    triggers: TriggerPlan | None
+    # A line of this configuration or of its Mapping Models runs a script.
+    has_scripts: bool
+
+    def line(self, key):
+        return next((line for line in self.lines if line.key == key), None)
+
+    @property
+    def secrets(self):
+        return self.auth.secrets
+
+    @property
+    def batch_size(self):
+        """Records per outbound request."""
+        return self.page_size if self.is_paginated else 1
+
+    def stored_fields(self):
+        """The columns an answer or a payload reads: fetched with the records in
+        one query rather than every column, as the first field access would."""
+        return [line.field for line in self.lines if line.store and line.field != "id"]

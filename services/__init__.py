@@ -1,0 +1,2 @@
+"""Request handling and background work on top of the models: ORM code that is
+not a model of its own (see README, "How it works")."""

@@ -1,0 +1,567 @@
+"""One inbound REST call, from authentication to its log row.
+
+The controller parses HTTP into an ``InboundCall`` and hands it to an
+:class:`InboundRequest`, which always answers and always logs: resolve the
+plan, authenticate, check the method, read the body, then map and run the ORM
+operation as the configuration's Run As User (never the superuser; ``sudo()``
+only touches the addon's own tables) inside a savepoint, so that a failed
+request writes nothing.  The log row is written afterwards in the same
+transaction, which commits it whether or not the work succeeded.
+"""
+
+import json
+import logging
+import re
+import time
+
+import psycopg2
+
+from odoo import models, tools
+from odoo.exceptions import AccessError, UserError
+from odoo.osv import expression
+from odoo.service.model import (
+    MAX_TRIES_ON_CONCURRENCY_FAILURE,
+    PG_CONCURRENCY_EXCEPTIONS_TO_RETRY,
+    _as_validation_error,
+)
+
+from ..core import convert, engine, inbound
+from ..core.exceptions import MappingError
+from ..core.inbound import InboundError, InboundResponse
+from ..core.plan import RELATIONAL_TYPES
+from .records import export_records, import_values
+
+_logger = logging.getLogger("bj.api.inbound")
+
+# Query keys with a meaning of their own; never read as field filters.
+RESERVED_QUERY_KEYS = frozenset({"limit", "offset", "page", "order"})
+ORDER_TERM = re.compile(r"^(?P<key>[^\s]+)(?:\s+(?P<direction>asc|desc))?$", re.IGNORECASE)
+UNSORTABLE_TYPES = ("one2many", "many2many", "binary")
+# Context key set on every inbound write, so outbound triggers can tell the
+# change came from an external system and not echo it back.
+INBOUND_CONTEXT_KEY = "bj_api_sync_inbound_config_id"
+
+
+class InboundRequest:
+    """Serve one ``InboundCall`` in the request's environment ``env``."""
+
+    def __init__(self, env, call, attempt=1):
+        self.env = env  # the request's own (auth="none": no user yet)
+        self.call = call
+        # Odoo replays the whole request on a concurrency failure; on its last
+        # try the failure is answered (503) and logged here instead.
+        self.last_try = attempt >= MAX_TRIES_ON_CONCURRENCY_FAILURE
+        self.started = time.monotonic()
+        self.plan = None
+        self.secrets = inbound.submitted_secrets(call.header("Authorization"))
+
+    # -- entry point ------------------------------------------------------------
+
+    def serve(self):
+        """The answer to the call; its log row is written in the same transaction."""
+        try:
+            inbound.check_call_text(self.call)
+            self.plan = self._resolve_plan()
+            self.secrets += list(self.plan.secrets)
+            self._authorize()
+            payload = self._payload()
+            with self.env.cr.savepoint():
+                response = self._execute(payload)
+        except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
+            if not self.last_try:
+                raise
+            response = inbound.error_response(InboundError(
+                503, "The records are busy with concurrent changes: retry in a moment.",
+                headers={"Retry-After": "1"},
+            ))
+        except Exception as error:  # noqa: BLE001 - every failure becomes an answer
+            answer = self._error(error)
+            response = inbound.error_response(answer)
+            if answer.status == 500:
+                # For the log only: the caller learns nothing about the server.
+                response.error = f"{answer.message} {type(error).__name__}: {error}"
+        self._log(response)
+        return response
+
+    def _error(self, error, index=None):
+        """The ``InboundError`` answering ``error``; unexpected ones are a bare 500."""
+        if isinstance(error, InboundError):
+            return error
+        if isinstance(error, MappingError):
+            index = error.index if error.index is not None else index
+            return InboundError(400, error.message, line_id=error.line_id, index=index)
+        if isinstance(error, AccessError):
+            return InboundError(403, f"Access refused: {error.args[0]}", index=index)
+        if isinstance(error, UserError):  # ValidationError included
+            return InboundError(400, error.args[0], index=index)
+        if isinstance(error, psycopg2.IntegrityError):
+            return InboundError(400, _as_validation_error(self.env, error).args[0], index=index)
+        if isinstance(error, psycopg2.DataError):
+            return InboundError(
+                400, f"The database refused a value: {error.diag.message_primary}", index=index
+            )
+        _logger.exception("Inbound API request failed unexpectedly")
+        return InboundError(500, "Internal server error: the server log has the details.")
+
+    # -- resolve, authenticate, read the body -------------------------------------
+
+    def _resolve_plan(self):
+        endpoint = self.call.endpoint
+        if not endpoint:
+            raise InboundError(404, f"Name the endpoint: {inbound.API_PREFIX}/<endpoint>.")
+        configs = self.env["bj.api.sync.config"].sudo()
+        try:
+            return configs._plan_for(configs._inbound_config_id(endpoint))
+        except LookupError:
+            raise InboundError(
+                404, f"No active inbound configuration has the endpoint {endpoint!r}."
+            ) from None
+
+    def _authorize(self):
+        """IP allowlist, rate limit, credentials, then the HTTP method."""
+        plan, call = self.plan, self.call
+        address = inbound.client_address(
+            call.remote_addr, call.header("X-Forwarded-For"), tools.config["proxy_mode"]
+        )
+        if not inbound.address_allowed(address, plan.networks):
+            raise InboundError(403, f"Address {address} is not in the IP Allowlist.")
+        if plan.rate_limit:
+            wait = self.env["bj.api.rate.limit"].sudo()._hit(plan.config_id, plan.rate_limit)
+            if wait:
+                raise InboundError(
+                    429,
+                    f"More than {plan.rate_limit} calls per minute: retry in {wait} s.",
+                    headers={"Retry-After": str(wait)},
+                )
+        auth = plan.auth
+        if not inbound.check_credentials(
+            auth.type, call.header("Authorization"),
+            login=auth.login, password=auth.password, token=auth.bearer_token,
+        ):
+            raise InboundError(
+                401,
+                "Missing or invalid credentials.",
+                headers={"WWW-Authenticate": inbound.challenge(auth.type)},
+            )
+        allowed = inbound.allowed_methods(plan.methods, call.identifier is not None)
+        if call.method not in allowed:
+            raise InboundError(
+                405,
+                f"Method {call.method} is not allowed here; "
+                f"allowed: {', '.join(allowed) or 'none'}.",
+                headers={"Allow": ", ".join(allowed)},
+            )
+
+    def _payload(self):
+        """Read the body (413), check its signature (401) and parse it (415/400)."""
+        plan, call = self.plan, self.call
+        body = call.body(plan.max_body_size)
+        if plan.auth.signature_secret:
+            reason = inbound.verify_signature(
+                plan.auth.signature_secret, call.header(inbound.SIGNATURE_HEADER), body,
+                time.time(),
+            )
+            if reason:
+                raise InboundError(
+                    401, reason, headers={"WWW-Authenticate": f'Signature realm="{inbound.REALM}"'}
+                )
+        if call.method not in ("POST", "PUT"):
+            return None
+        payload = inbound.parse_json_body(body, call.header("Content-Type"))
+        if payload is None:
+            raise InboundError(400, f"A {call.method} request needs a JSON body.")
+        return payload
+
+    # -- the operation, as the Run As User ------------------------------------------
+
+    def _model(self):
+        """The configuration's model as the Run As User, in the configuration's company."""
+        plan = self.plan
+        user = self.env["res.users"].sudo().browse(plan.run_as_uid)
+        if not user or user._is_superuser():
+            raise InboundError(500, "The configuration has no valid Run As User.")
+        env = self.env(
+            user=user.id,
+            su=False,
+            context=dict(
+                self.env.context,
+                allowed_company_ids=[plan.company_id or user.company_id.id],
+                # The API log already records who created what; a chatter message
+                # and a follower per record would only flood the integration user.
+                mail_create_nolog=True,
+                mail_create_nosubscribe=True,
+                **{INBOUND_CONTEXT_KEY: plan.config_id},
+            ),
+        )
+        return env[plan.model]
+
+    def _execute(self, payload):
+        """Replay a stored answer, or run the operation (and store its answer)."""
+        call = self.call
+        key = inbound.idempotency_key(call) if call.method in inbound.WRITE_METHODS else None
+        idempotency = self.env["bj.api.idempotency"].sudo()
+        claim_id = None
+        if key:
+            claim_id, stored = idempotency._claim(
+                self.plan.config_id, key, f"{call.method} {call.path}"
+            )
+            if stored:
+                return self._replay(stored)
+        model = self._model()
+        if call.method == "GET":
+            if call.identifier is None:
+                response = self._list(model, call.query_dict())
+            else:
+                response = self._respond(self._find(model, call.identifier), many=False)
+        elif call.method == "POST":
+            response = self._create(model, payload)
+        elif call.method == "PUT":
+            response = self._update(model, payload, call.identifier)
+        else:
+            record = self._find(model, call.identifier)
+            response = self._respond(record, many=False)
+            record.unlink()
+        if claim_id:
+            idempotency._complete(claim_id, response)
+        return response
+
+    def _replay(self, stored):
+        return InboundResponse(
+            stored.status_code,
+            json.loads(stored.response_body),
+            headers={"Idempotent-Replayed": "true"},
+            res_model=stored.res_model or "",
+            res_ids=[int(res_id) for res_id in (stored.res_ids or "").split(",") if res_id],
+        )
+
+    def _respond(self, records, status=200, many=True, facts=None):
+        """Answer with ``records`` as stored: an answer never runs import scripts."""
+        rows = export_records(self.plan, records, with_scripts=False)
+        return InboundResponse(
+            status,
+            inbound.success_body(rows if many else rows[0], **(facts or {})),
+            res_model=self.plan.model,
+            res_ids=records.ids,
+        )
+
+    def _identifier(self, raw, index=None):
+        """The identifier line and the ORM value of the identifier ``raw``."""
+        line = self.plan.identifier
+        if not line:
+            raise InboundError(
+                500, f"Configuration {self.plan.name!r} has no Record Identifier line."
+            )
+        try:
+            return line, engine.identifier_value(self.plan, raw)
+        except ValueError as error:
+            raise InboundError(
+                400, f"Invalid identifier {line.key!r}: {error}", line_id=line.line_id, index=index
+            ) from error
+
+    def _find(self, model, identifier):
+        """The one record in scope whose Record Identifier is ``identifier`` (404/409)."""
+        line, value = self._identifier(identifier)
+        records = model.search_fetch(
+            expression.AND([list(self.plan.scope_domain), [(line.field, "=", value)]]),
+            self.plan.stored_fields(),
+            limit=2,
+            order="id",  # any order tells one from several; the model's may cost joins
+        )
+        if not records:
+            raise InboundError(404, f"No record with {line.key} = {identifier!r}.")
+        if len(records) > 1:
+            raise InboundError(409, f"Several records have {line.key} = {identifier!r}.")
+        return records
+
+    # -- lists ---------------------------------------------------------------------
+
+    @staticmethod
+    def _int(query, name, default, minimum):
+        raw = query.get(name)
+        if raw in (None, ""):
+            return default
+        try:
+            value = convert.parse_integer(raw)
+        except ValueError as error:
+            raise InboundError(400, f"Query parameter {name!r}: {error}.") from error
+        if value < minimum:
+            raise InboundError(400, f"Query parameter {name!r} must be at least {minimum}.")
+        return value
+
+    def _list(self, model, query):
+        """A page of the records in scope, filtered and ordered by the query."""
+        plan = self.plan
+        limit = min(self._int(query, "limit", plan.limit, 1), plan.limit)
+        offset = self._int(query, "offset", 0, 0)
+        facts = {}
+        if plan.is_paginated:
+            page = self._int(query, "page", 1, 1)
+            limit = min(plan.page_size, limit)
+            if "page" in query:
+                offset = (page - 1) * limit
+            facts = {"page": page, "page_size": limit}
+        domain = expression.AND([
+            list(plan.scope_domain),
+            self._param_domain(model, query),
+            self._filter_domain(model, query),
+        ])
+        records = model.search_fetch(
+            domain, plan.stored_fields(), offset=offset, limit=limit,
+            order=self._order(model, query),
+        )
+        if len(records) < limit and (records or not offset):
+            total = offset + len(records)
+        else:
+            total = model.search_count(domain)
+        facts = {"count": len(records), "total": total, "limit": limit, "offset": offset, **facts}
+        return self._respond(records, facts=facts)
+
+    def _query_value(self, model, field_name, raw, label, operator="="):
+        """Convert a query-string value to what a domain on ``field_name`` compares."""
+        field = model._fields[field_name]
+        try:
+            if operator in ("ilike", "not ilike"):
+                return raw
+            if operator == "in":
+                return [
+                    self._query_value(model, field_name, part.strip(), label)
+                    for part in raw.split(",")
+                    if part.strip()
+                ]
+            if field.type in RELATIONAL_TYPES:
+                return convert.parse_id(raw)
+            selection = None
+            if field.type == "selection":
+                selection = [key for key, _label in field._description_selection(model.env)]
+            return convert.from_json(field.type, raw, selection=selection)
+        except ValueError as error:
+            raise InboundError(400, f"Query parameter {label!r}: {error}.") from error
+
+    def _param_domain(self, model, query):
+        """Domain terms of the Parameters rows present in the query string."""
+        terms = [
+            [(param.field, param.operator,
+              self._query_value(model, param.field, query[param.key], param.key, param.operator))]
+            for param in self.plan.params
+            if param.key in query and param.key not in RESERVED_QUERY_KEYS
+        ]
+        return expression.AND(terms) if terms else []
+
+    def _filter_domain(self, model, query):
+        """Equality terms of ``<external key>=<value>`` query parameters."""
+        param_keys = {param.key for param in self.plan.params}
+        terms = []
+        for key, raw in query.items():
+            line = self.plan.line(key)
+            if line is None or key in RESERVED_QUERY_KEYS or key in param_keys:
+                continue
+            if line.is_script or not line.searchable:
+                raise InboundError(
+                    400, f"Records cannot be filtered on {key!r}.", line_id=line.line_id
+                )
+            if line.is_mapping and line.child.identifier:
+                # Compared with the related record's identifier, as the API shows it.
+                child = line.child.identifier
+                path = f"{line.field}.{child.field}"
+                value = self._query_value(model.env[line.comodel], child.field, raw, key)
+            else:
+                path, value = line.field, self._query_value(model, line.field, raw, key)
+            terms.append([(path, "=", value)])
+        return expression.AND(terms) if terms else []
+
+    def _order(self, model, query):
+        """``order=<key> [asc|desc], ...`` on mapped keys, as an ORM order."""
+        raw = (query.get("order") or "").strip()
+        if not raw:
+            return None
+        terms = []
+        for part in raw.split(","):
+            match = ORDER_TERM.match(part.strip())
+            line = match and self.plan.line(match["key"])
+            if not line:
+                raise InboundError(
+                    400,
+                    f"Cannot order by {part.strip()!r}: use mapped keys, each optionally "
+                    "followed by asc or desc.",
+                )
+            if line.is_script or not line.store or line.ttype in UNSORTABLE_TYPES:
+                raise InboundError(400, f"Cannot order by {line.key!r}.", line_id=line.line_id)
+            terms.append(f"{line.field} {(match['direction'] or 'asc').lower()}")
+        if not any(term.startswith("id ") for term in terms):
+            terms.append("id asc")  # stable pages when the sort key has ties
+        return ", ".join(terms)
+
+    # -- writes --------------------------------------------------------------------
+
+    def _items(self, payload):
+        """``(items, many)``: the JSON objects of a body that is an object or an array."""
+        if isinstance(payload, dict):
+            return [payload], False
+        if not isinstance(payload, list):
+            raise InboundError(400, "The body must be a JSON object or an array of objects.")
+        if not payload:
+            raise InboundError(400, "The batch is empty.")
+        if len(payload) > self.plan.limit:
+            raise InboundError(
+                400,
+                f"A batch holds at most {self.plan.limit} records; this one has {len(payload)}.",
+            )
+        for index, item in enumerate(payload):
+            if not isinstance(item, dict):
+                raise InboundError(400, "Each record must be a JSON object.", index=index)
+        return payload, True
+
+    def _existing(self, model, items, required, many):
+        """The record in scope each item names by its identifier key, or None.
+
+        One search for the whole batch.  With ``required`` (PUT without an
+        identifier in the URL) the key is mandatory and the record must exist.
+        """
+        line = self.plan.identifier
+
+        def fail(status, message, index):
+            raise InboundError(
+                status, message, line_id=line and line.line_id, index=index if many else None
+            )
+
+        wanted = {}
+        for index, item in enumerate(items):
+            if line is None or item.get(line.key) is None:
+                if required:
+                    fail(400, "The record lacks its identifier.", index)
+                continue
+            _line, value = self._identifier(item[line.key], index if many else None)
+            if value in wanted:
+                fail(400, f"Records {wanted[value]} and {index} have the same {line.key} "
+                          f"{item[line.key]!r}.", index)
+            wanted[value] = index
+        found = {}
+        if wanted:
+            domain = [(line.field, "in", list(wanted))]
+            for record in model.search(expression.AND([list(self.plan.scope_domain), domain])):
+                value = record[line.field]
+                value = value.id if isinstance(value, models.BaseModel) else value
+                if value in found:
+                    fail(409, f"Several records have {line.key} = {value!r}.", wanted[value])
+                found[value] = record
+        existing = [None] * len(items)
+        for value, index in wanted.items():
+            existing[index] = found.get(value)
+            if required and existing[index] is None:
+                fail(404, f"No record with {line.key} = {items[index][line.key]!r}.", index)
+        return existing
+
+    def _create(self, model, payload):
+        """POST: create the new records, update those whose identifier exists (upsert)."""
+        items, many = self._items(payload)
+        existing = self._existing(model, items, required=False, many=many)
+        vals_list = self._import(model, items, existing, many)
+        new_indexes = [index for index, record in enumerate(existing) if record is None]
+        created = self._orm_create(
+            model, [vals_list[i] for i in new_indexes], new_indexes if many else [None]
+        )
+        records = dict(zip(new_indexes, created, strict=True))
+        for index, record in enumerate(existing):
+            if record is not None:
+                self._orm_write(record, vals_list[index], index if many else None)
+                records[index] = record
+        ordered = model.browse([records[index].id for index in range(len(items))])
+        status = 201 if new_indexes else 200
+        return self._respond_written(ordered, status=status, many=many)
+
+    def _update(self, model, payload, identifier):
+        """PUT: update the record named in the URL, or those named in the body."""
+        if identifier is not None:
+            if not isinstance(payload, dict):
+                raise InboundError(400, "The body must be one JSON object.")
+            items, many = [payload], False
+            existing = [self._find(model, identifier)]
+        else:
+            items, many = self._items(payload)
+            existing = self._existing(model, items, required=True, many=many)
+        vals_list = self._import(model, items, existing, many)
+        for index, (record, vals) in enumerate(zip(existing, vals_list, strict=True)):
+            self._orm_write(record, vals, index if many else None)
+        records = model.browse([record.id for record in existing])
+        return self._respond_written(records, many=many)
+
+    def _import(self, model, items, existing, many):
+        """ORM values of ``items``; a single object's errors carry no index."""
+        try:
+            return import_values(self.plan, model, items, existing)
+        except MappingError as error:
+            if not many:
+                error.index = None
+            raise
+
+    def _respond_written(self, records, status=200, many=True):
+        """Answer with the records as stored (defaults, computed fields, x2many order)."""
+        records.env.flush_all()
+        records.invalidate_recordset()
+        return self._respond(records, status=status, many=many)
+
+    def _orm_create(self, model, vals_list, indexes):
+        """Create all records at once; on failure, find the item at fault."""
+        if not vals_list:
+            return model
+        if indexes == [None]:
+            # A single object: the request's savepoint undoes it, no index to find.
+            return model.create(vals_list)
+        try:
+            with self.env.cr.savepoint():
+                return model.create(vals_list)
+        except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
+            raise
+        except (UserError, psycopg2.IntegrityError, psycopg2.DataError) as error:
+            if len(vals_list) == 1:
+                raise self._error(error, indexes[0]) from error
+            # Slow path, errors only: create one by one to name the culprit.
+            for index, vals in zip(indexes, vals_list, strict=True):
+                try:
+                    with self.env.cr.savepoint():
+                        model.create(vals)
+                except (UserError, psycopg2.IntegrityError, psycopg2.DataError) as item_error:
+                    raise self._error(item_error, index) from item_error
+            raise
+
+    def _orm_write(self, record, vals, index):
+        if index is None:
+            record.write(vals)
+            return
+        # In a batch, flush each write on its own so that an error names its item.
+        try:
+            with self.env.cr.savepoint():
+                record.write(vals)
+        except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
+            raise
+        except (UserError, psycopg2.IntegrityError, psycopg2.DataError) as error:
+            raise self._error(error, index) from error
+
+    # -- log -------------------------------------------------------------------------
+
+    def _log(self, response):
+        """One log row, in the request's transaction: after the savepoint, so it
+        commits whether or not the work did."""
+        call, plan = self.call, self.plan
+        query = "&".join(f"{key}={value}" for key, value in call.query)
+        self.env["bj.api.log"].sudo()._write_in_transaction(
+            {
+                "config_id": plan.config_id if plan else False,
+                "direction": "in",
+                "method": call.method,
+                "url": f"{call.path}?{query}" if query else call.path,
+                "request_headers": call.headers,
+                "request_body": call.body_if_read(),
+                "status_code": response.status,
+                "response_body": response.encode(),
+                "duration_ms": int((time.monotonic() - self.started) * 1000),
+                "state": "success" if response.is_success else "error",
+                "error_message": response.error or False,
+                "res_model": response.res_model or False,
+                "res_ids": response.res_ids or False,
+                "request_id": call.request_id,
+                "company_id": (plan.company_id if plan else None) or False,
+            },
+            secrets=self.secrets,
+            max_size=plan.log_body_max_size if plan else None,
+        )
