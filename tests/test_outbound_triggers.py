@@ -3,7 +3,7 @@ from odoo.exceptions import UserError, ValidationError
 from odoo.tests import tagged
 
 from ..models.bj_api_sync_config_inbound import INBOUND_CONTEXT_KEY
-from ..models.bj_api_sync_job import WORKER_CRON
+from ..services.delivery_worker import WORKER_CRON
 from .common import BjOutboundCase
 
 

@@ -1,0 +1,1 @@
+"""Plain-Python classes that work on an Odoo environment, outside the models."""
