@@ -18,9 +18,11 @@ from odoo.tools import split_every
 from ..core import http_client, inbound, retry
 from ..core.exceptions import MappingError
 from ..core.plan import DIRECTION_OUT
+from ..core.record_ids import id_text
 from ..services import outbound
+from ..services.delivery_worker import _auto_commit
 from ..services.inbound_request import INBOUND_CONTEXT_KEY
-from .bj_api_sync_job import DEAD_ACTIVITY_TYPE, _auto_commit, _id_text
+from .bj_api_sync_job import DEAD_ACTIVITY_TYPE
 
 _logger = logging.getLogger("bj.api.outbound")
 
@@ -355,7 +357,7 @@ class BjApiSyncConfigOutbound(models.Model):
         except MappingError as error:
             answer["error"] = str(error)
             answer["log_id"] = log_model._write_log(
-                outbound.log_values(plan, None, records_text=_id_text(records.ids),
+                outbound.log_values(plan, None, records_text=id_text(records.ids),
                                     error=str(error)),
                 plan.secrets,
             )
@@ -376,7 +378,7 @@ class BjApiSyncConfigOutbound(models.Model):
             body = json.dumps(payload)
             result = http_client.send_json(delivery.method, delivery.url, body, payload,
                                            headers, timeouts, dict(delivery.options))
-            records_text = _id_text(records[start:start + size].ids)
+            records_text = id_text(records[start:start + size].ids)
             answer["log_ids"].append(log_model._write_log(
                 outbound.log_values(plan, result, body, records_text, headers=headers),
                 plan.secrets,

@@ -17,7 +17,7 @@ from odoo import Command, fields
 from odoo.tests import common as odoo_test_common
 from odoo.tests.common import HttpCase, TransactionCase, new_test_user
 
-from ..models import bj_api_sync_job
+from ..services import delivery_worker
 from ..services import records as records_service
 
 USER_GROUP = "bjet_api_sync.group_api_sync_user"
@@ -383,7 +383,7 @@ class BjOutboundCase(LocalServerMixin, BjApiSyncCase):
     def setUp(self):
         super().setUp()
         # One request at a time: answers queued on the server go to jobs in order.
-        self.startPatcher(patch.object(bj_api_sync_job, "SEND_CONCURRENCY", 1))
+        self.startPatcher(patch.object(delivery_worker, "SEND_CONCURRENCY", 1))
 
     @classmethod
     def make_out_config(cls, path="/contacts", **values):

@@ -15,7 +15,7 @@ from odoo import SUPERUSER_ID, Command, api
 from odoo.modules.registry import DummyRLock, Registry
 from odoo.tests import BaseCase, get_db_name, tagged
 
-from ..models import bj_api_sync_job
+from ..services import delivery_worker
 from .common import LocalServerMixin
 
 # Two records' changes appear twice: their order must survive concurrency.
@@ -82,7 +82,7 @@ class TestOutboundConcurrentWorkers(LocalServerMixin, BaseCase):
         threads = [threading.Thread(target=self.run_worker, args=(barrier,), name=f"bj-worker-{n}")
                    for n in (1, 2)]
         # Small claims, so that the two workers interleave for sure.
-        with patch.object(bj_api_sync_job, "CLAIM_BATCH_SIZE", 2):
+        with patch.object(delivery_worker, "CLAIM_BATCH_SIZE", 2):
             for thread in threads:
                 thread.start()
             for thread in threads:

@@ -6,8 +6,8 @@ from odoo import fields
 from odoo.tests import tagged
 
 from ..core import http_client
-from ..models import bj_api_sync_job
-from ..models.bj_api_sync_job import STALE_AFTER
+from ..services import delivery_worker
+from ..services.delivery_worker import STALE_AFTER
 from .common import BjOutboundCase, LocalHttpServer
 
 
@@ -157,7 +157,7 @@ class TestOutboundDelivery(BjOutboundCase):
         for _job in jobs:
             self.server.queue(200, {}, delay=0.4)
         started = time.monotonic()
-        with patch.object(bj_api_sync_job, "SEND_CONCURRENCY", 4):
+        with patch.object(delivery_worker, "SEND_CONCURRENCY", 4):
             self.deliver()
         self.assertLess(time.monotonic() - started, 1.2, "4 requests of 0.4 s in parallel")
         self.assertEqual(set(jobs.mapped("state")), {"done"})

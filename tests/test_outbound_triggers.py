@@ -2,7 +2,7 @@ from odoo import Command
 from odoo.exceptions import UserError, ValidationError
 from odoo.tests import tagged
 
-from ..models.bj_api_sync_job import WORKER_CRON
+from ..services.delivery_worker import WORKER_CRON
 from ..services.inbound_request import INBOUND_CONTEXT_KEY
 from .common import BjOutboundCase
 
