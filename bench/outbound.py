@@ -142,7 +142,7 @@ class Bench:
 
     def delivery_time(self, config, partners):
         def run():
-            self.env["bj.api.sync.job"]._enqueue(config._plan(), partners, "manual")
+            self.env["bj.api.sync.job"]._bj_enqueue(config._bj_plan(), partners, "manual")
             self.cr.commit()
             started = time.perf_counter()
             self.drain()
@@ -163,7 +163,7 @@ class Bench:
         from odoo.addons.bjet_api_sync.services import outbound
 
         payloads = [json.dumps(item)
-                    for item in outbound.export_payloads(self.env, config._plan(), partners)]
+                    for item in outbound.export_payloads(self.env, config._bj_plan(), partners)]
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
 
         def run():

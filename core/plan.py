@@ -1,6 +1,6 @@
 """The compiled plan of a configuration: immutable plain data, no ORM.
 
-``bj.api.sync.config._plan()`` builds one per configuration (following its
+``bj.api.sync.config._bj_plan()`` builds one per configuration (following its
 Mapping Models) and caches it in the registry; any change of a configuration,
 its lines, parameters, headers or HTTP methods drops the cache.  Inbound calls,
 outbound deliveries, the schedule and Test Connection all read this one shape.
@@ -20,9 +20,6 @@ SCRIPT_TYPES = (VALUE_SCRIPT, VALUE_RELATIONAL_SCRIPT)
 # Script modes.
 MODE_EVALUATE = "evaluate"
 MODE_EXECUTE = "execute"
-# Request types.
-DIRECTION_IN = "in"
-DIRECTION_OUT = "out"
 BEARER_SCHEME = "bearer"
 
 

@@ -47,11 +47,11 @@ class BjApiIdempotency(models.Model):
     ]
 
     @api.model
-    def _claim(self, config_id, key, request_target):
+    def _bj_claim(self, config_id, key, request_target):
         """Claim ``key`` for a new write, or return the stored first answer.
 
         Returns ``(claim_id, None)`` when this request may proceed (then call
-        :meth:`_complete` before the transaction commits), or ``(None, row)``
+        :meth:`_bj_complete` before the transaction commits), or ``(None, row)``
         with the committed first answer.  An expired row is taken over.
         """
         self.env.flush_all()
@@ -88,7 +88,7 @@ class BjApiIdempotency(models.Model):
         return None, stored
 
     @api.model
-    def _complete(self, claim_id, response):
+    def _bj_complete(self, claim_id, response):
         """Store the answer of the write that claimed ``claim_id``."""
         self.sudo().browse(claim_id).write({
             "status_code": response.status,

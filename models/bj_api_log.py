@@ -24,7 +24,7 @@ LOG_STATEMENT_TIMEOUT_MS = 5_000
 
 def get_int_param(env, key, default):
     """An integer system parameter; ``default`` when unset or not a number."""
-    return env["bj.api.log"]._int_param(key, default)
+    return env["bj.api.log"]._bj_int_param(key, default)
 
 
 class BjApiLog(models.Model):
@@ -87,7 +87,7 @@ class BjApiLog(models.Model):
 
     @api.model
     @tools.ormcache("key", "default")
-    def _int_param(self, key, default):
+    def _bj_int_param(self, key, default):
         # Read on every API call; changing a system parameter clears the cache.
         value = self.env["ir.config_parameter"].sudo().get_param(key)
         try:
@@ -96,20 +96,20 @@ class BjApiLog(models.Model):
             return default
 
     @api.model
-    def _body_max_size(self):
+    def _bj_body_max_size(self):
         return get_int_param(self.env, PARAM_BODY_MAX_SIZE, DEFAULT_BODY_MAX_SIZE)
 
     @api.model
-    def _prepare_log_values(self, values, secrets=(), max_size=None):
+    def _bj_prepare_log_values(self, values, secrets=(), max_size=None):
         """Mask secrets and truncate bodies of raw log ``values``.
 
         ``request_headers`` may be a mapping; bodies may be bytes, str or any
-        JSON-serialisable value.  ``max_size`` (default: ``_body_max_size``) is
+        JSON-serialisable value.  ``max_size`` (default: ``_bj_body_max_size``) is
         for callers preparing many rows.
         """
         values = dict(values)
         if max_size is None:
-            max_size = self._body_max_size()
+            max_size = self._bj_body_max_size()
         headers = values.get("request_headers")
         if headers is not None and not isinstance(headers, str):
             values["request_headers"] = json.dumps(
@@ -130,8 +130,8 @@ class BjApiLog(models.Model):
         return {name: masking.storable(value) if isinstance(value, str) else value
                 for name, value in values.items()}
 
-    def _insert_rows(self, cr, values_list):
-        """Insert rows of prepared ``values_list`` (see ``_prepare_log_values``)
+    def _bj_insert_rows(self, cr, values_list):
+        """Insert rows of prepared ``values_list`` (see ``_bj_prepare_log_values``)
         on Odoo cursor ``cr`` and return their ids.
 
         This runs for every API call and every delivery attempt, so it skips the
@@ -157,41 +157,42 @@ class BjApiLog(models.Model):
         return [row[0] for row in cr.fetchall()]
 
     @api.model
-    def _write_in_transaction(self, values, secrets=(), max_size=None):
+    def _bj_write_in_transaction(self, values, secrets=(), max_size=None):
         """Write one log row in the caller's transaction and return its id.
 
         For inbound calls, after the savepoint that held the business work: the
         row commits with the request whether the work succeeded or was undone.
         """
-        return self._insert_in_transaction(self._prepare_log_values(values, secrets, max_size))
+        prepared = self._bj_prepare_log_values(values, secrets, max_size)
+        return self._bj_insert_in_transaction(prepared)
 
-    def _insert_in_transaction(self, prepared):
+    def _bj_insert_in_transaction(self, prepared):
         try:
             with self.env.cr.savepoint(flush=False):
-                return self._insert_rows(self.env.cr, [prepared])[0]
+                return self._bj_insert_rows(self.env.cr, [prepared])[0]
         except psycopg2.Error:
             # Logging must never break the call it describes.
             _logger.exception("Could not write the API log row for %s", prepared.get("url"))
             return False
 
     @api.model
-    def _write_log(self, values, secrets=(), max_size=None):
+    def _bj_write_log(self, values, secrets=(), max_size=None):
         """Write one log row in a transaction of its own and return its id.
 
         For calls made inside a transaction that may roll back (a synchronous
         outbound request, Test Connection): the row survives it.  A pooled
         cursor with a short statement timeout, as Odoo's database log handler.
         """
-        values = self._prepare_log_values(values, secrets, max_size)
+        values = self._bj_prepare_log_values(values, secrets, max_size)
         try:
             with self.env.registry.cursor() as cr:
                 cr.execute("SET LOCAL statement_timeout = %s", [LOG_STATEMENT_TIMEOUT_MS])
-                return self._insert_rows(cr, [values])[0]
+                return self._bj_insert_rows(cr, [values])[0]
         except (psycopg2.errors.ForeignKeyViolation, psycopg2.errors.QueryCanceled):
             # A record the row refers to was created, or is locked, by the caller's
             # still open transaction, which the other cursor cannot see or must
             # wait for: keep the row in the caller's transaction rather than lose it.
-            return self._insert_in_transaction(values)
+            return self._bj_insert_in_transaction(values)
         except psycopg2.Error:
             _logger.exception("Could not write the API log row for %s", values.get("url"))
             return False

@@ -6,7 +6,7 @@ POSTCOMMIT_FLAG = "bj_api_sync_plans_dropped"
 class BjApiPlanSourceMixin(models.AbstractModel):
     """Records that compiled plans (core/plan.py) are built from.
 
-    Plans (``bj.api.sync.config._plan_for``), the endpoint index and the index
+    Plans (``bj.api.sync.config._bj_plan_for``), the endpoint index and the index
     of native triggers are built from configurations, their lines, parameters,
     headers and HTTP methods, and cached in the registry so that a request or a
     write costs no query to read them.  Any change of these records drops them:
@@ -25,7 +25,7 @@ class BjApiPlanSourceMixin(models.AbstractModel):
     # caches of the whole server.
     _plan_neutral_fields = frozenset()
 
-    def _drop_cached_plans(self):
+    def _bj_drop_cached_plans(self):
         registry = self.env.registry
         registry.clear_cache()
         postcommit = self.env.cr.postcommit
@@ -36,16 +36,16 @@ class BjApiPlanSourceMixin(models.AbstractModel):
     @api.model_create_multi
     def create(self, vals_list):
         records = super().create(vals_list)
-        self._drop_cached_plans()
+        self._bj_drop_cached_plans()
         return records
 
     def write(self, vals):
         result = super().write(vals)
         if not self._plan_neutral_fields.issuperset(vals):
-            self._drop_cached_plans()
+            self._bj_drop_cached_plans()
         return result
 
     def unlink(self):
         result = super().unlink()
-        self._drop_cached_plans()
+        self._bj_drop_cached_plans()
         return result

@@ -47,7 +47,7 @@ class BjApiRateLimit(models.Model):
     ]
 
     @api.model
-    def _hit(self, config_id, limit, now=None):
+    def _bj_hit(self, config_id, limit, now=None):
         """Count one call; return 0 when allowed, else the seconds to wait."""
         now = int(now if now is not None else time.time())
         window = now - now % WINDOW_SECONDS

@@ -10,9 +10,9 @@ from odoo.tools.safe_eval import safe_eval
 
 from ..core import http_client
 from ..core.plan import (
-    DIRECTION_OUT,
     RELATIONAL_TYPES,
     SCRIPT_TYPES,
+    VALUE_MAPPING,
     AuthPlan,
     ConfigPlan,
     DeliveryPlan,
@@ -354,7 +354,7 @@ class BjApiSyncConfig(models.Model):
     def _check_filter_domain(self):
         for config in self:
             try:
-                config._get_filter_domain()
+                config._bj_get_filter_domain()
             except (ValueError, SyntaxError, NameError, TypeError) as error:
                 raise ValidationError(
                     _("Filter Domain of %(name)r is not a valid domain: %(error)s",
@@ -374,11 +374,11 @@ class BjApiSyncConfig(models.Model):
     @api.constrains("ip_allowlist")
     def _check_ip_allowlist(self):
         for config in self:
-            config._get_ip_networks()
+            config._bj_get_ip_networks()
 
     # -- helpers -----------------------------------------------------------
 
-    def _get_filter_domain(self):
+    def _bj_get_filter_domain(self):
         """The Filter Domain as a list, validated against the Model."""
         self.ensure_one()
         domain = safe_eval(self.filter_domain or "[]")
@@ -389,7 +389,7 @@ class BjApiSyncConfig(models.Model):
             self.env[self.model_name].sudo()._search(domain)
         return list(domain)
 
-    def _get_ip_networks(self):
+    def _bj_get_ip_networks(self):
         """The IP Allowlist as ``ip_network`` objects (raises ValidationError)."""
         self.ensure_one()
         networks = []
@@ -405,14 +405,14 @@ class BjApiSyncConfig(models.Model):
                 ) from error
         return networks
 
-    def _get_identifier_line(self):
+    def _bj_get_identifier_line(self):
         self.ensure_one()
         return self.line_ids.filtered("is_identifier")[:1]
 
-    def _get_scope_domain(self):
+    def _bj_get_scope_domain(self):
         """Domain of the records this configuration may see: Filter Domain and company."""
         self.ensure_one()
-        domain = self._get_filter_domain()
+        domain = self._bj_get_filter_domain()
         if self.company_id and "company_id" in self.env[self.model_name]._fields:
             domain = expression.AND([
                 domain,
@@ -424,7 +424,7 @@ class BjApiSyncConfig(models.Model):
 
     @api.model
     @tools.ormcache("endpoint")
-    def _inbound_config_id(self, endpoint):
+    def _bj_inbound_config_id(self, endpoint):
         """Id of the active inbound configuration of ``endpoint``; unknown
         endpoints raise, so that callers cannot fill the cache with names."""
         config = self.sudo().search(
@@ -434,19 +434,19 @@ class BjApiSyncConfig(models.Model):
             raise LookupError(endpoint)
         return config.id
 
-    def _plan(self):
+    def _bj_plan(self):
         """This configuration's compiled plan: what every request, delivery and
         scheduled run reads of it, built once and cached (see
         ``bj.api.plan.source.mixin`` for when the cache is dropped)."""
         self.ensure_one()
-        return self._plan_for(self.id)
+        return self._bj_plan_for(self.id)
 
     @api.model
     @tools.ormcache("config_id")
-    def _plan_for(self, config_id):
-        return self.sudo().browse(config_id)._compile_plan()
+    def _bj_plan_for(self, config_id):
+        return self.sudo().browse(config_id)._bj_compile_plan()
 
-    def _compile_plan(self, parents=()):
+    def _bj_compile_plan(self, parents=()):
         """Build the plan; ``parents`` are the configurations mapping through this
         one, so that Mapping Models that map back are refused, not followed."""
         self.ensure_one()
@@ -456,11 +456,11 @@ class BjApiSyncConfig(models.Model):
                 _("The Mapping Models of %(name)r map back to it.", name=config.name)
             )
         lines = tuple(
-            config._compile_line(line, parents + (config.id,))
+            config._bj_compile_line(line, parents + (config.id,))
             for line in config.line_ids.sorted(lambda line: (line.sequence, line.id))
             if line.field_id.name in self.env[config.model_name]._fields
         )
-        scope = config._get_scope_domain()
+        scope = config._bj_get_scope_domain()
         return ConfigPlan(
             config_id=config.id,
             name=config.name,
@@ -469,7 +469,7 @@ class BjApiSyncConfig(models.Model):
             company_id=config.company_id.id or None,
             run_as_uid=config.run_as_user_id.id or None,
             scope_domain=tuple(scope),
-            filtered=bool(config._get_filter_domain()),
+            filtered=bool(config._bj_get_filter_domain()),
             lines=lines,
             identifier=next((line for line in lines if line.is_identifier), None),
             auth=AuthPlan(
@@ -482,26 +482,26 @@ class BjApiSyncConfig(models.Model):
             methods=frozenset(config.http_method_ids.mapped("name")),
             params=tuple(ParamPlan(param.key, param.field_id.name, param.domain_operator)
                          for param in config.param_ids),
-            networks=tuple(config._get_ip_networks()),
+            networks=tuple(config._bj_get_ip_networks()),
             rate_limit=config.rate_limit_per_minute,
             limit=config.limit,
             is_paginated=config.is_paginated,
             page_size=config.page_size,
             # System parameters too: changing one clears the registry cache.
             max_body_size=get_int_param(self.env, PARAM_MAX_BODY_SIZE, DEFAULT_MAX_BODY_SIZE),
-            log_body_max_size=self.env["bj.api.log"]._body_max_size(),
-            delivery=config._compile_delivery(),
-            triggers=config._compile_triggers(),
+            log_body_max_size=self.env["bj.api.log"]._bj_body_max_size(),
+            delivery=config._bj_compile_delivery(),
+            triggers=config._bj_compile_triggers(),
             has_scripts=any(line.is_script or (line.child and line.child.has_scripts)
                             for line in lines),
         )
 
-    def _compile_line(self, line, parents):
+    def _bj_compile_line(self, line, parents):
         field = self.env[self.model_name]._fields[line.field_id.name]
         relational = field.type in RELATIONAL_TYPES
         child = None
-        if line.value_type == "relational_mapping" and relational and line.mapping_config_id:
-            child = line.mapping_config_id._compile_plan(parents)
+        if line.value_type == VALUE_MAPPING and relational and line.mapping_config_id:
+            child = line.mapping_config_id._bj_compile_plan(parents)
         selection = None
         if field.type == "selection":
             selection = tuple(key for key, _label in field._description_selection(self.env))
@@ -523,8 +523,8 @@ class BjApiSyncConfig(models.Model):
             child=child,
         )
 
-    def _compile_delivery(self):
-        if self.request_type != DIRECTION_OUT:
+    def _bj_compile_delivery(self):
+        if self.request_type != "out":
             return None
         url = self.request_url or ""
         return DeliveryPlan(
@@ -540,8 +540,8 @@ class BjApiSyncConfig(models.Model):
             options=tuple(http_client.environment_options(url).items()) if url else (),
         )
 
-    def _compile_triggers(self):
-        if self.request_type != DIRECTION_OUT:
+    def _bj_compile_triggers(self):
+        if self.request_type != "out":
             return None
         return TriggerPlan(
             on_create=self.trigger_on_create,

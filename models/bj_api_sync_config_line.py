@@ -1,10 +1,17 @@
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, ValidationError
 
+from ..core.plan import (
+    MODE_EVALUATE,
+    MODE_EXECUTE,
+    RELATIONAL_TYPES,
+    SCRIPT_TYPES,
+    VALUE_MAPPING,
+    VALUE_PLAIN,
+    VALUE_RELATIONAL_SCRIPT,
+    VALUE_SCRIPT,
+)
 from .bj_api_secret_mixin import MANAGER_GROUP
-
-RELATIONAL_TYPES = ("many2one", "one2many", "many2many")
-SCRIPT_VALUE_TYPES = ("python_plain", "relational_python")
 
 
 class BjApiSyncConfigLine(models.Model):
@@ -38,10 +45,10 @@ class BjApiSyncConfigLine(models.Model):
     )
     value_type = fields.Selection(
         [
-            ("plain", "Plain"),
-            ("relational_mapping", "Relational with Mapping Model"),
-            ("python_plain", "Python Script for Plain Value"),
-            ("relational_python", "Relational with Python Script"),
+            (VALUE_PLAIN, "Plain"),
+            (VALUE_MAPPING, "Relational with Mapping Model"),
+            (VALUE_SCRIPT, "Python Script for Plain Value"),
+            (VALUE_RELATIONAL_SCRIPT, "Relational with Python Script"),
         ],
         string="Value Calculation Type",
         required=True,
@@ -66,9 +73,9 @@ class BjApiSyncConfigLine(models.Model):
         "configuration.",
     )
     script_mode = fields.Selection(
-        [("evaluate", "Evaluate"), ("execute", "Execute")],
+        [(MODE_EVALUATE, "Evaluate"), (MODE_EXECUTE, "Execute")],
         string="Script Evaluation Mode",
-        default="evaluate",
+        default=MODE_EVALUATE,
         help="Evaluate: the value of the expression (or of the variable 'result') is "
         "assigned to the field. Execute: the statements run for their side effects and "
         "nothing is assigned.",
@@ -82,7 +89,7 @@ class BjApiSyncConfigLine(models.Model):
     @api.depends("value_type")
     def _compute_has_script(self):
         for line in self:
-            line.has_script = line.value_type in SCRIPT_VALUE_TYPES
+            line.has_script = line.value_type in SCRIPT_TYPES
 
     @api.depends("field_id", "external_key")
     def _compute_display_name(self):
@@ -94,7 +101,7 @@ class BjApiSyncConfigLine(models.Model):
     @api.constrains("field_id", "value_type", "mapping_config_id")
     def _check_mapping_model(self):
         for line in self:
-            if line.value_type != "relational_mapping":
+            if line.value_type != VALUE_MAPPING:
                 continue
             if line.field_id.ttype not in RELATIONAL_TYPES:
                 raise ValidationError(
@@ -128,7 +135,7 @@ class BjApiSyncConfigLine(models.Model):
     @api.constrains("value_type", "python_script")
     def _check_script(self):
         for line in self:
-            if line.value_type in SCRIPT_VALUE_TYPES and not (line.python_script or "").strip():
+            if line.value_type in SCRIPT_TYPES and not (line.python_script or "").strip():
                 raise ValidationError(
                     _("Line %(line)s: a Python Script is required for this Value Calculation "
                       "Type.", line=line.display_name)

@@ -17,7 +17,6 @@ from odoo.tools import split_every
 
 from ..core import http_client, inbound, retry
 from ..core.exceptions import MappingError
-from ..core.plan import DIRECTION_OUT
 from ..core.record_ids import id_text
 from ..services import outbound
 from ..services.delivery_worker import _auto_commit
@@ -207,7 +206,7 @@ class BjApiSyncConfigOutbound(models.Model):
         """
         index = defaultdict(list)
         configs = self.sudo().search([
-            ("request_type", "=", DIRECTION_OUT),
+            ("request_type", "=", "out"),
             "|", "|", ("trigger_on_create", "=", True), ("trigger_on_write", "=", True),
             ("trigger_on_unlink", "=", True),
         ])
@@ -220,7 +219,7 @@ class BjApiSyncConfigOutbound(models.Model):
     @api.model
     def _bj_plans_for(self, model_name, event):
         """Plans of the configurations this change fires, echo suppression included."""
-        plans = tuple(self._plan_for(config_id)
+        plans = tuple(self._bj_plan_for(config_id)
                       for config_id in self._bj_trigger_index().get((model_name, event), ()))
         if plans and self.env.context.get(INBOUND_CONTEXT_KEY):
             plans = tuple(plan for plan in plans if plan.triggers.send_inbound)
@@ -267,7 +266,7 @@ class BjApiSyncConfigOutbound(models.Model):
                           "the deletion and cannot build it: %(error)s",
                           name=plan.name, error=error)
                     ) from error
-            self.env["bj.api.sync.job"]._enqueue(plan, changed, event, payloads)
+            self.env["bj.api.sync.job"]._bj_enqueue(plan, changed, event, payloads)
 
     # -- the original entry point ---------------------------------------------------------
 
@@ -341,7 +340,7 @@ class BjApiSyncConfigOutbound(models.Model):
         made) plus ``log_ids``, ``skipped_ids`` and ``unsent_ids``.
         """
         config = self._bj_resolve_config(config_id_ref)
-        plan = config._plan()
+        plan = config._bj_plan()
         records, skipped = outbound.records_in_scope(self.env, plan,
                                                      config._bj_record_ids(record_ids))
         answer = {"success": False, "status_code": None, "data": None, "error": None,
@@ -356,7 +355,7 @@ class BjApiSyncConfigOutbound(models.Model):
             objects = outbound.export_payloads(self.env, plan, records)
         except MappingError as error:
             answer["error"] = str(error)
-            answer["log_id"] = log_model._write_log(
+            answer["log_id"] = log_model._bj_write_log(
                 outbound.log_values(plan, None, records_text=id_text(records.ids),
                                     error=str(error)),
                 plan.secrets,
@@ -379,7 +378,7 @@ class BjApiSyncConfigOutbound(models.Model):
             result = http_client.send_json(delivery.method, delivery.url, body, payload,
                                            headers, timeouts, dict(delivery.options))
             records_text = id_text(records[start:start + size].ids)
-            answer["log_ids"].append(log_model._write_log(
+            answer["log_ids"].append(log_model._bj_write_log(
                 outbound.log_values(plan, result, body, records_text, headers=headers),
                 plan.secrets,
             ))
@@ -407,10 +406,10 @@ class BjApiSyncConfigOutbound(models.Model):
         Returns the jobs.
         """
         config = self._bj_resolve_config(config_id_ref)
-        plan = config._plan()
+        plan = config._bj_plan()
         records, _skipped = outbound.records_in_scope(self.env, plan,
                                                       config._bj_record_ids(record_ids))
-        return self.env["bj.api.sync.job"]._enqueue(plan, records, "manual")
+        return self.env["bj.api.sync.job"]._bj_enqueue(plan, records, "manual")
 
     # -- the schedule ------------------------------------------------------------------------
 
@@ -459,14 +458,14 @@ class BjApiSyncConfigOutbound(models.Model):
                 and config.trigger_on_schedule):
             return 0
         commit = _auto_commit()
-        plan = config._plan()
+        plan = config._bj_plan()
         model = outbound.delivery_model(self.env, plan)
         domain = config._bj_changed_domain(plan)
         total = model.search_count(domain)
         records = model.search(domain, order="write_date, id", limit=plan.limit)
         done = 0
         for batch in split_every(plan.page_size, records.ids, model.browse):
-            self.env["bj.api.sync.job"]._enqueue(plan, batch, "schedule")
+            self.env["bj.api.sync.job"]._bj_enqueue(plan, batch, "schedule")
             config.write({"schedule_last_sync": batch[-1].write_date,
                           "schedule_last_sync_id": batch[-1].id})
             done += len(batch)
@@ -487,7 +486,7 @@ class BjApiSyncConfigOutbound(models.Model):
         config = self.sudo()
         dead = self.env["bj.api.sync.job"].sudo().search(
             [("config_id", "=", config.id), ("state", "=", "dead")], order="id desc")
-        note = dead._dead_summary()
+        note = dead._bj_dead_summary()
         activity_type = self.env.ref(DEAD_ACTIVITY_TYPE)
         activity = self.env["mail.activity"].sudo().search([
             ("res_model", "=", self._name), ("res_id", "=", config.id),
@@ -558,7 +557,7 @@ class BjApiSyncConfigOutbound(models.Model):
     def action_test_connection(self):
         """Check that the API answers, without changing anything; notify and log."""
         self.ensure_one()
-        plan = self._plan()
+        plan = self._bj_plan()
         timeout = (self.connection_timeout, self.read_timeout)
         if plan.delivery:
             url = http_client.strip_placeholders(plan.delivery.url)
@@ -579,7 +578,7 @@ class BjApiSyncConfigOutbound(models.Model):
             result = http_client.send("GET", url, headers=headers, timeout=timeout)
         values = outbound.log_values(plan, result, headers=headers)
         values.update(direction=plan.request_type, res_model=False)
-        self.env["bj.api.log"]._write_log(values, plan.secrets)
+        self.env["bj.api.log"]._bj_write_log(values, plan.secrets)
         return self._bj_connection_notification(result)
 
     def _bj_connection_notification(self, result):

@@ -148,7 +148,7 @@ class BjApiSyncJob(models.Model):
     # -- queueing ----------------------------------------------------------------
 
     @api.model
-    def _enqueue(self, plan, records, event, payloads=None):
+    def _bj_enqueue(self, plan, records, event, payloads=None):
         """Queue ``records`` in the caller's transaction; return the jobs.
 
         ``plan`` is the configuration's compiled plan, so that triggers, which
@@ -163,7 +163,7 @@ class BjApiSyncJob(models.Model):
         if not records:
             return self.browse()
         ids = records.ids
-        now = self._now()
+        now = self._bj_now()
         rows = []
         size = plan.batch_size
         for start in range(0, len(ids), size):
@@ -188,10 +188,10 @@ class BjApiSyncJob(models.Model):
             [value for row in rows for value in row],
         )
         jobs = self.browse(sorted(row[0] for row in self.env.cr.fetchall()))
-        self._wake_worker_after_commit()
+        self._bj_wake_worker_after_commit()
         return jobs
 
-    def _wake_worker_after_commit(self):
+    def _bj_wake_worker_after_commit(self):
         """Trigger the delivery cron once the transaction has committed.
 
         Only when no wake-up is pending already: ir.cron's trigger notifies the
@@ -201,16 +201,16 @@ class BjApiSyncJob(models.Model):
         postcommit = self.env.cr.postcommit
         if not postcommit.data.get(POSTCOMMIT_WAKE_KEY):
             postcommit.data[POSTCOMMIT_WAKE_KEY] = True
-            postcommit.add(self._wake_worker_unless_pending)
+            postcommit.add(self._bj_wake_worker_unless_pending)
 
-    def _wake_worker_unless_pending(self):
+    def _bj_wake_worker_unless_pending(self):
         # Runs right after the commit, so this query starts a new transaction,
         # which sees the latest triggers.  (_xmlid_to_res_id is cached, env.ref
         # would query.)
         try:
             cron_id = self.env["ir.model.data"]._xmlid_to_res_id(WORKER_CRON,
                                                                   raise_if_not_found=False)
-            if not cron_id or self._wake_pending(cron_id):
+            if not cron_id or self._bj_wake_pending(cron_id):
                 return
             with self.env.registry.cursor() as cr:
                 self.env(cr=cr, su=True)["ir.cron"].browse(cron_id)._trigger()
@@ -218,17 +218,17 @@ class BjApiSyncJob(models.Model):
             # The worker's own interval picks the jobs up anyway.
             _logger.warning("Could not wake the outbound delivery worker", exc_info=True)
 
-    def _wake_pending(self, cron_id):
+    def _bj_wake_pending(self, cron_id):
         """Whether the delivery cron already has a trigger due (it was woken)."""
         # call_at is set from Python's clock by ir.cron._trigger: compare with it.
         self.env.cr.execute(
             "SELECT 1 FROM ir_cron_trigger WHERE cron_id = %s AND call_at <= %s LIMIT 1",
-            [cron_id, self._now()],
+            [cron_id, self._bj_now()],
         )
         return bool(self.env.cr.fetchone())
 
     @api.model
-    def _wake_worker(self, at=None):
+    def _bj_wake_worker(self, at=None):
         cron = self.env.ref(WORKER_CRON, raise_if_not_found=False)
         if cron:
             cron.sudo()._trigger(at)
@@ -241,27 +241,27 @@ class BjApiSyncJob(models.Model):
         return how many were sent (see ``DeliveryWorker``)."""
         return DeliveryWorker(self.env).run()
 
-    def _now(self):
+    def _bj_now(self):
         return fields.Datetime.now()
 
-    def _release(self, message=False):
+    def _bj_release(self, message=False):
         """Put claimed jobs back in the queue, due now."""
         self.write({
             "state": "pending",
             "locked_at": False,
-            "next_attempt_at": self._now(),
+            "next_attempt_at": self._bj_now(),
             "last_error": message,
         })
 
-    def _finish(self, state, error):
+    def _bj_finish(self, state, error):
         self.write({
             "state": state,
             "last_error": error,
             "locked_at": False,
-            "date_done": self._now() if state == "done" else False,
+            "date_done": self._bj_now() if state == "done" else False,
         })
 
-    def _notify_dead(self):
+    def _bj_notify_dead(self):
         for config in self.config_id:
             try:
                 with self.env.cr.savepoint():
@@ -287,21 +287,21 @@ class BjApiSyncJob(models.Model):
         for job in jobs:
             values = {
                 "state": "pending",
-                "next_attempt_at": self._now(),
+                "next_attempt_at": self._bj_now(),
                 "attempt_limit": job.attempt + job.config_id.max_attempts,
                 "locked_at": False,
             }
             if job.event != "unlink":
                 values.update(payload=False, idempotency_key=str(uuid.uuid4()))
             job.write(values)
-        self._wake_worker()
+        self._bj_wake_worker()
         return True
 
     def action_cancel(self):
         jobs = self.filtered(lambda job: job.state in ("pending", "dead"))
         if not jobs:
             raise UserError(_("Only pending or dead deliveries can be cancelled."))
-        jobs._finish("cancelled", _("Cancelled by %(user)s.", user=self.env.user.name))
+        jobs._bj_finish("cancelled", _("Cancelled by %(user)s.", user=self.env.user.name))
         return True
 
     def action_view_logs(self):
@@ -310,7 +310,7 @@ class BjApiSyncJob(models.Model):
         action["domain"] = [("job_id", "=", self.id)]
         return action
 
-    def _dead_summary(self):
+    def _bj_dead_summary(self):
         """Chatter text about these dead jobs (newest first): how many, the last error."""
         return Markup("%s<br/>%s") % (
             _("%(count)s outbound deliveries failed for good and wait in the Outbound Queue "

@@ -74,8 +74,8 @@ def _auto_commit():
 class DeliveryWorker:
     """One run of the delivery cron on ``env``'s database, as superuser.
 
-    The job model keeps the record-level steps the worker calls: ``_now``,
-    ``_release``, ``_finish``, ``_notify_dead`` and ``_wake_worker``.
+    The job model keeps the record-level steps the worker calls: ``_bj_now``,
+    ``_bj_release``, ``_bj_finish``, ``_bj_notify_dead`` and ``_bj_wake_worker``.
     """
 
     def __init__(self, env):
@@ -116,7 +116,7 @@ class DeliveryWorker:
         remaining = self._count_due()
         if remaining:
             # Jobs queued while this run ended: make sure a run follows.
-            self.jobs._wake_worker()
+            self.jobs._bj_wake_worker()
         self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
         return done
 
@@ -166,7 +166,7 @@ class DeliveryWorker:
                          FOR UPDATE SKIP LOCKED)
             RETURNING id
             """,
-            {"now": self.jobs._now(), "worker": self.name, "uid": self.env.uid, "limit": limit,
+            {"now": self.jobs._bj_now(), "worker": self.name, "uid": self.env.uid, "limit": limit,
              # More candidates than wanted: other workers may be taking the first ones.
              "ids": self._claimable_ids(limit * CLAIM_CANDIDATE_FACTOR)},
         )
@@ -184,7 +184,7 @@ class DeliveryWorker:
         locked by another worker are read too (no SKIP LOCKED here): they
         still hold back younger jobs of their records.
         """
-        cr, now = self.env.cr, self.jobs._now()
+        cr, now = self.env.cr, self.jobs._bj_now()
         seen, chosen, after = set(), [], 0
         while len(chosen) < wanted:
             cr.execute(
@@ -221,7 +221,7 @@ class DeliveryWorker:
     def _reclaim_stale_jobs(self):
         """Give back jobs left running by a worker that died (or was killed)."""
         self.env.flush_all()
-        cutoff = self.jobs._now() - STALE_AFTER
+        cutoff = self.jobs._bj_now() - STALE_AFTER
         rows = self._lock_rows(
             "SELECT id FROM bj_api_sync_job WHERE state = 'running' AND locked_at < %s "
             "FOR UPDATE SKIP LOCKED",
@@ -234,14 +234,14 @@ class DeliveryWorker:
                         len(stale), stale.ids)
         message = _("The worker sending this delivery stopped before recording the result.")
         exhausted = stale.filtered(lambda job: job.attempt >= job.attempt_limit)
-        (stale - exhausted)._release(message)
-        exhausted._finish("dead", message)
-        exhausted._notify_dead()
+        (stale - exhausted)._bj_release(message)
+        exhausted._bj_finish("dead", message)
+        exhausted._bj_notify_dead()
         return stale
 
     def _count_due(self):
         return self.jobs.search_count([("state", "=", "pending"),
-                                       ("next_attempt_at", "<=", self.jobs._now()),
+                                       ("next_attempt_at", "<=", self.jobs._bj_now()),
                                        ("config_id.active", "=", True)])
 
     def _wake_sibling_workers(self):
@@ -264,7 +264,7 @@ class DeliveryWorker:
         worker's commits do not make it read the configurations again)."""
         requests = []
         for job in jobs:
-            plan = job.config_id._plan()
+            plan = job.config_id._bj_plan()
             requests.append(OutboundRequest(
                 job.id, plan, job.attempt, job.attempt_limit, job.res_ids, job.payload,
                 {**outbound.request_headers(plan),
@@ -307,7 +307,7 @@ class DeliveryWorker:
     def _store_results(self, results, expired):
         """Write ``results``, put the ``expired`` jobs back in the queue, commit."""
         self._record_results(results)
-        self.jobs.browse(expired)._release()
+        self.jobs.browse(expired)._bj_release()
         self._commit()
 
     def _prepare_payloads(self, jobs):
@@ -319,7 +319,7 @@ class DeliveryWorker:
         """
         for config, unbuilt in jobs.filtered(lambda job: not job.payload).grouped(
                 "config_id").items():
-            plan = config._plan()
+            plan = config._bj_plan()
             records, _skipped = outbound.records_in_scope(
                 self.env, plan,
                 list(dict.fromkeys(i for job in unbuilt for i in id_list(job.res_ids))))
@@ -344,19 +344,19 @@ class DeliveryWorker:
         """
         ids = [i for i in id_list(job.res_ids) if i in present]
         if not ids:
-            job._finish("cancelled", _("The records no longer exist or are outside the "
+            job._bj_finish("cancelled", _("The records no longer exist or are outside the "
                                        "Filter Domain: nothing to send."))
             return None
         try:
             items = ([objects[i] for i in ids] if objects is not None
                      else outbound.export_payloads(self.env, plan, records.browse(ids)))
         except MappingError as error:
-            self.env["bj.api.log"]._write_in_transaction(
+            self.env["bj.api.log"]._bj_write_in_transaction(
                 outbound.log_values(plan, None, records_text=id_text(ids),
                                     attempt=job.attempt, error=str(error), job_id=job.id),
                 plan.secrets)
-            job._finish("dead", str(error))
-            job._notify_dead()
+            job._bj_finish("dead", str(error))
+            job._bj_notify_dead()
             return None
         payload = items if plan.is_paginated or len(items) > 1 else items[0]
         return (job.id, json.dumps(payload), id_text(ids))
@@ -382,13 +382,13 @@ class DeliveryWorker:
             return
         log_model = self.env["bj.api.log"].sudo()
         # In the worker's transaction: a log row commits with the outcome it records.
-        max_size = log_model._body_max_size()
-        log_model._insert_rows(self.env.cr, [log_model._prepare_log_values(
+        max_size = log_model._bj_body_max_size()
+        log_model._bj_insert_rows(self.env.cr, [log_model._bj_prepare_log_values(
             outbound.log_values(request.plan, result, body=request.body,
                                 records_text=request.res_ids, attempt=request.attempt,
                                 headers=request.headers, job_id=request.job_id),
             request.plan.secrets, max_size) for request, result in results])
-        now = self.jobs._now()
+        now = self.jobs._bj_now()
         rows, dead, wake_at = [], [], None
         for request, result in results:
             verdict = retry.outcome(result.status_code, result.transient_error)
@@ -410,8 +410,8 @@ class DeliveryWorker:
                          next_at or now, done_at, None))
         self._update_rows(OUTCOME_COLUMNS, rows)
         if wake_at:
-            self.jobs._wake_worker(wake_at)
-        self.jobs.browse(dead)._notify_dead()
+            self.jobs._bj_wake_worker(wake_at)
+        self.jobs.browse(dead)._bj_notify_dead()
 
     def _update_rows(self, columns, rows):
         """One UPDATE for many jobs: ``rows`` are ``(id, *values)`` for ``columns``,
@@ -424,7 +424,7 @@ class DeliveryWorker:
             FROM (VALUES {}) AS new(id, {}) WHERE job.id = new.id
             """.format(", ".join(f"{name} = new.{name}" for name in names),
                        ", ".join([row_sql] * len(rows)), ", ".join(names)),
-            [self.jobs._now(), self.env.uid, *(value for row in rows for value in row)],
+            [self.jobs._bj_now(), self.env.uid, *(value for row in rows for value in row)],
         )
         self.jobs.browse([row[0] for row in rows]).invalidate_recordset(
             [*names, "write_date", "write_uid"])

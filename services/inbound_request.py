@@ -16,7 +16,7 @@ import time
 
 import psycopg2
 
-from odoo import models, tools
+from odoo import SUPERUSER_ID, models, tools
 from odoo.exceptions import AccessError, UserError
 from odoo.osv import expression
 from odoo.service.model import (
@@ -28,7 +28,7 @@ from odoo.service.model import (
 from ..core import convert, engine, inbound
 from ..core.exceptions import MappingError
 from ..core.inbound import InboundError, InboundResponse
-from ..core.plan import RELATIONAL_TYPES
+from ..core.plan import RELATIONAL_TYPES, X2MANY_TYPES
 from .records import export_records, import_values
 
 _logger = logging.getLogger("bj.api.inbound")
@@ -36,10 +36,13 @@ _logger = logging.getLogger("bj.api.inbound")
 # Query keys with a meaning of their own; never read as field filters.
 RESERVED_QUERY_KEYS = frozenset({"limit", "offset", "page", "order"})
 ORDER_TERM = re.compile(r"^(?P<key>[^\s]+)(?:\s+(?P<direction>asc|desc))?$", re.IGNORECASE)
-UNSORTABLE_TYPES = ("one2many", "many2many", "binary")
+UNSORTABLE_TYPES = (*X2MANY_TYPES, "binary")
 # Context key set on every inbound write, so outbound triggers can tell the
 # change came from an external system and not echo it back.
 INBOUND_CONTEXT_KEY = "bj_api_sync_inbound_config_id"
+# The API log already records who created what: a chatter message and a
+# follower per record would only flood the integration user.
+WRITE_CONTEXT = {"mail_create_nolog": True, "mail_create_nosubscribe": True}
 
 
 class InboundRequest:
@@ -95,7 +98,9 @@ class InboundRequest:
         if isinstance(error, UserError):  # ValidationError included
             return InboundError(400, error.args[0], index=index)
         if isinstance(error, psycopg2.IntegrityError):
-            return InboundError(400, _as_validation_error(self.env, error).args[0], index=index)
+            # Read as the superuser: it names the model and fields of the constraint.
+            message = _as_validation_error(self.env(su=True), error).args[0]
+            return InboundError(400, message, index=index)
         if isinstance(error, psycopg2.DataError):
             return InboundError(
                 400, f"The database refused a value: {error.diag.message_primary}", index=index
@@ -111,7 +116,7 @@ class InboundRequest:
             raise InboundError(404, f"Name the endpoint: {inbound.API_PREFIX}/<endpoint>.")
         configs = self.env["bj.api.sync.config"].sudo()
         try:
-            return configs._plan_for(configs._inbound_config_id(endpoint))
+            return configs._bj_plan_for(configs._bj_inbound_config_id(endpoint))
         except LookupError:
             raise InboundError(
                 404, f"No active inbound configuration has the endpoint {endpoint!r}."
@@ -126,7 +131,7 @@ class InboundRequest:
         if not inbound.address_allowed(address, plan.networks):
             raise InboundError(403, f"Address {address} is not in the IP Allowlist.")
         if plan.rate_limit:
-            wait = self.env["bj.api.rate.limit"].sudo()._hit(plan.config_id, plan.rate_limit)
+            wait = self.env["bj.api.rate.limit"].sudo()._bj_hit(plan.config_id, plan.rate_limit)
             if wait:
                 raise InboundError(
                     429,
@@ -177,22 +182,15 @@ class InboundRequest:
     def _model(self):
         """The configuration's model as the Run As User, in the configuration's company."""
         plan = self.plan
-        user = self.env["res.users"].sudo().browse(plan.run_as_uid)
-        if not user or user._is_superuser():
+        if not plan.run_as_uid or plan.run_as_uid == SUPERUSER_ID:
             raise InboundError(500, "The configuration has no valid Run As User.")
-        env = self.env(
-            user=user.id,
-            su=False,
-            context=dict(
-                self.env.context,
-                allowed_company_ids=[plan.company_id or user.company_id.id],
-                # The API log already records who created what; a chatter message
-                # and a follower per record would only flood the integration user.
-                mail_create_nolog=True,
-                mail_create_nosubscribe=True,
-                **{INBOUND_CONTEXT_KEY: plan.config_id},
-            ),
-        )
+        env = self.env(user=plan.run_as_uid, su=False)
+        env = env(context=dict(
+            self.env.context,
+            allowed_company_ids=[plan.company_id or env.user.company_id.id],
+            **WRITE_CONTEXT,
+            **{INBOUND_CONTEXT_KEY: plan.config_id},
+        ))
         return env[plan.model]
 
     def _execute(self, payload):
@@ -202,7 +200,7 @@ class InboundRequest:
         idempotency = self.env["bj.api.idempotency"].sudo()
         claim_id = None
         if key:
-            claim_id, stored = idempotency._claim(
+            claim_id, stored = idempotency._bj_claim(
                 self.plan.config_id, key, f"{call.method} {call.path}"
             )
             if stored:
@@ -222,7 +220,7 @@ class InboundRequest:
             response = self._respond(record, many=False)
             record.unlink()
         if claim_id:
-            idempotency._complete(claim_id, response)
+            idempotency._bj_complete(claim_id, response)
         return response
 
     def _replay(self, stored):
@@ -544,7 +542,7 @@ class InboundRequest:
         commits whether or not the work did."""
         call, plan = self.call, self.plan
         query = "&".join(f"{key}={value}" for key, value in call.query)
-        self.env["bj.api.log"].sudo()._write_in_transaction(
+        self.env["bj.api.log"].sudo()._bj_write_in_transaction(
             {
                 "config_id": plan.config_id if plan else False,
                 "direction": "in",

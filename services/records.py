@@ -10,13 +10,14 @@ from odoo.osv import expression
 
 from ..core import engine
 from ..core.engine import Row
+from ..core.plan import X2MANY_TYPES
 from .scripts import ScriptRunner
 
 
 def read_value(record, line):
     value = record[line.field]
     if isinstance(value, models.BaseModel):
-        return value.ids if line.ttype in ("one2many", "many2many") else value.id
+        return value.ids if line.ttype in X2MANY_TYPES else value.id
     return value
 
 

@@ -52,14 +52,14 @@ class BjApiSyncTestMixin:
     def import_values(self, config, items, records=None):
         """ORM values of ``items`` through ``config``'s plan (the mapping engine)."""
         model = self.env[config.model_name]
-        return records_service.import_values(config._plan(), model, items, records)
+        return records_service.import_values(config._bj_plan(), model, items, records)
 
     def import_one(self, config, data, record=None):
         return self.import_values(config, [data], [record])[0]
 
     def export(self, config, records, with_scripts=False):
         """JSON objects of ``records`` through ``config``'s plan."""
-        return records_service.export_records(config._plan(), records, with_scripts)
+        return records_service.export_records(config._bj_plan(), records, with_scripts)
 
     @classmethod
     def partner_field(cls, name):

@@ -30,7 +30,7 @@ class TestConfigDefaults(BjApiSyncCase):
         line = config.line_ids.filtered("is_identifier")
         self.assertEqual(line.field_id.name, "id")
         self.assertEqual(line.script_mode, "evaluate")
-        self.assertEqual(config._get_identifier_line(), line)
+        self.assertEqual(config._bj_get_identifier_line(), line)
 
 
 @tagged("post_install", "-at_install")
@@ -178,13 +178,13 @@ class TestConfigConstraints(BjApiSyncCase):
     def test_ip_allowlist(self):
         self.assertInvalid("not an IP address", ip_allowlist="10.0.0.0/8\nnot-an-ip")
         config = self.make_config(ip_allowlist="10.0.0.0/8, 2001:db8::/32\n127.0.0.1")
-        self.assertEqual(len(config._get_ip_networks()), 3)
+        self.assertEqual(len(config._bj_get_ip_networks()), 3)
 
     def test_filter_domain_validated(self):
         self.assertInvalid("not a valid domain", filter_domain="[('no_such_field', '=', 1)]")
         self.assertInvalid("not a valid domain", filter_domain="not a domain")
         config = self.make_config(filter_domain="[('is_company', '=', True)]")
-        self.assertEqual(config._get_filter_domain(), [("is_company", "=", True)])
+        self.assertEqual(config._bj_get_filter_domain(), [("is_company", "=", True)])
 
 
 @tagged("post_install", "-at_install")

@@ -15,7 +15,7 @@ class TestDemoData(BjApiSyncCase):
         self.assertEqual(partners.endpoint, "partners")
         self.assertEqual(partners.authorization_type, "bearer_token")
         self.assertGreaterEqual(len(partners.bearer_token), 40, "a random token was generated")
-        self.assertEqual(partners._get_identifier_line().external_key, "res_id")
+        self.assertEqual(partners._bj_get_identifier_line().external_key, "res_id")
         outbound = self.env.ref("bjet_api_sync.demo_config_partners_out")
         self.assertEqual(outbound.request_type, "out")
         self.assertEqual(outbound.http_method_ids.name, "POST")

@@ -178,7 +178,7 @@ class TestIdempotencyClaimConcurrency(BjApiSyncCase):
         @mute_logger("odoo.sql_db")  # the expected serialization failure
         def run():
             try:
-                outcome["result"] = model._claim(self.config_id, "same-key", "POST /x")
+                outcome["result"] = model._bj_claim(self.config_id, "same-key", "POST /x")
             except errors.SerializationFailure as error:
                 outcome["error"] = error
                 model.env.cr.rollback()
@@ -190,7 +190,7 @@ class TestIdempotencyClaimConcurrency(BjApiSyncCase):
     def test_second_claim_waits_then_replays_the_committed_answer(self):
         first, second = self.worker(), self.worker()
         second.env.cr.execute("SELECT 1")  # its snapshot predates the first commit
-        claim_id, stored = first._claim(self.config_id, "same-key", "POST /x")
+        claim_id, stored = first._bj_claim(self.config_id, "same-key", "POST /x")
         self.assertTrue(claim_id)
         self.assertFalse(stored)
 
@@ -199,21 +199,21 @@ class TestIdempotencyClaimConcurrency(BjApiSyncCase):
         thread.join(1)
         self.assertTrue(thread.is_alive(), "the duplicate waits for the first transaction")
 
-        first._complete(claim_id, InboundResponse(201, {"status": "success", "data": 7}))
+        first._bj_complete(claim_id, InboundResponse(201, {"status": "success", "data": 7}))
         first.env.cr.commit()
         thread.join(10)
         self.assertIsInstance(outcome.get("error"), errors.SerializationFailure,
                               "Odoo retries the request on this error")
 
         # The retry (a new transaction) finds the stored answer.
-        claim_id, stored = second._claim(self.config_id, "same-key", "POST /x")
+        claim_id, stored = second._bj_claim(self.config_id, "same-key", "POST /x")
         self.assertIsNone(claim_id)
         self.assertEqual((stored.status_code, stored.response_body),
                          (201, '{"status": "success", "data": 7}'))
 
     def test_second_claim_proceeds_when_the_first_rolls_back(self):
         first, second = self.worker(), self.worker()
-        claim_id, _stored = first._claim(self.config_id, "same-key", "POST /x")
+        claim_id, _stored = first._bj_claim(self.config_id, "same-key", "POST /x")
         outcome = {}
         thread = self.claim_in_thread(second, outcome)
         thread.join(1)

@@ -92,7 +92,7 @@ class TestEveryRequestIsLogged(BjApiHttpCase):
             # A real one, as PostgreSQL reports it (Odoo reads its code).
             request.env.cr.execute(
                 "DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = 'serialization_failure';"
-                " END $$"
+                " END $$", log_exceptions=False,
             )
 
         before = self.count_logs()

@@ -83,7 +83,7 @@ class TestInboundLogging(BjApiHttpCase):
         self.api("GET", "log-basic", headers=basic_auth("svc", wrong_token))
         # Echoed back in the answer's body too.
         self.api("POST", "log-partners", headers=self.auth, body={"name": self.token})
-        self.assertNoSecretIn(repr(basic_config._plan()), password)
+        self.assertNoSecretIn(repr(basic_config._bj_plan()), password)
         logs = self.get_logs(self.config) | self.get_logs(basic_config)
         self.assertEqual(len(logs), 5)
         for log in logs:

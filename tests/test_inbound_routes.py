@@ -98,7 +98,7 @@ class TestInboundRoutes(BjApiHttpCase):
 
     def test_identifier_that_cannot_be_an_id_is_400(self):
         body = self.assertApiError(self.api("GET", "route-partners", "abc"), 400, "identifier")
-        self.assertEqual(body["line_id"], self.config._get_identifier_line().id)
+        self.assertEqual(body["line_id"], self.config._bj_get_identifier_line().id)
 
     def test_unexpected_error_is_500_without_traceback(self):
         with patch.object(InboundRequest, "_find", side_effect=ZeroDivisionError("boom")), \

@@ -50,7 +50,7 @@ class TestLogWriter(BjApiSyncCase):
         secret = generated_secret()
         self.env["ir.config_parameter"].sudo().set_param(PARAM_BODY_MAX_SIZE, "100")
         config = self.make_config(request_type="out", bearer_token=secret)
-        log_id = self.env["bj.api.log"]._write_log(
+        log_id = self.env["bj.api.log"]._bj_write_log(
             {
                 "config_id": config.id,
                 "direction": "out",
@@ -65,7 +65,7 @@ class TestLogWriter(BjApiSyncCase):
                 "res_model": "res.partner",
                 "res_ids": [3, 4],
             },
-            secrets=config._plan().secrets,
+            secrets=config._bj_plan().secrets,
         )
         log = self.env["bj.api.log"].browse(log_id)
         self.assertEqual(json.loads(log.request_headers)["Authorization"], masking.MASK)
@@ -100,7 +100,7 @@ class TestLogWriter(BjApiSyncCase):
         marker = generated_secret("rid")
         with self.own_cursors(), self.assertRaises(RuntimeError), self.env.cr.savepoint():
             partner = self.env["res.partner"].create({"name": "rolled back"})
-            self.env["bj.api.log"]._write_log(
+            self.env["bj.api.log"]._bj_write_log(
                 {"direction": "in", "state": "error", "request_id": marker}
             )
             partner_id = partner.id
@@ -112,7 +112,7 @@ class TestLogWriter(BjApiSyncCase):
         """A configuration the other cursor cannot see yet does not lose the row."""
         config = self.make_config(request_type="out")
         with self.own_cursors():
-            log_id = self.env["bj.api.log"]._write_log(
+            log_id = self.env["bj.api.log"]._bj_write_log(
                 {"config_id": config.id, "direction": "out", "state": "success"}
             )
         self.assertEqual(self.env["bj.api.log"].browse(log_id).config_id, config)
@@ -125,7 +125,7 @@ class TestLogWriter(BjApiSyncCase):
         self.env.cr.execute("SELECT 1 FROM res_company WHERE id = %s FOR UPDATE", [company.id])
         marker = generated_secret("rid")
         with self.own_cursors(), patch.object(bj_api_log, "LOG_STATEMENT_TIMEOUT_MS", 300):
-            log_id = self.env["bj.api.log"]._write_log(
+            log_id = self.env["bj.api.log"]._bj_write_log(
                 {"company_id": company.id, "direction": "out", "state": "success",
                  "request_id": marker}
             )
@@ -133,7 +133,7 @@ class TestLogWriter(BjApiSyncCase):
         self.assertEqual(self.committed_log_ids(marker), [])
 
     def test_unstorable_text_is_escaped(self):
-        log_id = self.env["bj.api.log"]._write_in_transaction({
+        log_id = self.env["bj.api.log"]._bj_write_in_transaction({
             "direction": "in", "state": "error", "url": "/bj_api_sync/v1/a\x00b",
             "request_id": "id\x00", "request_headers": {"X-Bad": "a\x00b"},
             "request_body": b"\xff\xfe{\x00}", "error_message": "lone \udc80 surrogate",

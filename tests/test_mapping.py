@@ -213,7 +213,7 @@ class TestMappingEngine(BjApiSyncCase):
         self.assertEqual([row["name"] for row in rows], partners.mapped("name"))
 
     def lookup(self, config, values):
-        return records_service.Relations(self.env).ids_by_identifier(config._plan(), values)
+        return records_service.Relations(self.env).ids_by_identifier(config._bj_plan(), values)
 
     def test_identifier_lookup(self):
         partner = self.env["res.partner"].create({"name": "Lookup"})

@@ -29,13 +29,13 @@ class TestOutboundTriggers(BjOutboundCase):
         self.partner()
         self.partner()
         wake_ups = [f for f in self.env.cr.postcommit._funcs
-                    if getattr(f, "__func__", None) is type(jobs)._wake_worker_unless_pending]
+                    if getattr(f, "__func__", None) is type(jobs)._bj_wake_worker_unless_pending]
         self.assertEqual(len(wake_ups), 1, "one wake-up per transaction, after its commit")
         cron = self.env.ref(WORKER_CRON)
         self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)]).unlink()
-        self.assertFalse(jobs._wake_pending(cron.id))
+        self.assertFalse(jobs._bj_wake_pending(cron.id))
         cron._trigger()
-        self.assertTrue(jobs._wake_pending(cron.id), "no second wake-up while one is due")
+        self.assertTrue(jobs._bj_wake_pending(cron.id), "no second wake-up while one is due")
 
     def test_rollback_sends_nothing(self):
         config = self.make_out_config(trigger_on_create=True, trigger_on_write=True)

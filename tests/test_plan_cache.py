@@ -18,7 +18,7 @@ class TestCachedPlans(BjApiSyncCase):
         cls.config = cls.make_partner_config(endpoint="cache-partners")
 
     def plan(self, endpoint="cache-partners"):
-        return self.Config._plan_for(self.Config._inbound_config_id(endpoint))
+        return self.Config._bj_plan_for(self.Config._bj_inbound_config_id(endpoint))
 
     def queries_to_read_plan(self):
         before = self.cr.sql_log_count
@@ -57,12 +57,12 @@ class TestCachedPlans(BjApiSyncCase):
 
     def test_headers_drop_the_plan(self):
         out = self.make_config(request_type="out")
-        self.assertEqual(out._plan().delivery.headers, ())
+        self.assertEqual(out._bj_plan().delivery.headers, ())
         header = self.env["bj.api.sync.header"].create(
             {"config_id": out.id, "key": "X-Tenant", "value": "a"})
-        self.assertEqual(out._plan().delivery.headers, (("X-Tenant", "a"),))
+        self.assertEqual(out._bj_plan().delivery.headers, (("X-Tenant", "a"),))
         header.value = "b"
-        self.assertEqual(out._plan().delivery.headers, (("X-Tenant", "b"),))
+        self.assertEqual(out._bj_plan().delivery.headers, (("X-Tenant", "b"),))
 
     def test_mapping_models_are_part_of_the_plan(self):
         country = self.make_config(model="res.country",
@@ -72,16 +72,16 @@ class TestCachedPlans(BjApiSyncCase):
             ("country_id", "country", {"value_type": "relational_mapping",
                                        "mapping_config_id": country.id}),
         ])
-        self.assertEqual(config._plan().line("country").child.identifier.key, "code")
+        self.assertEqual(config._bj_plan().line("country").child.identifier.key, "code")
         country.line_ids.external_key = "iso"
-        self.assertEqual(config._plan().line("country").child.identifier.key, "iso")
+        self.assertEqual(config._bj_plan().line("country").child.identifier.key, "iso")
 
     def test_secrets_stay_out_of_repr(self):
         config = self.make_config(request_type="out", authorization_type="bearer_token",
                                   bearer_token="Bearer s3cret-token-value")
         self.env["bj.api.sync.header"].create(
             {"config_id": config.id, "key": "X-Api-Key", "value": "header-secret-value"})
-        plan = config._plan()
+        plan = config._bj_plan()
         self.assertEqual(plan.auth.bearer_token, "s3cret-token-value")  # kept bare
         self.assertNotIn("s3cret-token-value", repr(plan))
         self.assertNotIn("header-secret-value", repr(plan))
