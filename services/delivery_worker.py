@@ -1,7 +1,25 @@
 """The outbound delivery worker: sends the jobs of ``bj.api.sync.job``.
 
 A plain class, not a model: each call of the delivery cron
-(``bj.api.sync.job._cron_deliver_jobs``) runs one ``DeliveryWorker``.
+(``bj.api.sync.job._cron_deliver_jobs``) runs one ``DeliveryWorker``, as OCA
+``queue_job`` separates its runner from its job records.  A run:
+
+* gives back the jobs of dead workers: a worker holds a PostgreSQL advisory
+  lock on each job it claimed until the job's outcome is committed, and the
+  lock dies with the worker's connection, so a ``running`` job whose lock can
+  be taken has lost its worker (no timer involved);
+* claims a few due jobs at a time in a short transaction of its own;
+* builds their payloads, one configuration at a time, each in a savepoint of a
+  transaction whose single snapshot serves both the export and the merge of
+  younger jobs that the export already covers; a job that fails there fails
+  alone;
+* sends them from a small thread pool and commits each outcome within about a
+  second of its answer, fenced: only the claim that sent an attempt may write
+  its outcome;
+* stays within the cron's time limit (``limit_time_real_cron``, else
+  ``limit_time_real``), counting the requests in flight at their timeouts, and
+  waits for retries that fall due before its end instead of leaving them to
+  the next cron tick.
 """
 
 import json
@@ -10,13 +28,15 @@ import os
 import socket
 import threading
 import time
-from collections import namedtuple
-from concurrent.futures import ThreadPoolExecutor
+import uuid
+from collections import deque, namedtuple
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import timedelta
 
 import psycopg2
 
 from odoo import _
+from odoo.tools import config as odoo_config
 
 from ..core import http_client, retry
 from ..core.claim import select_claimable
@@ -27,25 +47,28 @@ from . import outbound
 _logger = logging.getLogger("bj.api.outbound")
 
 WORKER_CRON = "bjet_api_sync.ir_cron_bj_api_sync_deliver"
-# Jobs claimed per transaction: the per-batch work (claim, export, commit) is
-# shared, while a crashed worker leaves a bounded number of jobs to reclaim.
-CLAIM_BATCH_SIZE = 250
-# A worker stops sending the jobs it claimed after this long and hands the rest
-# back, so that a job is never held longer than STALE_AFTER (one attempt of the
-# slowest allowed timeouts, 60 + 300 s, fits in the difference).
-SEND_WINDOW = timedelta(minutes=5)
-# A job "running" for longer than this belongs to a worker that died.
-STALE_AFTER = timedelta(minutes=15)
-# One cron call delivers for at most this long, then reports progress so that
-# ir.cron calls again (and other crons get their turn) instead of one endless run.
-RUN_TIME_BUDGET = 50  # seconds
+# Jobs claimed (and prepared) at a time, once the previous ones are on the wire.
+CLAIM_BATCH_SIZE = 16
 # Requests a worker sends at the same time.
 SEND_CONCURRENCY = 4
-# Results of a worker's requests are committed together, at most this far apart.
-RESULTS_COMMIT_INTERVAL = 1  # seconds
+# Outcomes are committed within this many seconds of their answer.
+RESULTS_COMMIT_INTERVAL = 1
 EVENT_HEADER = "X-BJET-Event"
 # Candidates considered per job claimed: several workers claim concurrently.
 CLAIM_CANDIDATE_FACTOR = 4
+# Key space of the advisory locks held on claimed jobs: pg_advisory_lock(space, job id).
+JOB_LOCK_SPACE = 0x626A  # "bj"
+# The cron's watchdog limit when Odoo sets none, and the share of it a run may use:
+# other scheduled actions run in the same cron worker before and after this one.
+DEFAULT_TIME_LIMIT = 120
+RUN_SHARE = 0.75
+# Seconds kept free before the end of a run, beyond the requests in flight.
+RUN_MARGIN = 1
+# A run with nothing to send waits for a retry falling due within this many
+# seconds (and within its budget), polling for new work meanwhile.
+RETRY_WAIT_HORIZON = 90
+IDLE_POLL = 1
+PARAM_RUN_SECONDS = "bjet_api_sync.delivery_run_seconds"
 
 OUTCOME_COLUMNS = (
     ("state", "varchar"), ("last_status_code", "int"), ("last_error", "text"),
@@ -55,20 +78,34 @@ OutboundRequest = namedtuple(
     "OutboundRequest", "job_id plan attempt limit res_ids body headers")
 
 
-def _send_request(request, deadline):
-    """Send one job's request (in a sender thread: no ORM here); None past ``deadline``."""
-    if time.monotonic() > deadline:
-        return None
+def _send_request(request, timeout):
+    """Send one job's request (in a sender thread: no ORM here)."""
     delivery = request.plan.delivery
     payload = json.loads(request.body) if http_client.placeholders(delivery.url) else None
     return http_client.send_json(delivery.method, delivery.url, request.body, payload,
-                                 request.headers, delivery.timeout, dict(delivery.options))
+                                 request.headers, timeout, dict(delivery.options))
 
 
 def _auto_commit():
-    # Odoo's idiom (see mail.mail.process_email_queue): the worker commits after
-    # every job, except inside tests whose transaction must stay open.
+    # Odoo's idiom (see mail.mail.process_email_queue): the worker commits as it
+    # goes, except inside tests whose transaction must stay open.
     return not getattr(threading.current_thread(), "testing", False)
+
+
+def cron_time_limit():
+    """Seconds the cron's watchdog allows (Odoo's ``--limit-time-real-cron``,
+    -1 meaning ``--limit-time-real``); None when there is no limit."""
+    limit = odoo_config["limit_time_real_cron"]
+    if limit is None or limit < 0:
+        limit = odoo_config["limit_time_real"]
+    return limit if limit and limit > 0 else None
+
+
+def run_budget(configured=0):
+    """Seconds one run may last: a system parameter, else a share of the cron's limit."""
+    limit = cron_time_limit() or DEFAULT_TIME_LIMIT
+    budget = configured if configured > 0 else limit * RUN_SHARE
+    return max(min(budget, limit - RUN_MARGIN), 1)
 
 
 class DeliveryWorker:
@@ -82,47 +119,117 @@ class DeliveryWorker:
         self.env = env(su=True)
         self.jobs = self.env["bj.api.sync.job"]
         self.commit = _auto_commit()
-        self.name = f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+        thread = threading.current_thread().name
+        # Unique per run: fencing tells this run's claims from any other's.
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{thread}:{uuid.uuid4().hex[:8]}"
+        configured = self.env["bj.api.log"]._bj_int_param(PARAM_RUN_SECONDS, 0)
+        self.deadline = time.monotonic() + run_budget(configured)
+        self.locked = set()  # jobs whose advisory lock this run holds
+
+    # -- the run ---------------------------------------------------------------
 
     def run(self):
-        """Deliver due jobs until none is left or the run's time budget is spent."""
-        started = time.monotonic()
-        self._reclaim_stale_jobs()
-        self._commit()
-        self._wake_sibling_workers()
+        """Deliver due jobs until none is left or the run's budget is spent."""
         done = 0
-        in_flight = []
-        with ThreadPoolExecutor(SEND_CONCURRENCY, thread_name_prefix="bj-api-send") as senders:
-            while True:
-                # Claim and prepare the next batch while the previous one is on the wire.
-                requests = []
-                if time.monotonic() - started < RUN_TIME_BUDGET:
-                    # One transaction: should preparing fail, the claim is undone
-                    # with it rather than left running until reclaimed.
-                    jobs = self._prepare_payloads(self._claim(CLAIM_BATCH_SIZE))
-                    requests = self._outbound_requests(jobs)  # before the commit
-                    self._commit()                            # empties the cache
-                results, expired = self._await_results(in_flight)
-                done += len(in_flight) - len(expired)
-                # Stop when nothing was claimed nor collected: results just collected
-                # may release jobs that they held back.
-                if not requests and not in_flight:
-                    break
-                # The next batch goes on the wire before this one's results are
-                # written: a claim never holds a job younger than a running one
-                # of the same record, so the order per record holds.
-                in_flight = self._submit(senders, requests)
-                self._store_results(results, expired)
-        remaining = self._count_due()
-        if remaining:
-            # Jobs queued while this run ended: make sure a run follows.
-            self.jobs._bj_wake_worker()
-        self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
+        ready = deque()  # prepared requests waiting for a free sender
+        try:
+            self._reclaim_abandoned_jobs()
+            self._commit()
+            self._wake_sibling_workers()
+            with ThreadPoolExecutor(SEND_CONCURRENCY, thread_name_prefix="bj-api-send") as pool:
+                in_flight = {}
+                while True:
+                    if not ready and self._time_left() > RUN_MARGIN:
+                        ready.extend(self._next_requests())
+                    while ready and len(in_flight) < SEND_CONCURRENCY:
+                        request = ready.popleft()
+                        timeout = self._timeout_left(request)
+                        if timeout is None:
+                            ready.appendleft(request)
+                            break
+                        in_flight[pool.submit(_send_request, request, timeout)] = request
+                    if not in_flight:
+                        if ready or not self._wait_for_work():
+                            break
+                        continue
+                    finished, _pending = wait(in_flight, timeout=RESULTS_COMMIT_INTERVAL,
+                                              return_when=FIRST_COMPLETED)
+                    results = [(in_flight.pop(future), future.result()) for future in finished]
+                    done += len(results)
+                    self._store_results(results)
+                self._give_back(self.jobs.browse([request.job_id for request in ready]))
+                self._commit()
+        finally:
+            self._unlock_all()
+        self._schedule_next_run()
         return done
+
+    def _time_left(self):
+        return self.deadline - time.monotonic()
 
     def _commit(self):
         if self.commit:
             self.env.cr.commit()
+
+    def _next_requests(self):
+        """Claim a few due jobs, build their payloads, and return the requests
+        that fit in the run's remaining time (the others go back to the queue)."""
+        claimed = self._claim(CLAIM_BATCH_SIZE)
+        if not claimed:
+            return []
+        requests = [self._outbound_request(job) for job in self._prepare_payloads(claimed)]
+        self._commit()
+        # Jobs finished while preparing (cancelled, dead, retried later) are settled.
+        self._unlock(set(claimed.ids) - {request.job_id for request in requests})
+        return requests
+
+    def _wait_for_work(self):
+        """With nothing on the wire: wait for work due before the run's end.
+
+        Polls every IDLE_POLL seconds (jobs queued meanwhile, jobs released
+        by an older one of their record) until the next retry falls due.
+        False when nothing is due within the horizon or the budget.
+        """
+        horizon = min(RETRY_WAIT_HORIZON, self._time_left() - RUN_MARGIN)
+        next_due = self._seconds_to_next_due()
+        if next_due is None or next_due > horizon:
+            return False
+        self._commit()  # no snapshot held while waiting
+        time.sleep(min(max(next_due, 0), IDLE_POLL))
+        return True
+
+    def _seconds_to_next_due(self):
+        """Seconds until the next pending job may be claimable (0: due now), or
+        None.  A due job held back by an older unfinished job of its record
+        counts as due in IDLE_POLL seconds: the older one may finish by then."""
+        cr = self.env.cr
+        cr.execute(
+            """
+            SELECT min(next_attempt_at) FROM bj_api_sync_job job
+            JOIN bj_api_sync_config config ON config.id = job.config_id AND config.active
+            WHERE job.state = 'pending'
+            """
+        )
+        next_at = cr.fetchone()[0]
+        if next_at is None:
+            return None
+        seconds = (next_at - self.jobs._bj_now()).total_seconds()
+        return seconds if seconds > 0 else IDLE_POLL
+
+    def _schedule_next_run(self):
+        """Wake the cron again for work this run could not take: at once for due
+        work, else shortly before the next retry so that the run started then
+        can wait for it (the cron otherwise polls about once a minute)."""
+        seconds = self._seconds_to_next_due()
+        if seconds is None:
+            return
+        lead = min(RETRY_WAIT_HORIZON, run_budget()) - RUN_MARGIN
+        self.jobs._bj_wake_worker(
+            self.jobs._bj_now() + timedelta(seconds=max(seconds - lead, 0))
+        )
+        self._commit()
+
+    # -- claiming and giving back ----------------------------------------------------
 
     def _lock_rows(self, query, params):
         """Rows of a ``... FOR UPDATE SKIP LOCKED`` (or an UPDATE), or None.
@@ -140,17 +247,19 @@ class DeliveryWorker:
             return None
 
     def _claim(self, limit):
-        """Mark up to ``limit`` due jobs as running for this worker and return them.
+        """Mark up to ``limit`` due jobs as running for this run and return them.
 
         A job is not due while an older unfinished job of its configuration
         shares one of its records: changes of a record go out in the order they
         happened.  ``FOR UPDATE SKIP LOCKED`` lets several workers claim at the
-        same time without waiting for or taking each other's jobs.  Archived
-        configurations keep their jobs waiting.
+        same time without waiting for or taking each other's jobs.  The claim
+        takes each job's advisory lock before it commits, so a claimed job is
+        never seen running without its lock.  Archived configurations keep
+        their jobs waiting.
         """
         self.env.flush_all()
         if self.commit:
-            # A fresh transaction of our own: in READ COMMITTED, SKIP LOCKED passes
+            # A short transaction of its own: in READ COMMITTED, SKIP LOCKED passes
             # over rows that another worker claimed meanwhile, where Odoo's
             # REPEATABLE READ would fail to serialize.
             self.env.cr.commit()
@@ -166,11 +275,18 @@ class DeliveryWorker:
                          FOR UPDATE SKIP LOCKED)
             RETURNING id
             """,
-            {"now": self.jobs._bj_now(), "worker": self.name, "uid": self.env.uid, "limit": limit,
+            {"now": self.jobs._bj_now(), "worker": self.name, "uid": self.env.uid,
+             "limit": limit,
              # More candidates than wanted: other workers may be taking the first ones.
              "ids": self._claimable_ids(limit * CLAIM_CANDIDATE_FACTOR)},
         )
-        jobs = self.jobs.browse(sorted(row[0] for row in rows or ()))
+        ids = sorted(row[0] for row in rows or ())
+        if ids:
+            self.env.cr.execute("SELECT pg_advisory_lock(%s, id) FROM unnest(%s::int[]) AS id",
+                                [JOB_LOCK_SPACE, ids])
+            self.locked.update(ids)
+        self._commit()
+        jobs = self.jobs.browse(ids)
         jobs.invalidate_recordset(["state", "attempt", "locked_at", "worker"])
         return jobs
 
@@ -218,26 +334,82 @@ class DeliveryWorker:
             after = due[-1][0]
         return chosen
 
-    def _reclaim_stale_jobs(self):
-        """Give back jobs left running by a worker that died (or was killed)."""
+    def _unlock(self, ids):
+        ids = [job_id for job_id in ids if job_id in self.locked]
+        if ids:
+            self.env.cr.execute(
+                "SELECT pg_advisory_unlock(%s, id) FROM unnest(%s::int[]) AS id",
+                [JOB_LOCK_SPACE, ids])
+            self.locked.difference_update(ids)
+
+    def _unlock_all(self):
+        """Release this run's remaining job locks, whatever happened: the
+        connection goes back to Odoo's pool, which would keep them otherwise."""
+        try:
+            self._unlock(list(self.locked))
+        except psycopg2.Error:
+            _logger.warning("Could not release the locks of outbound jobs %s", self.locked,
+                            exc_info=True)
+
+    def _give_back(self, jobs):
+        """Claimed jobs this run will not send: pending again, the attempt undone."""
+        if jobs:
+            self.env.cr.execute(
+                """
+                UPDATE bj_api_sync_job SET state = 'pending', attempt = attempt - 1,
+                       locked_at = NULL
+                WHERE id = ANY(%s) AND state = 'running' AND worker = %s
+                """,
+                [jobs.ids, self.name],
+            )
+            jobs.invalidate_recordset(["state", "attempt", "locked_at"])
+
+    def _reclaim_abandoned_jobs(self):
+        """Give back the jobs of workers that died (or were killed) mid-attempt.
+
+        A running job whose advisory lock this run can take has lost its
+        worker.  Its attempt was cut short: it is logged as such, and the job
+        is retried (or dead-lettered when it has no attempt left).
+        """
         self.env.flush_all()
-        cutoff = self.jobs._bj_now() - STALE_AFTER
         rows = self._lock_rows(
-            "SELECT id FROM bj_api_sync_job WHERE state = 'running' AND locked_at < %s "
-            "FOR UPDATE SKIP LOCKED",
-            [cutoff],
+            "SELECT id FROM bj_api_sync_job WHERE state = 'running' FOR UPDATE SKIP LOCKED", [],
         )
-        stale = self.jobs.browse([row[0] for row in rows or ()])
-        if not stale:
-            return stale
+        ids = [row[0] for row in rows or ()]
+        if not ids:
+            return self.jobs.browse()
+        self.env.cr.execute(
+            "SELECT id FROM unnest(%s::int[]) AS id WHERE pg_try_advisory_lock(%s, id)",
+            [ids, JOB_LOCK_SPACE],
+        )
+        abandoned = self.jobs.browse(sorted(row[0] for row in self.env.cr.fetchall()))
+        if abandoned:
+            try:
+                self._give_back_abandoned(abandoned)
+            finally:
+                self.env.cr.execute(
+                    "SELECT pg_advisory_unlock(%s, id) FROM unnest(%s::int[]) AS id",
+                    [JOB_LOCK_SPACE, abandoned.ids])
+        return abandoned
+
+    def _give_back_abandoned(self, abandoned):
         _logger.warning("Reclaiming %s outbound jobs left running by a stopped worker: %s",
-                        len(stale), stale.ids)
+                        len(abandoned), abandoned.ids)
         message = _("The worker sending this delivery stopped before recording the result.")
-        exhausted = stale.filtered(lambda job: job.attempt >= job.attempt_limit)
-        (stale - exhausted)._bj_release(message)
+        log_model = self.env["bj.api.log"]
+        for job in abandoned:
+            plan = job.config_id._bj_plan()
+            log_model._bj_write_in_transaction(
+                outbound.log_values(plan, None, records_text=job.res_ids, attempt=job.attempt,
+                                    error=_("Attempt %(attempt)s cut short: %(message)s",
+                                            attempt=job.attempt, message=message),
+                                    job_id=job.id),
+                plan.secrets,
+            )
+        exhausted = abandoned.filtered(lambda job: job.attempt >= job.attempt_limit)
+        (abandoned - exhausted)._bj_release(message)
         exhausted._bj_finish("dead", message)
         exhausted._bj_notify_dead()
-        return stale
 
     def _count_due(self):
         return self.jobs.search_count([("state", "=", "pending"),
@@ -259,109 +431,91 @@ class DeliveryWorker:
         for cron in siblings:
             cron._trigger()
 
-    def _outbound_requests(self, jobs):
-        """The ``OutboundRequest`` of each prepared job (plans are cached: the
-        worker's commits do not make it read the configurations again)."""
-        requests = []
-        for job in jobs:
-            plan = job.config_id._bj_plan()
-            requests.append(OutboundRequest(
-                job.id, plan, job.attempt, job.attempt_limit, job.res_ids, job.payload,
-                {**outbound.request_headers(plan),
-                 http_client.IDEMPOTENCY_HEADER: job.idempotency_key, EVENT_HEADER: job.event},
-            ))
-        return requests
-
-    def _submit(self, senders, requests):
-        """Hand ``requests`` to the sender threads; return them in flight.
-
-        A claim never holds two jobs of one record, so sending them
-        SEND_CONCURRENCY at a time keeps the per-record order.
-        """
-        deadline = time.monotonic() + SEND_WINDOW.total_seconds()
-        return [(request, senders.submit(_send_request, request, deadline))
-                for request in requests]
-
-    def _await_results(self, in_flight):
-        """Wait for the requests in flight; return the ``(request, result)`` pairs
-        not stored yet, and the ids of the jobs whose send window expired.
-
-        Results are written and committed together, at most RESULTS_COMMIT_INTERVAL
-        apart: a commit per request would cost more than the request.  A worker
-        that dies loses at most those results; its jobs are reclaimed and sent
-        again with the same Idempotency-Key.
-        """
-        last_commit = time.monotonic()
-        results, expired = [], []
-        for request, future in in_flight:
-            result = future.result()
-            if result is None:
-                expired.append(request.job_id)
-            else:
-                results.append((request, result))
-            if time.monotonic() - last_commit > RESULTS_COMMIT_INTERVAL:
-                self._store_results(results, [])
-                results, last_commit = [], time.monotonic()
-        return results, expired
-
-    def _store_results(self, results, expired):
-        """Write ``results``, put the ``expired`` jobs back in the queue, commit."""
-        self._record_results(results)
-        self.jobs.browse(expired)._bj_release()
-        self._commit()
+    # -- payloads ----------------------------------------------------------------------
 
     def _prepare_payloads(self, jobs):
         """Build the payload of claimed ``jobs`` that have none yet; return those to send.
 
-        One export per configuration for the whole claim.  Younger jobs that
-        were never attempted and only hold records exported here are merged:
-        the payload built now already carries their changes.
+        This transaction begins with the export, so the export and the merge of
+        younger jobs see one snapshot: a younger job merged here was committed
+        before the records were read, and its change is in the payload; a change
+        committed after the read keeps its job.  One export per configuration,
+        in a savepoint: whatever fails there (a script, a value JSON cannot
+        encode, an access or database error) fails that configuration's jobs
+        alone, job by job.
         """
         for config, unbuilt in jobs.filtered(lambda job: not job.payload).grouped(
                 "config_id").items():
             plan = config._bj_plan()
-            records, _skipped = outbound.records_in_scope(
-                self.env, plan,
-                list(dict.fromkeys(i for job in unbuilt for i in id_list(job.res_ids))))
             try:
-                objects = dict(zip(records.ids, outbound.export_payloads(self.env, plan, records),
-                                   strict=True))
-            except MappingError:
-                objects = None  # find the culprit job by job
-            present = set(records.ids)
-            rows = [row for job in unbuilt
-                    if (row := self._build_payload(job, plan, records, present, objects))]
-            if rows:
-                self._update_rows((("payload", "text"), ("res_ids", "varchar")), rows)
-                self._merge_younger_jobs(config, [i for row in rows for i in id_list(row[2])])
-        return jobs.filtered(lambda job: job.state == "running")
+                with self.env.cr.savepoint():
+                    rows = self._build_payloads(plan, unbuilt)
+                    if rows:
+                        self._update_rows((("payload", "text"), ("res_ids", "varchar")), rows)
+                        merged = [i for row in rows for i in id_list(row[2])]
+                        self._merge_younger_jobs(plan, merged)
+            except Exception:  # noqa: BLE001 - find the culprit job by job
+                self.env.invalidate_all()
+                for job in unbuilt:
+                    self._build_alone(plan, job)
+        return jobs.filtered(lambda job: job.state == "running" and job.payload)
 
-    def _build_payload(self, job, plan, records, present, objects):
-        """``(id, payload, res_ids)`` of ``job``, or None when it is not to be sent.
+    def _build_payloads(self, plan, jobs):
+        """``(id, payload, res_ids)`` of the ``jobs`` of one configuration."""
+        records, _skipped = outbound.records_in_scope(
+            self.env, plan, list(dict.fromkeys(i for job in jobs for i in id_list(job.res_ids))))
+        objects = dict(zip(records.ids, outbound.export_payloads(self.env, plan, records),
+                           strict=True))
+        rows = []
+        for job in jobs:
+            ids = [i for i in id_list(job.res_ids) if i in objects]
+            if not ids:
+                job._bj_finish("cancelled", _("The records no longer exist or are outside the "
+                                              "Filter Domain: nothing to send."))
+                continue
+            items = [objects[i] for i in ids]
+            payload = items if plan.is_paginated or len(items) > 1 else items[0]
+            rows.append((job.id, json.dumps(payload), id_text(ids)))
+        return rows
 
-        ``records`` are the exported records in scope, ``present`` their ids and
-        ``objects`` their JSON objects by id (None: export job by job).
-        """
-        ids = [i for i in id_list(job.res_ids) if i in present]
-        if not ids:
-            job._bj_finish("cancelled", _("The records no longer exist or are outside the "
-                                       "Filter Domain: nothing to send."))
-            return None
+    def _build_alone(self, plan, job):
+        """Build one job's payload in a savepoint; on failure, record why."""
         try:
-            items = ([objects[i] for i in ids] if objects is not None
-                     else outbound.export_payloads(self.env, plan, records.browse(ids)))
-        except MappingError as error:
-            self.env["bj.api.log"]._bj_write_in_transaction(
-                outbound.log_values(plan, None, records_text=id_text(ids),
-                                    attempt=job.attempt, error=str(error), job_id=job.id),
-                plan.secrets)
-            job._bj_finish("dead", str(error))
-            job._bj_notify_dead()
-            return None
-        payload = items if plan.is_paginated or len(items) > 1 else items[0]
-        return (job.id, json.dumps(payload), id_text(ids))
+            with self.env.cr.savepoint():
+                rows = self._build_payloads(plan, job)
+                if rows:
+                    self._update_rows((("payload", "text"), ("res_ids", "varchar")), rows)
+        except Exception as error:  # noqa: BLE001 - one job's failure is its own
+            self.env.invalidate_all()
+            self._payload_failed(plan, job, error)
 
-    def _merge_younger_jobs(self, config, ids):
+    def _payload_failed(self, plan, job, error):
+        """A payload that cannot be built: a mapping error is final (dead);
+        anything else is retried by the policy, like a failed request."""
+        if isinstance(error, MappingError):
+            message = str(error)
+        else:
+            _logger.warning("Outbound job %s: cannot build its payload", job.id, exc_info=True)
+            message = _("Cannot build the payload: %(error)s",
+                        error=f"{type(error).__name__}: {error}")
+        self.env["bj.api.log"]._bj_write_in_transaction(
+            outbound.log_values(plan, None, records_text=job.res_ids, attempt=job.attempt,
+                                error=message, job_id=job.id),
+            plan.secrets,
+        )
+        if isinstance(error, MappingError) or job.attempt >= job.attempt_limit:
+            job._bj_finish("dead", message)
+            job._bj_notify_dead()
+        else:
+            delay = retry.next_delay(job.attempt, plan.delivery.base_delay,
+                                     plan.delivery.max_delay)
+            self._update_rows(OUTCOME_COLUMNS, [(
+                job.id, "pending", 0, message,
+                self.jobs._bj_now() + timedelta(seconds=delay), None, None)])
+
+    def _merge_younger_jobs(self, plan, ids):
+        """Cancel younger pending jobs of these records that were never attempted:
+        the payload just built carries their change (same snapshot)."""
         self.env.flush_all()
         merged = self._lock_rows(
             """
@@ -371,16 +525,48 @@ class DeliveryWorker:
             RETURNING id
             """,
             [_("Merged into an older delivery, which sent the record's state including "
-               "this change."), config.id, ids],
+               "this change."), plan.config_id, ids],
         )
         self.jobs.browse([row[0] for row in merged or ()]).invalidate_recordset(
             ["state", "last_error"])
 
+    def _outbound_request(self, job):
+        """The ``OutboundRequest`` of a prepared job (plans are cached: the
+        worker's commits do not make it read the configurations again)."""
+        plan = job.config_id._bj_plan()
+        return OutboundRequest(
+            job.id, plan, job.attempt, job.attempt_limit, job.res_ids, job.payload,
+            {**outbound.request_headers(plan),
+             http_client.IDEMPOTENCY_HEADER: job.idempotency_key, EVENT_HEADER: job.event},
+        )
+
+    def _timeout_left(self, request):
+        """``(connect, read)`` seconds for sending ``request`` now: the
+        configuration's, cut down to what the run has left; None when less
+        than two seconds are left."""
+        left = self._time_left() - RUN_MARGIN
+        if left < 2:
+            return None
+        connect, read = request.plan.delivery.timeout
+        connect = min(connect, left / 2)
+        return (connect, min(read, left - connect))
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    def _store_results(self, results):
+        """Write the outcomes of answered requests, commit, release their locks."""
+        if results:
+            self._record_results(results)
+            self._commit()
+            self._unlock([request.job_id for request, _result in results])
+
     def _record_results(self, results):
-        """Write the jobs' outcomes and one log row per attempt, in bulk."""
-        if not results:
-            return
-        log_model = self.env["bj.api.log"].sudo()
+        """Write the jobs' outcomes and one log row per attempt, in bulk.
+
+        Fenced: an outcome is written only while the job is still this run's
+        claim of that attempt (a job given back and claimed again is not).
+        """
+        log_model = self.env["bj.api.log"]
         # In the worker's transaction: a log row commits with the outcome it records.
         max_size = log_model._bj_body_max_size()
         log_model._bj_insert_rows(self.env.cr, [log_model._bj_prepare_log_values(
@@ -407,24 +593,35 @@ class DeliveryWorker:
                 state = "dead"
                 dead.append(request.job_id)
             rows.append((request.job_id, state, result.status_code or 0, error,
-                         next_at or now, done_at, None))
-        self._update_rows(OUTCOME_COLUMNS, rows)
+                         next_at or now, done_at, None, request.attempt))
+        written = self._update_rows(OUTCOME_COLUMNS, rows, fence=True)
         if wake_at:
             self.jobs._bj_wake_worker(wake_at)
-        self.jobs.browse(dead)._bj_notify_dead()
+        self.jobs.browse([job_id for job_id in dead if job_id in written])._bj_notify_dead()
 
-    def _update_rows(self, columns, rows):
+    def _update_rows(self, columns, rows, fence=False):
         """One UPDATE for many jobs: ``rows`` are ``(id, *values)`` for ``columns``,
-        pairs of (column, SQL type) named in this module."""
+        pairs of (column, SQL type) named in this module; with ``fence``, each row
+        ends with the attempt it is the outcome of, and only rows still claimed
+        by this run for that attempt change.  Returns the ids written."""
+        self.env.flush_all()  # ORM writes of these jobs first
         names = [name for name, _type in columns]
-        row_sql = "(%s::int, " + ", ".join(f"%s::{sql_type}" for _name, sql_type in columns) + ")"
+        types = [sql_type for _name, sql_type in columns] + (["int"] if fence else [])
+        row_sql = "(%s::int, " + ", ".join(f"%s::{sql_type}" for sql_type in types) + ")"
+        aliases = names + (["attempt"] if fence else [])
+        condition = ("AND job.state = 'running' AND job.worker = %s AND job.attempt = new.attempt"
+                     if fence else "")
         self.env.cr.execute(
             """
             UPDATE bj_api_sync_job AS job SET {}, write_date = %s, write_uid = %s
-            FROM (VALUES {}) AS new(id, {}) WHERE job.id = new.id
+            FROM (VALUES {}) AS new(id, {}) WHERE job.id = new.id {}
+            RETURNING job.id
             """.format(", ".join(f"{name} = new.{name}" for name in names),
-                       ", ".join([row_sql] * len(rows)), ", ".join(names)),
-            [self.jobs._bj_now(), self.env.uid, *(value for row in rows for value in row)],
+                       ", ".join([row_sql] * len(rows)), ", ".join(aliases), condition),
+            [self.jobs._bj_now(), self.env.uid, *(value for row in rows for value in row),
+             *([self.name] if fence else [])],
         )
-        self.jobs.browse([row[0] for row in rows]).invalidate_recordset(
+        written = {row[0] for row in self.env.cr.fetchall()}
+        self.jobs.browse(list(written)).invalidate_recordset(
             [*names, "write_date", "write_uid"])
+        return written

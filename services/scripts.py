@@ -3,6 +3,8 @@ with the variables the Script dialog documents."""
 
 import base64
 import logging
+import sys
+import time
 
 from psycopg2 import OperationalError
 
@@ -18,6 +20,50 @@ _logger = logging.getLogger("bj.api.mapping")
 
 # Name of the variable a multi-statement Evaluate script assigns its value to.
 RESULT_VARIABLE = "result"
+# Seconds one script may run (a system parameter): past it, the script stops
+# with an error naming its line, and its request or job fails alone.
+PARAM_SCRIPT_SECONDS = "bjet_api_sync.script_time_budget"
+DEFAULT_SCRIPT_SECONDS = 5
+
+
+class ScriptTimeout(BaseException):
+    """Raised inside a script past its budget.  A BaseException, so that the
+    script's own ``except Exception`` cannot swallow it."""
+
+
+class BudgetedTime:
+    """The sandbox's ``time`` module, whose ``sleep`` cannot outlast the budget."""
+
+    def __init__(self, deadline):
+        self.deadline = deadline
+        self.time = sandbox.time.time
+        self.strptime = sandbox.time.strptime
+        self.strftime = sandbox.time.strftime
+
+    def sleep(self, seconds):
+        remaining = self.deadline - time.monotonic()
+        if seconds > remaining:
+            time.sleep(max(remaining, 0))
+            raise ScriptTimeout
+        time.sleep(seconds)
+
+
+def run_within(seconds, function):
+    """``function()``, stopped by ScriptTimeout after ``seconds`` of running
+    Python lines (a trace function of this thread, removed afterwards)."""
+    deadline = time.monotonic() + seconds
+
+    def tracer(_frame, _event, _arg):
+        if time.monotonic() > deadline:
+            raise ScriptTimeout
+        return tracer
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        return function()
+    finally:
+        sys.settrace(previous)
 
 
 def compile_script(source, mode):
@@ -36,7 +82,7 @@ def compile_script(source, mode):
         return Script(mode, None, False, error=f"{type(error).__name__}: {error}")
 
 
-def script_context(env, model, record, request_data):
+def script_context(env, model, record, request_data, deadline):
     """The variables a configuration line's Python Script can use."""
     return {
         "env": env,
@@ -44,7 +90,7 @@ def script_context(env, model, record, request_data):
         "records": record,
         "record": record,
         "request_data": request_data,
-        "time": sandbox.time,
+        "time": BudgetedTime(deadline),
         "datetime": sandbox.datetime,
         "dateutil": sandbox.dateutil,
         "timezone": sandbox.pytz.timezone,
@@ -63,6 +109,8 @@ class ScriptRunner:
 
     def __init__(self, env):
         self.env = env
+        self.seconds = env["bj.api.log"].sudo()._bj_int_param(
+            PARAM_SCRIPT_SECONDS, DEFAULT_SCRIPT_SECONDS)
 
     def __call__(self, line, handle, request_data, index):
         script = line.script
@@ -72,11 +120,19 @@ class ScriptRunner:
                                line_id=line.line_id, index=index)
         model = self.env[line.model]
         record = handle if handle is not None else model
-        variables = script_context(model.env, model, record, request_data)
+        variables = script_context(model.env, model, record, request_data,
+                                   time.monotonic() + self.seconds)
         try:
             if script.is_expression:
-                return True, eval(script.code, variables)  # noqa: S307 - sandbox-checked code
-            exec(script.code, variables)  # noqa: S102 - sandbox-checked code
+                # noqa: S307 - sandbox-checked code
+                return True, run_within(self.seconds, lambda: eval(script.code, variables))
+            run_within(self.seconds, lambda: exec(script.code, variables))  # noqa: S102
+        except ScriptTimeout:
+            raise MappingError(
+                f"Script of line {label!r} ran longer than its {self.seconds} s budget "
+                f"(system parameter {PARAM_SCRIPT_SECONDS}).",
+                line_id=line.line_id, index=index,
+            ) from None
         except OperationalError:
             raise  # concurrency failures: Odoo retries the whole request
         except UserError as error:

@@ -4,6 +4,7 @@ from unittest.mock import patch
 
 from odoo.sql_db import db_connect
 from odoo.tests import BaseCase, tagged
+from odoo.tools import mute_logger
 
 from ..core import masking
 from ..models import bj_api_log
@@ -131,6 +132,19 @@ class TestLogWriter(BjApiSyncCase):
             )
         self.assertTrue(self.env["bj.api.log"].browse(log_id).exists())
         self.assertEqual(self.committed_log_ids(marker), [])
+
+    @mute_logger("bj.api.log")
+    def test_a_failed_row_in_the_callers_transaction_is_undone_alone(self):
+        partner = self.env["res.partner"].create({"name": "kept"})
+        self.env.flush_all()
+        log_id = self.env["bj.api.log"]._bj_write_in_transaction(
+            {"config_id": 10**8, "direction": "in", "state": "error"}  # no such configuration
+        )
+        self.assertFalse(log_id)
+        self.env.invalidate_all()
+        self.assertTrue(partner.exists(), "the caller's work survives")
+        self.assertTrue(self.env["bj.api.log"]._bj_write_in_transaction(
+            {"direction": "in", "state": "success"}), "the transaction is usable")
 
     def test_unstorable_text_is_escaped(self):
         log_id = self.env["bj.api.log"]._bj_write_in_transaction({

@@ -90,7 +90,7 @@ class TestOutboundConcurrentWorkers(LocalServerMixin, BaseCase):
         jobs = self.read_jobs()
         self.assertEqual({state for state, _worker, _logs in jobs}, {"done"})
         self.assertEqual({logs for _state, _worker, logs in jobs}, {1}, "one attempt each")
-        workers = {worker.rsplit(":", 1)[-1] for _state, worker, _logs in jobs}
+        workers = {worker.split(":")[2] for _state, worker, _logs in jobs}  # host:pid:thread:run
         self.assertEqual(workers, {"bj-worker-1", "bj-worker-2"}, "both workers delivered")
         keys = [request.headers["Idempotency-Key"] for request in self.server.requests]
         self.assertEqual(len(keys), len(self.job_ids))

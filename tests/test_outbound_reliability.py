@@ -1,0 +1,294 @@
+"""The outbox cannot lose, repeat or stall a change: lost updates, failure
+isolation, the watchdog budget, fencing, commit latency and retry timing."""
+
+import threading
+import time
+from unittest.mock import patch
+
+from odoo import SUPERUSER_ID, Command, api, fields
+from odoo.exceptions import AccessError
+from odoo.modules.registry import DummyRLock, Registry
+from odoo.sql_db import db_connect
+from odoo.tests import BaseCase, get_db_name, tagged
+from odoo.tools import config as odoo_config
+
+from ..services import delivery_worker, outbound
+from ..services.scripts import PARAM_SCRIPT_SECONDS
+from .common import BjOutboundCase, LocalServerMixin
+
+
+@tagged("post_install", "-at_install")
+class TestCommittedOutbox(LocalServerMixin, BaseCase):
+    """Real transactions: data committed through cursors of its own (deleted
+    afterwards), workers on their own connections, as cron workers run."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.registry = Registry(get_db_name())
+        # The test runner holds the registry lock; new threads and cursors need it.
+        cls.startClassPatcher(patch.object(Registry, "_lock", DummyRLock()))
+
+    def setUp(self):
+        super().setUp()
+        with self.env_cursor() as env:
+            config = env["bj.api.sync.config"].create({
+                "name": "Committed outbox test",
+                "request_type": "out",
+                "model_id": env["ir.model"]._get_id("res.partner"),
+                "request_url": self.server.url + "/sink",
+                "http_method_ids": [Command.set(env.ref("bjet_api_sync.bj_http_method_post").ids)],
+                "trigger_on_create": True,
+                "trigger_on_write": True,
+                "retry_base_delay": 1,
+                "line_ids": [
+                    Command.create({"field_id": env["ir.model.fields"]._get("res.partner", name).id,
+                                    "external_key": name, "value_type": "plain",
+                                    "is_identifier": name == "id", "sequence": index})
+                    for index, name in enumerate(("id", "name"))
+                ],
+            })
+            self.config_id = config.id
+        self.partner_ids = []
+        self.addCleanup(self.delete_data)
+
+    def env_cursor(self):
+        registry = self.registry
+
+        class Scope:
+            def __enter__(scope):
+                scope.cr = registry.cursor()
+                return api.Environment(scope.cr, SUPERUSER_ID, {"tracking_disable": True})
+
+            def __exit__(scope, kind, *_rest):
+                if kind is None:
+                    scope.cr.commit()
+                scope.cr.close()
+
+        return Scope()
+
+    def delete_data(self):
+        with self.env_cursor() as env:
+            env["bj.api.log"].search([("config_id", "=", self.config_id)]).unlink()
+            env["bj.api.sync.job"].search([("config_id", "=", self.config_id)]).unlink()
+            env["bj.api.sync.config"].browse(self.config_id).unlink()
+            env["res.partner"].browse(self.partner_ids).unlink()
+
+    def create_partner(self, name):
+        with self.env_cursor() as env:
+            partner = env["res.partner"].create({"name": name})
+            self.partner_ids.append(partner.id)
+            return partner.id
+
+    def run_worker(self):
+        """One delivery run in a thread of its own, committing as a cron worker does."""
+        def deliver():
+            with self.env_cursor() as env:
+                env["bj.api.sync.job"]._cron_deliver_jobs()
+
+        thread = threading.Thread(target=deliver)
+        thread.start()
+        return thread
+
+    def names_received(self):
+        return [request.json()["name"] for request in self.server.requests]
+
+    def jobs(self):
+        with self.env_cursor() as env:
+            return [(job.event, job.state) for job in env["bj.api.sync.job"].search(
+                [("config_id", "=", self.config_id)], order="id")]
+
+    def test_a_change_committed_between_export_and_merge_is_delivered(self):
+        """The export and the merge of younger jobs share one snapshot: an update
+        committed after the export read the record keeps its own job."""
+        partner_id = self.create_partner("v1")
+        merge = delivery_worker.DeliveryWorker._merge_younger_jobs
+
+        updates = []
+
+        def update_then_merge(worker, plan, ids):
+            if not updates:
+                updates.append("v2")
+                with self.env_cursor() as env:  # another transaction, committed now
+                    env["res.partner"].browse(partner_id).name = "v2"
+            return merge(worker, plan, ids)
+
+        with patch.object(delivery_worker.DeliveryWorker, "_merge_younger_jobs",
+                          update_then_merge):
+            self.run_worker().join(60)
+        self.run_worker().join(60)
+        self.assertEqual(self.names_received(), ["v1", "v2"], "the update arrives, after")
+        self.assertEqual(self.jobs(), [("create", "done"), ("write", "done")])
+
+    def test_an_update_seen_by_the_export_is_merged(self):
+        partner_id = self.create_partner("v1")
+        with self.env_cursor() as env:
+            env["res.partner"].browse(partner_id).name = "v2"
+        self.run_worker().join(60)
+        self.assertEqual(self.names_received(), ["v2"])
+        self.assertEqual(self.jobs(), [("create", "done"), ("write", "cancelled")])
+
+    def test_an_answer_is_committed_within_about_a_second(self):
+        """While a slow request is still in flight, the outcome of a quick one is
+        already visible to other transactions."""
+        self.server.queue(200, {"ok": True})  # whichever request comes first
+        self.server.queue(200, {"ok": True}, delay=6)
+        self.create_partner("one")
+        self.create_partner("two")
+        worker = self.run_worker()
+        states = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and "done" not in states:
+            time.sleep(0.2)
+            states = [state for _event, state in self.jobs()]
+        seen_at = time.monotonic()
+        worker.join(30)
+        self.assertEqual(sorted(states), ["done", "running"], "the slow one is still on the wire")
+        self.assertLess(seen_at - self.server.requests[0].received_at, 2.5)
+
+
+@tagged("post_install", "-at_install")
+class TestOutboundReliability(BjOutboundCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.partners = cls.env["res.partner"].create(
+            [{"name": f"Reliable {index}", "email": f"r{index}@example.com"} for index in range(6)]
+        )
+
+    def enqueue(self, config, partners):
+        return self.env["bj.api.sync.job"]._bj_enqueue(config._bj_plan(), partners, "manual")
+
+    def test_one_failing_job_fails_alone(self):
+        """Whatever makes a payload fail, that job fails alone and records why;
+        the other jobs and configurations are delivered and the run raises nothing."""
+        self.env["ir.config_parameter"].set_param(PARAM_SCRIPT_SECONDS, "1")
+        good = self.make_out_config(name="Good")
+        scripted = {
+            "script raising": ("raise UserError('refused')", "dead", "refused"),
+            "unserializable value": ("datetime.timedelta(days=1)", "pending", "TypeError"),
+            "script running too long": ("while True:\n    pass", "dead", "budget"),
+            "sleeping script": ("time.sleep(30)", "dead", "budget"),
+        }
+        cases = {}
+        for index, (name, (script, _state, _why)) in enumerate(scripted.items()):
+            config = self.make_out_config(name=name, max_attempts=3)
+            config.line_ids[-1].write({"value_type": "python_plain", "python_script": script})
+            cases[name] = self.enqueue(config, self.partners[index])
+        access = self.make_out_config(name="access error", max_attempts=3)
+        database = self.make_out_config(name="database error", max_attempts=3)
+        cases["access error"] = self.enqueue(access, self.partners[4])
+        cases["database error"] = self.enqueue(database, self.partners[5])
+        good_jobs = self.enqueue(good, self.partners)
+        real_export = outbound.export_payloads
+
+        def export(env, plan, records):
+            if plan.config_id == access.id:
+                raise AccessError("not for you")
+            if plan.config_id == database.id:
+                env.cr.execute("SELECT 1 / 0", log_exceptions=False)
+            return real_export(env, plan, records)
+
+        started = time.monotonic()
+        with patch.object(outbound, "export_payloads", export):
+            self.deliver()
+        self.assertLess(time.monotonic() - started, 8, "scripts stop at their budget")
+        self.assertEqual(set(good_jobs.mapped("state")), {"done"})
+        self.assertEqual(len(self.server.requests), len(good_jobs))
+        expected = {name: (state, why) for name, (_script, state, why) in scripted.items()}
+        expected["access error"] = ("pending", "not for you")
+        expected["database error"] = ("pending", "division by zero")
+        for name, (state, why) in expected.items():
+            with self.subTest(name):
+                job = cases[name]
+                self.assertEqual(job.state, state)
+                self.assertIn(why, job.last_error)
+                self.assertTrue(job.log_ids, "the failure is logged")
+        cron = self.env.ref(delivery_worker.WORKER_CRON)
+        self.assertTrue(cron.active)
+
+    def test_a_run_stays_within_the_cron_time_limit(self):
+        """A slow API and a short limit: each run ends in time, counting the
+        requests in flight at their timeouts, and every job is delivered."""
+        config = self.make_out_config(name="Slow API", read_timeout=5)
+        jobs = self.enqueue(config, self.partners)
+        for _job in jobs:
+            self.server.queue(200, {"ok": True}, delay=1)
+        limits = {"limit_time_real_cron": 6, "limit_time_real": 120}
+        runs = []
+        with patch.dict(odoo_config.options, limits):
+            for _run in range(10):
+                started = time.monotonic()
+                self.deliver()
+                runs.append(time.monotonic() - started)
+                if set(jobs.mapped("state")) == {"done"}:
+                    break
+        self.assertEqual(set(jobs.mapped("state")), {"done"})
+        self.assertGreater(len(runs), 1, "the work needed several runs")
+        self.assertLess(max(runs), 6, f"every run ended before the limit: {runs}")
+
+    def test_outcomes_are_fenced(self):
+        """Only the claim that sent an attempt may write its outcome."""
+        config = self.make_out_config(name="Fenced")
+        job = self.enqueue(config, self.partners[0])
+        job.write({"state": "running", "worker": "other-run", "attempt": 2})
+        worker = delivery_worker.DeliveryWorker(self.env)
+        row = (job.id, "done", 200, None, fields.Datetime.now(), fields.Datetime.now(), None)
+        self.assertEqual(worker._update_rows(delivery_worker.OUTCOME_COLUMNS, [(*row, 2)],
+                                             fence=True), set())
+        job.invalidate_recordset()
+        self.assertEqual(job.state, "running", "another run's claim")
+        job.write({"worker": worker.name})
+        self.assertEqual(worker._update_rows(delivery_worker.OUTCOME_COLUMNS, [(*row, 1)],
+                                             fence=True), set(), "a stale attempt")
+        self.assertEqual(worker._update_rows(delivery_worker.OUTCOME_COLUMNS, [(*row, 2)],
+                                             fence=True), {job.id})
+        job.invalidate_recordset()
+        self.assertEqual(job.state, "done")
+
+    def test_a_retry_goes_out_on_time(self):
+        """A retry due in N seconds is sent about N seconds later by the same
+        run, Retry-After included, instead of at the next cron tick."""
+        config = self.make_out_config(name="On time", retry_base_delay=1, retry_max_delay=1)
+        cases = [({"Retry-After": "3"}, 3), ({}, 1)]
+        for headers, delay in cases:
+            with self.subTest(delay=delay):
+                self.server.clear()
+                job = self.enqueue(config, self.partners[0])
+                self.server.queue(503, {}, headers=headers)
+                with patch.object(delivery_worker, "RETRY_WAIT_HORIZON", 90):
+                    self.deliver()
+                self.assertEqual(job.state, "done")
+                first, second = self.server.requests
+                late = second.received_at - first.received_at - delay
+                self.assertGreaterEqual(late, -0.6)  # backoff jitter takes at most half
+                self.assertLess(late, 5)
+
+    def test_no_busy_loop_behind_an_older_job_of_the_record(self):
+        """A due job held back by an older job of its record still being sent by
+        a live worker: the run polls about once a second until its budget ends,
+        and reports no remaining work to ir.cron (which would call it again)."""
+        config = self.make_out_config(name="Held back")
+        older, younger = self.enqueue(config, self.partners[0]), self.enqueue(
+            config, self.partners[0])
+        older.write({"state": "running", "worker": "live-run", "attempt": 1})
+        self.env["ir.config_parameter"].set_param(delivery_worker.PARAM_RUN_SECONDS, "4")
+        claims = []
+        real_claim = delivery_worker.DeliveryWorker._claim
+
+        def counting_claim(worker, limit):
+            claims.append(time.monotonic())
+            return real_claim(worker, limit)
+
+        with db_connect(self.env.cr.dbname).cursor() as live, \
+                patch.object(delivery_worker.DeliveryWorker, "_claim", counting_claim), \
+                patch.object(delivery_worker, "RETRY_WAIT_HORIZON", 90):
+            live.execute("SELECT pg_advisory_lock(%s, %s)",
+                         [delivery_worker.JOB_LOCK_SPACE, older.id])
+            started = time.monotonic()
+            self.deliver()
+            elapsed = time.monotonic() - started
+        self.assertEqual(younger.state, "pending")
+        self.assertLess(elapsed, 6)
+        self.assertLessEqual(len(claims), elapsed / delivery_worker.IDLE_POLL + 2)
+        self.assertEqual(self.server.requests, [])
