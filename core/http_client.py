@@ -84,6 +84,12 @@ class HttpResult:
         """The error in plain words, without the library's details."""
         return ERROR_LABELS.get(self.error_kind, self.error or "")
 
+    def header(self, name):
+        """The answer's header ``name`` (compared case-insensitively), or None."""
+        name = name.lower()
+        return next((value for key, value in self.headers.items() if key.lower() == name),
+                    None)
+
     def describe(self):
         """One line for a notification or a log: status and reason, or the error."""
         if self.status_code is not None:

@@ -1,7 +1,9 @@
 """Retry policy of outbound deliveries: what to retry, and when.
 
 Plain Python, no ORM: the delivery worker asks ``outcome()`` what an attempt's
-result means and ``next_delay()`` how long to wait before the next one.
+result means and ``next_delay()`` how long to wait before the next one; the
+synchronous entry point also asks ``attempt_seconds()`` how long one attempt
+may take, to keep its inline retries within its time budget.
 """
 
 import random
@@ -25,6 +27,12 @@ DEFAULT_MAX_DELAY = 3600  # no wait between two attempts is longer, unless Retry
 BACKOFF_FACTOR = 2
 # A Retry-After above this is a server bug or hostile: waiting a day is enough.
 MAX_RETRY_AFTER = 24 * 3600
+# The synchronous entry point retries a failed request inline at most this many
+# attempts in all (fewer when the configuration's Maximum Attempts is lower)...
+INLINE_MAX_ATTEMPTS = 3
+# ...and only inside a window of this many whole attempts (attempt_seconds)
+# after every request was tried once.
+INLINE_RETRY_WINDOW = 3
 
 
 def outcome(status_code=None, retryable_error=False):
@@ -88,3 +96,13 @@ def next_delay(attempt, base_delay, max_delay, retry_after=None, rng=random):
     if retry_after is not None:
         delay = max(delay, retry_after)
     return delay
+
+
+def attempt_seconds(timeout):
+    """Longest time one attempt waits for the server with ``timeout``: connect +
+    read seconds of a ``(connect, read)`` pair; a single number is both, as in
+    ``requests``."""
+    if isinstance(timeout, list | tuple):
+        connect, read = timeout
+        return float(connect + read)
+    return 2.0 * timeout

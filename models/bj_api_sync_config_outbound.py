@@ -4,7 +4,6 @@ triggers, the schedule, Test Connection and dead-letter notifications.
 Delivery itself (the durable outbox) lives in ``bj.api.sync.job``.
 """
 
-import json
 import logging
 import time
 from collections import defaultdict
@@ -17,10 +16,10 @@ from odoo.tools import split_every
 
 from ..core import http_client, inbound, retry
 from ..core.exceptions import MappingError
-from ..core.record_ids import id_text
 from ..services import outbound
 from ..services.delivery_worker import _auto_commit
 from ..services.inbound_request import INBOUND_CONTEXT_KEY
+from ..services.outbound_call import OutboundCall
 from .bj_api_sync_job import DEAD_ACTIVITY_TYPE
 
 _logger = logging.getLogger("bj.api.outbound")
@@ -327,83 +326,38 @@ class BjApiSyncConfigOutbound(models.Model):
     def _make_outbound_http_request(self, record_ids, config_id_ref, timeout=None):
         """Send records to an Out configuration now and return the answer.
 
-        The original entry point, for automation rules, scheduled and server
-        actions that want the external API's answer: ``record_ids`` is a
-        recordset, an id or a list of ids; ``config_id_ref`` an id, a record or
-        an XML id; ``timeout`` (seconds, or a (connect, read) pair) overrides
-        the configuration's.  Records outside the Filter Domain are skipped and
-        reported.  One request per record, or per Page Size records when
-        paginated; sending stops at the first failure.  Every request is logged.
+        The original entry point, for code that wants the external API's
+        answer: ``record_ids`` is a recordset, an id or a list of ids;
+        ``config_id_ref`` an id, a record or an XML id; ``timeout`` (seconds, or
+        a (connect, read) pair) overrides the configuration's.  Records outside
+        the Filter Domain are skipped and reported.  One request per record, or
+        per Page Size records when paginated: every one is sent, whatever became
+        of the others; retryable failures are retried inline with backoff
+        within a time budget derived from the timeout, and whatever is not
+        delivered is queued in the outbox (see ``services/outbound_call.py``).
+        Every request is logged.
 
-        Returns ``{"success", "status_code", "data", "error", "log_id"}`` (the
-        last request's; ``data`` is a list of bodies when several requests were
-        made) plus ``log_ids``, ``skipped_ids`` and ``unsent_ids``.
+        Returns ``{"success", "status_code", "data", "error", "log_id"}``:
+        ``success`` when every record was delivered now; ``status_code``,
+        ``error`` and ``log_id`` of the last attempt of the last record (or
+        page) not delivered, else of the last record; ``data`` the body of each
+        record's (or page's) last answer, a list when there are several.  Plus
+        ``log_ids`` (every request), ``skipped_ids``, ``unsent_ids`` (not
+        delivered now, all queued) and ``queued_job_ids`` (their jobs).
         """
         config = self._bj_resolve_config(config_id_ref)
         plan = config._bj_plan()
         records, skipped = outbound.records_in_scope(self.env, plan,
                                                      config._bj_record_ids(record_ids))
-        answer = {"success": False, "status_code": None, "data": None, "error": None,
-                  "log_id": False, "log_ids": [], "skipped_ids": skipped, "unsent_ids": []}
-        if not records:
-            answer["error"] = _(
-                "Nothing to send: records %(ids)s do not exist or are outside the Filter Domain "
-                "of %(name)r.", ids=skipped, name=config.name)
-            return answer
-        log_model = self.env["bj.api.log"]
-        try:
-            objects = outbound.export_payloads(self.env, plan, records)
-        except MappingError as error:
-            answer["error"] = str(error)
-            answer["log_id"] = log_model._bj_write_log(
-                outbound.log_values(plan, None, records_text=id_text(records.ids),
-                                    error=str(error)),
-                plan.secrets,
-            )
-            answer["log_ids"] = [answer["log_id"]]
-            answer["unsent_ids"] = records.ids
-            return answer
-        size = plan.batch_size
-        headers = outbound.request_headers(plan)
-        if timeout is None:
-            timeouts = plan.delivery.timeout
-        else:
-            timeouts = tuple(timeout) if isinstance(timeout, list | tuple) else timeout
-        delivery = plan.delivery
-        results = []
-        for start in range(0, len(objects), size):
-            chunk = objects[start:start + size]
-            payload = chunk if plan.is_paginated else chunk[0]
-            body = json.dumps(payload)
-            result = http_client.send_json(delivery.method, delivery.url, body, payload,
-                                           headers, timeouts, dict(delivery.options))
-            records_text = id_text(records[start:start + size].ids)
-            answer["log_ids"].append(log_model._bj_write_log(
-                outbound.log_values(plan, result, body, records_text, headers=headers),
-                plan.secrets,
-            ))
-            results.append(result)
-            if not result.ok:
-                answer["unsent_ids"] = records[start:].ids
-                break
-        last = results[-1]
-        answer.update(
-            success=last.ok and not answer["unsent_ids"],
-            status_code=last.status_code,
-            data=last.data if len(results) == 1 else [result.data for result in results],
-            error=None if last.ok else (last.error or _("HTTP %(status)s",
-                                                        status=last.describe())),
-            log_id=answer["log_ids"][-1],
-        )
-        return answer
+        return OutboundCall(self.env, plan, timeout).run(records, skipped)
 
     @api.model
     def _enqueue_outbound_records(self, record_ids, config_id_ref):
         """Queue records for durable delivery (same arguments as the entry point).
 
         The asynchronous sibling of ``_make_outbound_http_request`` for code that
-        does not need the answer: delivered after commit, with retries.
-        Returns the jobs.
+        does not need the answer (Create Trigger Action generates calls of it):
+        delivered after commit, with retries.  Returns the jobs.
         """
         config = self._bj_resolve_config(config_id_ref)
         plan = config._bj_plan()
@@ -520,7 +474,13 @@ class BjApiSyncConfigOutbound(models.Model):
         return self.get_external_id().get(self.id) or self.id
 
     def action_create_trigger_action(self):
-        """Create the automation chosen in Trigger Action Model, calling the entry point."""
+        """Create the automation chosen in Trigger Action Model; it queues the records.
+
+        It calls ``_enqueue_outbound_records``, not the synchronous entry point: a
+        user's save never waits on the external API, and a record that this
+        automation and a native trigger both queue is delivered once (the
+        worker merges the younger, never attempted job into the older one).
+        """
         self.ensure_one()
         kind = self.trigger_action_model_id.model
         if self.request_type != "out":
@@ -529,7 +489,7 @@ class BjApiSyncConfigOutbound(models.Model):
             raise UserError(_("Choose the Trigger Action Model first."))
         reference = repr(self._bj_reference())
         name = _("Send to API: %(name)s", name=self.name)
-        code = f"env['bj.api.sync.config']._make_outbound_http_request(records, {reference})"
+        code = f"env['bj.api.sync.config']._enqueue_outbound_records(records, {reference})"
         action_values = {"name": name, "model_id": self.model_id.id, "state": "code",
                          "code": code}
         if kind == "ir.actions.server":

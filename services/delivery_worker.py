@@ -584,7 +584,7 @@ class DeliveryWorker:
             if verdict == retry.SUCCESS:
                 state, done_at = "done", now
             elif verdict == retry.RETRY and request.attempt < request.limit:
-                retry_after = retry.parse_retry_after(result.headers.get("Retry-After"))
+                retry_after = retry.parse_retry_after(result.header("Retry-After"))
                 delay = retry.next_delay(request.attempt, request.plan.delivery.base_delay,
                                          request.plan.delivery.max_delay, retry_after)
                 state, next_at = "pending", now + timedelta(seconds=delay)

@@ -76,21 +76,60 @@ class TestOutboundActions(BjOutboundCase):
         self.assertEqual(self.assertLogged(config, count=1).direction, "in")
 
     def test_create_trigger_actions(self):
-        config = self.make_out_config()
+        config = self.make_out_config(filter_domain="[('email', '=', 'a@example.com')]")
         with self.assertRaisesRegex(UserError, "Trigger Action Model first"):
             config.action_create_trigger_action()
+        actions = {}
         for kind in ("ir.actions.server", "base.automation", "ir.cron"):
             config.write({"trigger_action_model_id": self.env["ir.model"]._get_id(kind),
                           "trigger_action_id": False})
             result = config.action_create_trigger_action()
-            action = self.env[kind].browse(result["res_id"])
+            action = actions[kind] = self.env[kind].browse(result["res_id"])
             self.assertEqual((result["res_model"], config.trigger_action_id), (kind, action.id))
             self.assertEqual(action.model_id, config.model_id)
-        server_action = self.env["ir.actions.server"].search(
-            [("name", "=", f"Send to API: {config.name}"), ("binding_model_id", "!=", False)])
-        self.assertIn(f"_make_outbound_http_request(records, {config.id})", server_action.code)
+        server_action = actions["ir.actions.server"]
+        self.assertTrue(server_action.binding_model_id)
+        for code in (server_action.code, actions["ir.cron"].code,
+                     actions["base.automation"].action_server_ids.code):
+            self.assertIn(f"_enqueue_outbound_records(records, {config.id})", code)
+            self.assertNotIn("_make_outbound_http_request", code)
         server_action.with_context(active_model="res.partner", active_ids=self.partner.ids).run()
-        self.assertEqual(self.bodies()[0]["email"], "a@example.com")
+        self.assertFalse(self.server.requests, "queued, not sent inside the user's transaction")
+        job = self.get_jobs(config)
+        self.assertEqual((job.event, job.res_ids), ("manual", str(self.partner.id)))
+        actions["ir.cron"].ir_actions_server_id.run()
+        jobs = self.get_jobs(config)
+        self.assertEqual(jobs.mapped("res_ids"), [str(self.partner.id)] * 2)
+        self.deliver()
+        self.assertEqual(self.bodies(), [{"res_id": self.partner.id, "name": "Action",
+                                          "email": "a@example.com", "phone": None}])
+        self.assertEqual(jobs.mapped("state"), ["done", "cancelled"])
+
+    def test_two_triggers_deliver_a_change_once(self):
+        # Send on Create and on Update, plus a generated automation rule on save.
+        config = self.make_out_config(
+            trigger_on_create=True, trigger_on_write=True,
+            trigger_action_model_id=self.env["ir.model"]._get_id("base.automation"))
+        config.action_create_trigger_action()
+        partner = self.env["res.partner"].create({"name": "Twice", "email": "t@example.com"})
+        self.assertDeliveredOnce(config, partner, "create")
+        partner.email = "changed@example.com"
+        self.assertDeliveredOnce(config, partner, "write")
+        self.assertEqual([body["email"] for body in self.bodies()],
+                         ["t@example.com", "changed@example.com"])
+
+    def assertDeliveredOnce(self, config, partner, event):
+        """The jobs that the triggers queued for ``partner`` go out as one request."""
+        jobs = self.get_jobs(config).filtered(lambda job: job.state == "pending")
+        # The automation rule also fires when stored computed fields are
+        # recomputed (base_automation), the native trigger once.
+        self.assertEqual(set(jobs.mapped("event")), {event, "manual"})
+        self.assertEqual(set(jobs.mapped("res_ids")), {str(partner.id)})
+        sent = len(self.server.requests)
+        self.deliver()
+        self.assertEqual(len(self.server.requests), sent + 1, "one delivery for one change")
+        self.assertEqual(jobs[0].state, "done")
+        self.assertEqual(set((jobs - jobs[0]).mapped("state")), {"cancelled"})
 
     def dead_messages(self, config):
         return config.message_ids.filtered(

@@ -1,10 +1,28 @@
 import base64
+import time
+from datetime import timedelta
+from unittest.mock import patch
 
-from odoo import Command
+from odoo import Command, fields
 from odoo.exceptions import UserError
 from odoo.tests import tagged
 
+from ..core import retry
+from ..services.outbound_call import OutboundCall
 from .common import BjOutboundCase, generated_secret
+
+
+class VirtualTime:
+    """The entry point's time in tests: sleeping costs nothing, the clock jumps."""
+
+    def __init__(self):
+        self.slept = []
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+
+    def clock(self):
+        return time.monotonic() + sum(self.slept)
 
 
 @tagged("post_install", "-at_install")
@@ -22,8 +40,25 @@ class TestOutboundEntryPoint(BjOutboundCase):
             "model": cls.config._name, "res_id": cls.config.id,
         })
 
+    def setUp(self):
+        super().setUp()
+        self.time = VirtualTime()
+        self.startPatcher(patch.object(OutboundCall, "sleep", staticmethod(self.time.sleep)))
+        self.startPatcher(patch.object(OutboundCall, "clock", staticmethod(self.time.clock)))
+
     def send(self, *args, **kwargs):
         return self.env["bj.api.sync.config"]._make_outbound_http_request(*args, **kwargs)
+
+    def retrying_config(self, **values):
+        """Backoff of 1 to 2 s (equal jitter), default timeouts: T = 20 s."""
+        values.setdefault("name", "Retrying")
+        return self.make_out_config(retry_base_delay=2, retry_max_delay=10, **values)
+
+    def jobs(self, answer):
+        return self.env["bj.api.sync.job"].browse(answer["queued_job_ids"])
+
+    def res_ids(self):
+        return [body["res_id"] for body in self.bodies()]
 
     def test_each_argument_form(self):
         partner = self.partners[0]
@@ -72,6 +107,7 @@ class TestOutboundEntryPoint(BjOutboundCase):
         answer = self.send(self.outside, self.config)
         self.assertFalse(answer["success"])
         self.assertIn("outside the Filter Domain", answer["error"])
+        self.assertEqual((answer["unsent_ids"], answer["queued_job_ids"]), ([], []))
         self.assertEqual(len(self.server.requests), 1)
 
     def test_paginated_arrays_of_page_size(self):
@@ -87,16 +123,98 @@ class TestOutboundEntryPoint(BjOutboundCase):
         self.assertEqual(answer["data"], [{"page": 1}, {"page": 2}, {"page": 3}])
         self.assertEqual(len(answer["log_ids"]), 3)
 
-    def test_stops_at_first_failure(self):
+    def test_a_failure_is_retried_inline_and_does_not_stop_the_others(self):
+        # The review's case: three records, the first answered 500.
+        partners = self.partners[:3]
+        self.server.queue(500, {"error": "boom"})
+        answer = self.send(partners, self.retrying_config())
+        self.assertTrue(answer["success"], answer)
+        self.assertEqual(self.res_ids(), [*partners.ids, partners[0].id],
+                         "every record is sent once before the failed one is retried")
+        self.assertEqual((answer["unsent_ids"], answer["queued_job_ids"]), ([], []))
+        self.assertEqual(answer["data"], [{"ok": True}] * 3)
+        self.assertEqual(len(self.time.slept), 1)
+        self.assertTrue(0 < self.time.slept[0] <= 2, "the backoff: base 2 s, equal jitter")
+        logs = self.env["bj.api.log"].browse(answer["log_ids"])
+        self.assertEqual(logs.mapped("attempt"), [1, 1, 1, 2])
+        self.assertEqual(logs.mapped("state"), ["error", "success", "success", "success"])
+        self.assertEqual(answer["log_id"], logs[2].id, "the last record's last attempt")
+
+    def test_undelivered_records_are_queued_never_dropped(self):
+        partners = self.partners[:3]
+        config = self.retrying_config(user_id=self.sync_manager.id)
+        self.server.queue(422, {"error": "invalid"})  # not retried
+        self.server.queue(503, {})
         self.server.queue(200, {})
-        self.server.queue(503, {"error": "down"})
-        answer = self.send(self.partners[:4], self.config)
+        self.server.queue(503, {})
+        self.server.queue(503, {"error": "still down"})
+        answer = self.send(partners, config)
         self.assertFalse(answer["success"])
-        self.assertEqual(answer["status_code"], 503)
-        self.assertEqual(answer["data"], [{}, {"error": "down"}])
-        self.assertEqual(answer["unsent_ids"], self.partners[1:4].ids)
+        self.assertEqual(self.res_ids(), [*partners.ids, partners[1].id, partners[1].id],
+                         "at most 3 attempts inline, none for a 422")
+        self.assertEqual(answer["unsent_ids"], partners[:2].ids)
+        self.assertEqual((answer["status_code"], answer["data"][1]), (503, {"error": "still down"}))
+        self.assertIn("503", answer["error"])
+        self.assertEqual(self.env["bj.api.log"].browse(answer["log_id"]).attempt, 3)
+        dead, pending = jobs = self.jobs(answer)
+        self.assertEqual(jobs.mapped("res_ids"), [str(i) for i in partners[:2].ids])
+        self.assertEqual(jobs.mapped("event"), ["manual", "manual"])
+        self.assertEqual((dead.state, dead.attempt, dead.last_status_code), ("dead", 1, 422))
+        self.assertTrue(config.activity_ids, "the Responsible hears of the dead delivery")
+        self.assertEqual((pending.state, pending.attempt, pending.attempt_limit,
+                          pending.last_status_code), ("pending", 3, 3 + config.max_attempts, 503))
+        self.assertGreater(pending.next_attempt_at, fields.Datetime.now(), "its backoff")
+        dead.action_retry()
+        self.pass_time(pending)
+        self.deliver()
+        self.assertEqual(jobs.mapped("state"), ["done", "done"])
+        self.assertEqual(self.res_ids()[5:], partners[:2].ids)
+        self.assertEqual(pending.log_ids.attempt, 4, "the queue counts on from the inline ones")
+
+    def test_retry_after_is_honoured(self):
+        self.server.queue(429, {}, headers={"Retry-After": "7"})
+        answer = self.send(self.partners[0], self.retrying_config())
+        self.assertTrue(answer["success"], answer)
         self.assertEqual(len(self.server.requests), 2)
-        self.assertEqual(self.env["bj.api.log"].browse(answer["log_id"]).state, "error")
+        self.assertEqual(len(self.time.slept), 1)
+        self.assertTrue(6.5 < self.time.slept[0] <= 7, self.time.slept)
+
+    def test_retries_stay_inside_the_budget(self):
+        config = self.make_out_config(name="No backoff", retry_base_delay=0, retry_max_delay=0)
+        # T = 0.5 + 0.5 = 1 s: the retries must end 3 s after the first pass.
+        self.server.queue(503, {}, headers={"Retry-After": "1"})
+        self.server.queue(503, {}, headers={"Retry-After": "2"})
+        started = self.time.clock()
+        answer = self.send(self.partners[0], config, timeout=(0.5, 0.5))
+        self.assertLessEqual(self.time.clock() - started, 1 + retry.INLINE_RETRY_WINDOW)
+        self.assertEqual(len(self.server.requests), 2, "waiting 2 s more would not fit")
+        self.assertEqual(len(self.time.slept), 1)
+        self.assertFalse(answer["success"])
+        job = self.jobs(answer)
+        self.assertEqual((job.state, job.attempt), ("pending", 2))
+        now = fields.Datetime.now()
+        self.assertTrue(now + timedelta(seconds=1) <= job.next_attempt_at
+                        <= now + timedelta(seconds=3), "due when the Retry-After ends")
+
+    def test_maximum_attempts_bounds_inline_retries(self):
+        config = self.retrying_config(max_attempts=1)
+        self.server.queue(503, {})
+        answer = self.send(self.partners[0], config)
+        self.assertEqual((len(self.server.requests), self.time.slept), (1, []))
+        self.assertEqual(self.jobs(answer).state, "pending")
+
+    def test_paginated_page_failure(self):
+        config = self.make_out_config(is_paginated=True, page_size=2, name="Paged failure")
+        self.server.queue(200, {"page": 1})
+        self.server.queue(400, {"error": "bad page"})
+        self.server.queue(200, {"page": 3})
+        answer = self.send(self.partners, config)
+        self.assertEqual([len(body) for body in self.bodies()], [2, 2, 1])
+        self.assertEqual(answer["unsent_ids"], self.partners[2:4].ids)
+        self.assertEqual(answer["data"], [{"page": 1}, {"error": "bad page"}, {"page": 3}])
+        job = self.jobs(answer)
+        self.assertEqual((job.state, job.res_ids), ("dead", f"{self.partners[2].id},"
+                                                           f"{self.partners[3].id}"))
 
     def test_placeholders_method_headers_and_basic_auth(self):
         password = generated_secret()
@@ -127,6 +245,9 @@ class TestOutboundEntryPoint(BjOutboundCase):
         self.assertIn("no value for 'phone'", answer["error"])
         self.assertFalse(self.server.requests)
         self.assertEqual(self.env["bj.api.log"].browse(answer["log_id"]).state, "error")
+        job = self.jobs(answer)
+        self.assertEqual((job.state, job.res_ids), ("dead", str(self.partners[0].id)))
+        self.assertIn("no value for 'phone'", job.last_error)
 
     def test_bearer_token_with_or_without_prefix(self):
         token = generated_secret()
@@ -137,21 +258,37 @@ class TestOutboundEntryPoint(BjOutboundCase):
         self.assertEqual([r.headers["Authorization"] for r in self.server.requests],
                          [f"Bearer {token}"] * 2)
 
-    def test_timeout_argument(self):
-        self.server.queue(200, {}, delay=2)
-        answer = self.send(self.partners[0], self.config, timeout=0.3)
+    def test_timeout_argument_bounds_the_whole_call(self):
+        config = self.make_out_config(name="No backoff", retry_base_delay=0, retry_max_delay=0)
+        for _attempt in range(3):
+            self.server.queue(200, {}, delay=2)
+        started = time.monotonic()
+        answer = self.send(self.partners[0], config, timeout=0.3)
+        # One attempt waits at most 0.3 s to connect and 0.3 s for the answer.
+        budget = (1 + retry.INLINE_RETRY_WINDOW) * 0.6
+        self.assertLess(time.monotonic() - started, budget)
+        self.assertEqual(len(self.server.requests), 3)
         self.assertFalse(answer["success"])
         self.assertIsNone(answer["status_code"])
         self.assertIn("Timeout", answer["error"])
         log = self.env["bj.api.log"].browse(answer["log_id"])
         self.assertEqual(log.state, "error")
         self.assertIn("did not answer in time", log.error_message)
+        self.assertEqual(self.jobs(answer).state, "pending")
 
-    def test_mapping_error_is_reported_and_logged(self):
+    def test_mapping_error_is_reported_logged_and_queued(self):
         config = self.make_out_config(name="Broken script")
-        config.line_ids[-1].write({"value_type": "python_plain", "python_script": "1 / 0"})
-        answer = self.send(self.partners[0], config)
+        config.line_ids[-1].write({
+            "value_type": "python_plain",
+            "python_script": "1 / 0 if record.name == 'Entry 1' else record.phone",
+        })
+        answer = self.send(self.partners[:3], config)
         self.assertFalse(answer["success"])
         self.assertIn("phone", answer["error"])
-        self.assertFalse(self.server.requests)
-        self.assertTrue(answer["log_id"])
+        self.assertEqual(self.res_ids(), [self.partners[0].id, self.partners[2].id],
+                         "the other records are still sent")
+        self.assertEqual(answer["unsent_ids"], self.partners[1].ids)
+        self.assertEqual(self.env["bj.api.log"].browse(answer["log_id"]).state, "error")
+        job = self.jobs(answer)
+        self.assertEqual((job.state, job.res_ids), ("dead", str(self.partners[1].id)))
+        self.assertIn("phone", job.last_error)

@@ -3,7 +3,7 @@ from email.utils import format_datetime
 
 from odoo.tests import BaseCase, tagged
 
-from ..core import retry
+from ..core import http_client, retry
 
 
 class FixedRandom:
@@ -58,3 +58,13 @@ class TestRetryPolicy(BaseCase):
         self.assertEqual(retry.next_delay(1, 10, 100, None, top), 10)
         self.assertEqual(retry.next_delay(1, 10, 100, 300, top), 300)
         self.assertEqual(retry.next_delay(3, 10, 100, 1, top), 40)
+
+    def test_attempt_seconds_of_a_timeout(self):
+        self.assertEqual(retry.attempt_seconds((5, 15)), 20)
+        self.assertEqual(retry.attempt_seconds([0.5, 0.5]), 1)
+        self.assertEqual(retry.attempt_seconds(10), 20, "requests: one number for both")
+
+    def test_retry_after_header_in_any_case(self):
+        result = http_client.HttpResult("POST", "http://x", 503, headers={"retry-after": "3"})
+        self.assertEqual(result.header("Retry-After"), "3")
+        self.assertIsNone(result.header("X-Missing"))
