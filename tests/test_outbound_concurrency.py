@@ -34,6 +34,8 @@ class TestOutboundConcurrentWorkers(LocalServerMixin, BaseCase):
         # thread needs it to open an Environment: lift it like HttpCase's test
         # mode does (Registry.enter_test_mode).
         cls.startClassPatcher(patch.object(Registry, "_lock", DummyRLock()))
+        # A run stops when nothing can be taken now, instead of polling for it.
+        cls.startClassPatcher(patch.object(delivery_worker, "RETRY_WAIT_HORIZON", 0))
 
     def setUp(self):
         super().setUp()
