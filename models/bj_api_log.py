@@ -1,6 +1,5 @@
 import json
 import logging
-from datetime import timedelta
 
 import psycopg2
 import psycopg2.errors
@@ -8,6 +7,7 @@ import psycopg2.errors
 from odoo import api, fields, models, tools
 
 from ..core import masking
+from ..services import retention
 
 _logger = logging.getLogger("bj.api.log")
 
@@ -15,8 +15,6 @@ PARAM_BODY_MAX_SIZE = "bjet_api_sync.log_body_max_size"
 DEFAULT_BODY_MAX_SIZE = 10_000
 PARAM_RETENTION_DAYS = "bjet_api_sync.log_retention_days"
 DEFAULT_RETENTION_DAYS = 30
-# Rows deleted per cleanup batch, so the retention cron never holds long locks.
-RETENTION_BATCH_SIZE = 5_000
 # A log row written on a cursor of its own gives up after this long rather than
 # hold up the call it describes (as odoo/netsvc.py's database log handler).
 LOG_STATEMENT_TIMEOUT_MS = 5_000
@@ -208,13 +206,6 @@ class BjApiLog(models.Model):
 
     @api.autovacuum
     def _gc_old_logs(self):
-        """Delete log rows older than the retention period, in batches."""
+        """Delete log rows older than the retention period, in committed batches."""
         days = get_int_param(self.env, PARAM_RETENTION_DAYS, DEFAULT_RETENTION_DAYS)
-        if days <= 0:
-            return
-        cutoff = fields.Datetime.now() - timedelta(days=days)
-        while True:
-            old = self.sudo().search([("create_date", "<", cutoff)], limit=RETENTION_BATCH_SIZE)
-            if not old:
-                break
-            old.unlink()
+        retention.delete_older_than(self, days, "create_date")

@@ -16,8 +16,8 @@ from odoo.tools import split_every
 
 from ..core import http_client, inbound, retry
 from ..core.exceptions import MappingError
+from ..core.transactions import auto_commit
 from ..services import outbound
-from ..services.delivery_worker import _auto_commit
 from ..services.inbound_request import INBOUND_CONTEXT_KEY
 from ..services.outbound_call import OutboundCall
 from .bj_api_sync_job import DEAD_ACTIVITY_TYPE
@@ -32,10 +32,10 @@ SCHEDULE_FIELDS = frozenset({
     "name", "active", "request_type", "trigger_on_schedule", "schedule_interval_number",
     "schedule_interval_type",
 })
-# The schedule leaves out records changed in the last minute: a transaction
-# still open stamps write_date with its start time and commits later, and the
-# next run's "changed since" must not skip it.
-SCHEDULE_SETTLE_DELAY = timedelta(minutes=1)
+# The schedule's bound also stays this far behind the database clock: a
+# transaction takes its start time when its first statement arrives, and shows
+# it in pg_stat_activity microseconds later (see _bj_schedule_bound).
+SCHEDULE_CLOCK_MARGIN = timedelta(seconds=1)
 # Test Connection: methods that change nothing, tried in order while the
 # server answers "method not allowed / not implemented".
 TEST_CONNECTION_METHODS = ("HEAD", "OPTIONS", "GET")
@@ -389,10 +389,37 @@ class BjApiSyncConfigOutbound(models.Model):
                     "user_id": self.env.ref("base.user_root").id,
                 })
 
-    def _bj_changed_domain(self, plan):
-        """Records of the scope changed since the last scheduled run (and settled)."""
+    @api.model
+    def _bj_schedule_bound(self):
+        """The moment before which every change is committed: the scheduled run
+        sends records with ``write_date`` before it, so its mark never passes it.
+
+        The ORM stamps write_date with the start time of the writing transaction
+        (``cr.now()``).  The bound is the start of the oldest transaction still
+        open in this database other than ours (read-only ones too: they may
+        write later, stamped with that start), capped at the clock less
+        SCHEDULE_CLOCK_MARGIN.  A row stamped before it comes from a transaction
+        that has ended by now: in a snapshot taken after this call it is visible,
+        and no transaction can commit one later.  So a mark kept below the bound
+        skips nothing, however long transactions stay open.
+        """
+        cr = self.env.cr
+        cr.execute("SELECT pg_stat_clear_snapshot()")  # it would be read once per transaction
+        cr.execute(
+            """
+            SELECT LEAST(MIN(xact_start), clock_timestamp() - %s) AT TIME ZONE 'UTC'
+            FROM pg_stat_activity
+            WHERE datname = current_database() AND backend_type = 'client backend'
+              AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
+            """,
+            [SCHEDULE_CLOCK_MARGIN],
+        )
+        return cr.fetchone()[0]
+
+    def _bj_changed_domain(self, plan, bound):
+        """Records of the scope changed since the last scheduled run and before ``bound``."""
         self.ensure_one()
-        domain = [("write_date", "<=", fields.Datetime.now() - SCHEDULE_SETTLE_DELAY)]
+        domain = [("write_date", "<", bound)]
         if self.schedule_last_sync:
             last = self.schedule_last_sync
             domain += ["|", ("write_date", ">", last),
@@ -406,15 +433,22 @@ class BjApiSyncConfigOutbound(models.Model):
         Each batch is committed with the new "synchronised up to" mark and
         reported to ir.cron's progress API, so a run that stops halfway resumes
         where it was, and a backlog above Limit continues in the next call.
+        Only records changed before ``_bj_schedule_bound`` are taken: those of
+        transactions still open wait for a later run.
         """
         config = self.sudo().browse(config_id).exists()
         if not (config and config.active and config.request_type == "out"
                 and config.trigger_on_schedule):
             return 0
-        commit = _auto_commit()
+        commit = auto_commit()
         plan = config._bj_plan()
         model = outbound.delivery_model(self.env, plan)
-        domain = config._bj_changed_domain(plan)
+        bound = config._bj_schedule_bound()
+        if commit:
+            # Search in a snapshot taken after the bound was read: every
+            # transaction that could stamp a row before it has ended by then.
+            self.env.cr.commit()
+        domain = config._bj_changed_domain(plan, bound)
         total = model.search_count(domain)
         records = model.search(domain, order="write_date, id", limit=plan.limit)
         done = 0

@@ -8,12 +8,19 @@ from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 
 from ..core.record_ids import id_text
+from ..services import retention
 from ..services.delivery_worker import WORKER_CRON, DeliveryWorker
+from .bj_api_log import get_int_param
 
 _logger = logging.getLogger("bj.api.outbound")
 
 DEAD_ACTIVITY_TYPE = "bjet_api_sync.mail_activity_type_delivery_failed"
 POSTCOMMIT_WAKE_KEY = "bjet_api_sync.wake_worker"
+PARAM_RETENTION_DAYS = "bjet_api_sync.job_retention_days"
+DEFAULT_RETENTION_DAYS = 30
+# Jobs that retention deletes: finished for good.  Pending and running jobs are
+# still to be sent; dead ones wait for a Retry or a Cancel.
+FINISHED_STATES = ("done", "cancelled")
 
 
 class BjApiSyncJob(models.Model):
@@ -269,6 +276,17 @@ class BjApiSyncJob(models.Model):
             except Exception:  # noqa: BLE001 - a notification must never undo a delivery's result
                 _logger.warning("Could not notify %s of dead deliveries", config.display_name,
                                 exc_info=True)
+
+    # -- retention ------------------------------------------------------------------------
+
+    @api.autovacuum
+    def _gc_finished_jobs(self):
+        """Delete done and cancelled jobs (their payloads carry personal data) last
+        changed more than ``bjet_api_sync.job_retention_days`` ago, in committed
+        batches.  Their log rows stay, without the link (``job_id`` is set null);
+        the log's own retention removes them."""
+        days = get_int_param(self.env, PARAM_RETENTION_DAYS, DEFAULT_RETENTION_DAYS)
+        retention.delete_older_than(self, days, "write_date", [("state", "in", FINISHED_STATES)])
 
     # -- user actions ---------------------------------------------------------------------
 

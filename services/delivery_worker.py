@@ -42,6 +42,7 @@ from ..core import http_client, retry
 from ..core.claim import select_claimable
 from ..core.exceptions import MappingError
 from ..core.record_ids import id_list, id_text
+from ..core.transactions import auto_commit
 from . import outbound
 
 _logger = logging.getLogger("bj.api.outbound")
@@ -86,12 +87,6 @@ def _send_request(request, timeout):
                                  request.headers, timeout, dict(delivery.options))
 
 
-def _auto_commit():
-    # Odoo's idiom (see mail.mail.process_email_queue): the worker commits as it
-    # goes, except inside tests whose transaction must stay open.
-    return not getattr(threading.current_thread(), "testing", False)
-
-
 def cron_time_limit():
     """Seconds the cron's watchdog allows (Odoo's ``--limit-time-real-cron``,
     -1 meaning ``--limit-time-real``); None when there is no limit."""
@@ -118,7 +113,7 @@ class DeliveryWorker:
     def __init__(self, env):
         self.env = env(su=True)
         self.jobs = self.env["bj.api.sync.job"]
-        self.commit = _auto_commit()
+        self.commit = auto_commit()
         thread = threading.current_thread().name
         # Unique per run: fencing tells this run's claims from any other's.
         self.name = f"{socket.gethostname()}:{os.getpid()}:{thread}:{uuid.uuid4().hex[:8]}"
