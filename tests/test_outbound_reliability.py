@@ -3,6 +3,7 @@ isolation, the watchdog budget, fencing, commit latency and retry timing."""
 
 import threading
 import time
+from datetime import timedelta
 from unittest.mock import patch
 
 from odoo import SUPERUSER_ID, Command, api, fields
@@ -292,3 +293,21 @@ class TestOutboundReliability(BjOutboundCase):
         self.assertLess(elapsed, 6)
         self.assertLessEqual(len(claims), elapsed / delivery_worker.IDLE_POLL + 2)
         self.assertEqual(self.server.requests, [])
+
+    def test_a_far_retry_wakes_the_cron_shortly_before_it_falls_due(self):
+        """Beyond what a run waits for, the cron is triggered early enough for
+        the run started then to wait for the retry (the cron polls once a minute)."""
+        config = self.make_out_config(name="Far retry")
+        job = self.enqueue(config, self.partners[0])
+        due = fields.Datetime.now() + timedelta(seconds=600)
+        job.write({"next_attempt_at": due})
+        cron = self.env.ref(delivery_worker.WORKER_CRON)
+        triggers = self.env["ir.cron.trigger"].sudo()
+        before = triggers.search([("cron_id", "=", cron.id)])
+        with patch.object(delivery_worker, "RETRY_WAIT_HORIZON", 90):
+            self.deliver()
+        new = triggers.search([("cron_id", "=", cron.id)]) - before
+        lead = (due - max(new.mapped("call_at"))).total_seconds()
+        horizon = min(90, delivery_worker.run_budget()) - delivery_worker.RUN_MARGIN
+        self.assertAlmostEqual(lead, horizon, delta=2)
+        self.assertGreater(lead, 70, "more than the cron's polling interval")
