@@ -239,7 +239,9 @@ class TestCache(unittest.TestCase):
         cases = [({}, newest), ({"ODOO_SRC": "https://example.com/odoo.git"}, None)]
         for environ, expected in cases:
             with self.subTest(environ=environ), contextlib.ExitStack() as stack:
-                stack.enter_context(mock.patch.dict(os.environ, environ))
+                # Whatever the machine running the tests has set.
+                kept = {k: v for k, v in os.environ.items() if k not in ("ODOO_SRC", "ODOO_REF")}
+                stack.enter_context(mock.patch.dict(os.environ, {**kept, **environ}, clear=True))
                 stack.enter_context(mock.patch.object(provision, "cache_root", lambda: self.root))
                 stack.enter_context(
                     mock.patch.object(provision, "resolve_key", side_effect=unreachable)
