@@ -24,8 +24,14 @@ def read_value(record, line):
 def read_rows(plan, records, with_scripts):
     """Rows of ``records`` for ``plan``, related rows of Mapping Model lines
     included.  Script lines' fields are not read when their scripts run."""
-    if records and plan.stored_fields():
-        records.fetch(plan.stored_fields())
+    # Only what the cache lacks (a search_fetch already read the columns of an
+    # answer): fetch() checks access again, evaluating the record rules in
+    # Python on every column of the model.
+    cache = records.env.cache
+    missing = [name for name in plan.stored_fields()
+               if next(cache.get_missing_ids(records, records._fields[name]), None)]
+    if missing:
+        records.fetch(missing)
     rows = [Row({}, record) for record in records]
     for line in plan.lines:
         if line.is_script and with_scripts:
