@@ -3,15 +3,16 @@
 #   TEST_TAGS=/bjet_api_sync:TestX make test
 #   make run [PORT=8069] [DB=bjet_demo] [WORKERS=N]
 #   make bench
+#   make chaos [CHAOS_SEED=N]             outbox under faults, bounded by 10 minutes
 #   make lint
 # The harness needs only a Python 3 interpreter; it finds or builds Odoo 18
 # itself (ODOO_PYTHON, ODOO_SRC, ODOO_REF: see README, "The two commands").
 HARNESS := python3 scripts/harness.py
 
 # Command-line variables (make run PORT=8070) must reach the harness environment.
-export PORT DB TEST_TAGS KEEP_DB BENCH WORKERS ODOO_PYTHON ODOO_SRC ODOO_REF
+export PORT DB TEST_TAGS KEEP_DB BENCH WORKERS CHAOS_SEED ODOO_PYTHON ODOO_SRC ODOO_REF
 
-.PHONY: test run bench lint
+.PHONY: test run bench chaos lint
 
 test:
 	$(HARNESS) test
@@ -21,6 +22,9 @@ run:
 
 bench:
 	$(HARNESS) bench
+
+chaos:
+	$(HARNESS) chaos
 
 lint:
 	$(HARNESS) lint

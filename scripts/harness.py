@@ -12,6 +12,8 @@ cached build made on demand.  Subcommands::
     run    serve a demo database on http://127.0.0.1:$PORT (default 8069),
            threaded, or with WORKERS=N in multi-process mode
     bench  run every bench/*.py script against a freshly started server
+    chaos  scripts/chaos.py against a multi-process server that it SIGKILLs and
+           restarts on request; the whole run is bounded by 10 minutes
     lint   ruff check
 
 PostgreSQL: when any of PGHOST/PGPORT/PGUSER/PGPASSWORD is set, that server is
@@ -22,8 +24,9 @@ safe): a throwaway one for ``test`` and ``bench``, a persistent one under
 database can be opened later with ``DB=<name> make run``).
 
 Environment knobs: TEST_TAGS (default /bjet_api_sync), KEEP_DB=1, PORT, DB, BENCH,
-WORKERS, EXTRA_ADDONS_PATH (comma separated, appended to the addons path), and
-ODOO_PYTHON, ODOO_SRC, ODOO_REF, XDG_CACHE_HOME (see provision.py).
+WORKERS, CHAOS_SEED (the chaos run's random seed), EXTRA_ADDONS_PATH (comma separated,
+appended to the addons path), and ODOO_PYTHON, ODOO_SRC, ODOO_REF, XDG_CACHE_HOME (see
+provision.py).
 """
 
 from __future__ import annotations
@@ -815,10 +818,222 @@ def cmd_bench(_args: argparse.Namespace) -> int:
     return 0 if all(returncode == 0 for _, returncode, _ in results) else 1
 
 
+# -- make chaos ---------------------------------------------------------------------
+
+CHAOS_PROGRAM = REPO / "scripts" / "chaos.py"
+# The whole run, cluster and install included (not a first build of Odoo), stays
+# under ten minutes: the program reports by CHAOS_REPORT_BY, is stopped at
+# CHAOS_STOP_AT, and the teardown (SIGKILL, DROP DATABASE, pg_ctl stop) follows.
+CHAOS_BOUND = 600
+CHAOS_REPORT_BY = CHAOS_BOUND - 60
+CHAOS_STOP_AT = CHAOS_BOUND - 35
+CHAOS_WORKERS = 2
+CHAOS_RESPAWN_WAIT = 60  # seconds for Odoo's master to replace a killed cron worker
+# prefork's master logs this when a worker process starts (odoo/service/server.py).
+CRON_WORKER_ALIVE = re.compile(r"odoo\.service\.server: Worker WorkerCron \((\d+)\) alive")
+# A line of the chaos program asking for a fault, answered on its stdin.
+CHAOS_REQUEST = "@@harness "
+
+
+def parent_pid(pid: int) -> int | None:
+    """Parent of ``pid`` from /proc (Linux), None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+    return int(stat.rpartition(")")[2].split()[1])
+
+
+class ChaosServer:
+    """The chaos run's Odoo: multi-process, on one port, SIGKILLed and started again.
+
+    It tracks the cron worker processes from the master's "Worker WorkerCron
+    (PID) alive" lines; a PID counts while the process is a child of the
+    current master.
+    """
+
+    def __init__(self, stack: contextlib.ExitStack, setup: OdooSetup, db: str, log_path: Path):
+        self.stack, self.setup, self.db, self.log_path = stack, setup, db, log_path
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.odoo: OdooProcess | None = None
+        self.cron_pids: list[int] = []
+        self.lock = threading.Lock()
+
+    def _on_line(self, line: str) -> None:
+        match = CRON_WORKER_ALIVE.search(line)
+        if match:
+            with self.lock:
+                self.cron_pids.append(int(match.group(1)))
+
+    @property
+    def pid(self) -> int:
+        assert self.odoo and self.odoo.proc
+        return self.odoo.proc.pid
+
+    def start(self) -> None:
+        self.odoo, url = serve(
+            self.stack,
+            self.setup,
+            self.db,
+            self.port,
+            self.log_path,
+            echo=False,
+            workers=CHAOS_WORKERS,
+            on_line=self._on_line,
+        )
+        assert url == self.url
+        # Runs before the OdooProcess's own (graceful, slow) stop: the run is over.
+        self.stack.callback(self.kill)
+
+    def kill(self) -> None:
+        """SIGKILL the server's whole process group (master, workers, gevent)."""
+        if self.odoo and self.odoo.proc:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.odoo.proc.pid, signal.SIGKILL)
+            self.odoo.wait()
+
+    def cron_workers(self) -> list[int]:
+        with self.lock:
+            pids = list(dict.fromkeys(self.cron_pids))
+        return [pid for pid in pids if self.odoo and parent_pid(pid) == self.pid]
+
+    def kill_cron_worker(self, pid: int) -> str:
+        before = self.cron_workers()
+        if pid not in before:
+            raise HarnessError(f"{pid} is not a live cron worker of the server ({before})")
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + CHAOS_RESPAWN_WAIT
+        while time.monotonic() < deadline:
+            new = [other for other in self.cron_workers() if other not in before]
+            if new:
+                return f"killed {pid} respawned {new[0]}"
+            time.sleep(0.2)
+        return f"killed {pid} respawned none"
+
+    def kill_and_restart(self) -> str:
+        old = self.pid
+        self.kill()
+        started = time.monotonic()
+        self.start()
+        return f"killed {old} restarted {self.pid} in {time.monotonic() - started:.1f}s"
+
+    def handle(self, request: str) -> str:
+        """Carry out one request of the chaos program; the answer line."""
+        words = request.split()
+        try:
+            if words == ["cron-workers"]:
+                return "ok " + " ".join(map(str, self.cron_workers()))
+            if len(words) == 2 and words[0] == "kill-cron" and words[1].isdigit():
+                return "ok " + self.kill_cron_worker(int(words[1]))
+            if words == ["kill-server"]:
+                return "ok " + self.kill_and_restart()
+            return f"error unknown request {request!r}"
+        except HarnessError as exc:
+            return "error " + str(exc).replace("\n", " ")
+
+
+def run_chaos_program(server: ChaosServer, cmd: list[str], env: dict[str, str],
+                      stop_at: float) -> int | None:
+    """Run the chaos program, serving its fault requests; its exit code, or None
+    when it had to be stopped at ``stop_at`` (time.monotonic())."""
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        encoding="utf-8", errors="replace", bufsize=1,
+    )
+    assert proc.stdin and proc.stdout
+    stopped = threading.Event()
+
+    def stop() -> None:
+        stopped.set()
+        say("the chaos run reached its time bound: stopping it")
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    watchdog = threading.Timer(max(stop_at - time.monotonic(), 0), stop)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        for line in proc.stdout:
+            if not line.startswith(CHAOS_REQUEST):
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                continue
+            request = line[len(CHAOS_REQUEST):].strip()
+            say(f"chaos asks: {request}")
+            answer = server.handle(request)
+            say(f"  -> {answer}")
+            with contextlib.suppress(BrokenPipeError, ValueError):
+                proc.stdin.write(answer + "\n")
+                proc.stdin.flush()
+        returncode = proc.wait()
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    return None if stopped.is_set() else returncode
+
+
+def cmd_chaos(_args: argparse.Namespace) -> int:
+    """Prove that the outbox neither loses, repeats nor stalls a change (scripts/chaos.py)."""
+    odoo = prepared_odoo(browser=False)
+    # The bound starts once Odoo is found or built: a first build is not part of it.
+    started, started_epoch = time.monotonic(), time.time()
+    log_path = RUN_DIR / "chaos.log"
+    returncode: int | None = 1
+    try:
+        with session() as stack:
+            # Throwaway cluster without fsync: the faults hit Odoo, never PostgreSQL.
+            pg = stack.enter_context(postgres(persistent=False, fast=True))
+            work = stack.enter_context(workspace())
+            setup = odoo_setup(odoo, work, work / "data", pg)
+            db = fresh_db_name("bjet_chaos")
+            stack.callback(drop_database, setup, db)  # LIFO: after Odoo stops
+            prepare_database(setup, db, log_path, echo=False)
+            server = ChaosServer(stack, setup, db, log_path)
+            server.start()
+            say(f"Odoo {odoo.version} serving {db} at {server.url} with {CHAOS_WORKERS} HTTP "
+                f"workers and 2 cron workers (log: {log_path})")
+            env = {
+                **setup.env,
+                "BJET_BENCH_URL": server.url,
+                "BJET_BENCH_DB": db,
+                "BJET_ADDONS_PATH": setup.addons_path,
+                "BJET_CHAOS_LOG": str(log_path),
+                "BJET_CHAOS_STARTED": str(started_epoch),
+                "BJET_CHAOS_REPORT_BY": str(started_epoch + CHAOS_REPORT_BY),
+                "BJET_CHAOS_BOUND": str(CHAOS_BOUND),
+            }
+            say(f"running {CHAOS_PROGRAM.relative_to(REPO).as_posix()}")
+            returncode = run_chaos_program(
+                server, [odoo.python, str(CHAOS_PROGRAM)], env, started + CHAOS_STOP_AT
+            )
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    say(f"chaos: took {time.monotonic() - started:.1f}s in all (bound {CHAOS_BOUND}s)")
+    if returncode is None:
+        say(f"FAILED: the chaos run did not finish within its bound ({CHAOS_BOUND}s)")
+        return 1
+    if returncode:
+        say(f"FAILED: the chaos run exited with code {returncode}")
+    return returncode
+
+
 COMMANDS = {
     "test": (cmd_test, "lint + install with tests in a fresh db; last line: N passed, N failed"),
     "run": (cmd_run, "serve a demo db on 127.0.0.1:$PORT (default 8069), db $DB"),
     "bench": (cmd_bench, "run bench/*.py against a freshly started server"),
+    "chaos": (cmd_chaos, "kill and restart a multi-process server under load; check the outbox"),
     "lint": (cmd_lint, "ruff check ."),
 }
 
