@@ -60,14 +60,19 @@ CLAIM_CANDIDATE_FACTOR = 4
 # Key space of the advisory locks held on claimed jobs: pg_advisory_lock(space, job id).
 JOB_LOCK_SPACE = 0x626A  # "bj"
 # The cron's watchdog limit when Odoo sets none, and the share of it a run may use:
-# other scheduled actions run in the same cron worker before and after this one.
+# a cron worker runs every due scheduled action in one go under that limit, and
+# two of them may be delivery runs (the action and one copy, see README).
 DEFAULT_TIME_LIMIT = 120
-RUN_SHARE = 0.75
+RUN_SHARE = 0.4
 # Seconds kept free before the end of a run, beyond the requests in flight.
 RUN_MARGIN = 1
-# A run with nothing to send waits for a retry falling due within this many
-# seconds (and within its budget), polling for new work meanwhile.
-RETRY_WAIT_HORIZON = 90
+# Odoo's cron workers look for due scheduled actions about once a minute (60 s plus
+# up to 10): a retry due later than a run can wait would otherwise wait for that.
+CRON_POLL_GAP = 70
+# A run with nothing to send waits (polling every IDLE_POLL seconds) for retries
+# falling due before the cron would look again; tests turn it off to take one
+# step at a time.
+WAIT_FOR_RETRIES = True
 IDLE_POLL = 1
 PARAM_RUN_SECONDS = "bjet_api_sync.delivery_run_seconds"
 
@@ -118,7 +123,8 @@ class DeliveryWorker:
         # Unique per run: fencing tells this run's claims from any other's.
         self.name = f"{socket.gethostname()}:{os.getpid()}:{thread}:{uuid.uuid4().hex[:8]}"
         configured = self.env["bj.api.log"]._bj_int_param(PARAM_RUN_SECONDS, 0)
-        self.deadline = time.monotonic() + run_budget(configured)
+        self.budget = run_budget(configured)
+        self.deadline = time.monotonic() + self.budget
         self.locked = set()  # jobs whose advisory lock this run holds
 
     # -- the run ---------------------------------------------------------------
@@ -179,18 +185,19 @@ class DeliveryWorker:
         return requests
 
     def _wait_for_work(self):
-        """With nothing on the wire: wait for work due before the run's end.
-
-        Polls every IDLE_POLL seconds (jobs queued meanwhile, jobs released
-        by an older one of their record) until the next retry falls due.
-        False when nothing is due within the horizon or the budget.
+        """With nothing on the wire: wait for the next retry, polling every
+        IDLE_POLL seconds (for jobs queued meanwhile, or released by an older
+        one of their record), when it falls due before the cron would look
+        again after this run.  False when the run should end now.
         """
-        horizon = min(RETRY_WAIT_HORIZON, self._time_left() - RUN_MARGIN)
+        left = self._time_left() - RUN_MARGIN
         next_due = self._seconds_to_next_due()
-        if next_due is None or next_due > horizon:
+        if not WAIT_FOR_RETRIES or next_due is None or left <= 0:
             return False
+        if next_due > left + CRON_POLL_GAP:
+            return False  # the next run is triggered in time for it
         self._commit()  # no snapshot held while waiting
-        time.sleep(min(max(next_due, 0), IDLE_POLL))
+        time.sleep(min(next_due, IDLE_POLL, left))
         return True
 
     def _seconds_to_next_due(self):
@@ -212,13 +219,14 @@ class DeliveryWorker:
         return seconds if seconds > 0 else IDLE_POLL
 
     def _schedule_next_run(self):
-        """Wake the cron again for work this run could not take: at once for due
-        work, else shortly before the next retry so that the run started then
-        can wait for it (the cron otherwise polls about once a minute)."""
+        """Wake the cron again for the work left: early enough that the run
+        started then (within CRON_POLL_GAP of the wake-up) can wait for it —
+        at once when that is now, so runs follow each other while retries are
+        close; no busy loop, since such a run waits out its budget."""
         seconds = self._seconds_to_next_due()
         if seconds is None:
             return
-        lead = min(RETRY_WAIT_HORIZON, run_budget()) - RUN_MARGIN
+        lead = CRON_POLL_GAP + self.budget
         self.jobs._bj_wake_worker(
             self.jobs._bj_now() + timedelta(seconds=max(seconds - lead, 0))
         )

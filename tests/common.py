@@ -388,7 +388,7 @@ class BjOutboundCase(LocalServerMixin, BjApiSyncCase):
         self.startPatcher(patch.object(delivery_worker, "SEND_CONCURRENCY", 1))
         # A run stops when nothing is due now, instead of waiting for retries
         # (tests make them due with pass_time).
-        self.startPatcher(patch.object(delivery_worker, "RETRY_WAIT_HORIZON", 0))
+        self.startPatcher(patch.object(delivery_worker, "WAIT_FOR_RETRIES", False))
 
     @classmethod
     def make_out_config(cls, path="/contacts", **values):

@@ -35,7 +35,7 @@ class TestOutboundConcurrentWorkers(LocalServerMixin, BaseCase):
         # mode does (Registry.enter_test_mode).
         cls.startClassPatcher(patch.object(Registry, "_lock", DummyRLock()))
         # A run stops when nothing can be taken now, instead of polling for it.
-        cls.startClassPatcher(patch.object(delivery_worker, "RETRY_WAIT_HORIZON", 0))
+        cls.startClassPatcher(patch.object(delivery_worker, "WAIT_FOR_RETRIES", False))
 
     def setUp(self):
         super().setUp()
