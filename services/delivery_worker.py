@@ -48,8 +48,8 @@ from . import outbound
 _logger = logging.getLogger("bj.api.outbound")
 
 WORKER_CRON = "bjet_api_sync.ir_cron_bj_api_sync_deliver"
-# Jobs claimed (and prepared) at a time, once the previous ones are on the wire.
-CLAIM_BATCH_SIZE = 16
+# Jobs claimed (and prepared) at a time, when fewer than a sender's share are ready.
+CLAIM_BATCH_SIZE = 64
 # Requests a worker sends at the same time.
 SEND_CONCURRENCY = 4
 # Outcomes are committed within this many seconds of their answer.
@@ -138,9 +138,9 @@ class DeliveryWorker:
             self._commit()
             self._wake_sibling_workers()
             with ThreadPoolExecutor(SEND_CONCURRENCY, thread_name_prefix="bj-api-send") as pool:
-                in_flight = {}
+                in_flight, answered, stored_at = {}, [], time.monotonic()
                 while True:
-                    if not ready and self._time_left() > RUN_MARGIN:
+                    if len(ready) < SEND_CONCURRENCY and self._time_left() > RUN_MARGIN:
                         ready.extend(self._next_requests())
                     while ready and len(in_flight) < SEND_CONCURRENCY:
                         request = ready.popleft()
@@ -155,9 +155,13 @@ class DeliveryWorker:
                         continue
                     finished, _pending = wait(in_flight, timeout=RESULTS_COMMIT_INTERVAL,
                                               return_when=FIRST_COMPLETED)
-                    results = [(in_flight.pop(future), future.result()) for future in finished]
-                    done += len(results)
-                    self._store_results(results)
+                    answered += [(in_flight.pop(future), future.result()) for future in finished]
+                    # Outcomes together, at most a second after their answer: a
+                    # commit per request would cost more than the request.
+                    if not in_flight or time.monotonic() - stored_at >= RESULTS_COMMIT_INTERVAL:
+                        done += len(answered)
+                        self._store_results(answered)
+                        answered, stored_at = [], time.monotonic()
                 self._give_back(self.jobs.browse([request.job_id for request in ready]))
                 self._commit()
         finally:
