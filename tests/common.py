@@ -14,9 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest.mock import patch
 from urllib.parse import urlsplit
 
-from odoo import Command, fields
+from odoo import SUPERUSER_ID, Command, api, fields
+from odoo.modules.registry import DummyRLock, Registry
 from odoo.tests import common as odoo_test_common
-from odoo.tests.common import HttpCase, TransactionCase, new_test_user
+from odoo.tests.common import HttpCase, TransactionCase, get_db_name, new_test_user
 
 from ..services import delivery_worker
 from ..services import records as records_service
@@ -377,6 +378,28 @@ class LocalServerMixin(LocalTimeoutsMixin):
     def setUp(self):
         super().setUp()
         self.server.clear()
+
+
+class CommittedDataMixin(LocalServerMixin):
+    """Races need real transactions: a TransactionCase's data lives in one
+    uncommitted transaction that other connections cannot see.  These tests
+    commit their data through cursors of their own (and delete it afterwards)
+    and run workers on connections of their own, as cron workers do."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.registry = Registry(get_db_name())
+        # The test runner holds the registry lock while tests run, and every new
+        # thread needs it to open an Environment: lift it like HttpCase's test
+        # mode does (Registry.enter_test_mode).
+        cls.startClassPatcher(patch.object(Registry, "_lock", DummyRLock()))
+
+    @contextmanager
+    def committed_env(self):
+        """A superuser environment on a cursor of its own, committed at the end."""
+        with self.registry.cursor() as cr:
+            yield api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
 
 
 class BjOutboundCase(LocalServerMixin, BjApiSyncCase):

@@ -12,28 +12,22 @@ import threading
 from unittest.mock import patch
 
 from odoo import SUPERUSER_ID, Command, api
-from odoo.modules.registry import DummyRLock, Registry
-from odoo.tests import BaseCase, get_db_name, tagged
+from odoo.tests import BaseCase, tagged
 
 from ..services import delivery_worker
-from .common import LocalServerMixin
+from .common import CommittedDataMixin
 
 # Two records' changes appear twice: their order must survive concurrency.
 REPEATED_RECORDS = (9000001, 9000002)
 
 
 @tagged("post_install", "-at_install")
-class TestOutboundConcurrentWorkers(LocalServerMixin, BaseCase):
+class TestOutboundConcurrentWorkers(CommittedDataMixin, BaseCase):
     server_default = (200, None, {"ok": True}, 0.02)  # slow enough for workers to overlap
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.registry = Registry(get_db_name())
-        # The test runner holds the registry lock while tests run, and every new
-        # thread needs it to open an Environment: lift it like HttpCase's test
-        # mode does (Registry.enter_test_mode).
-        cls.startClassPatcher(patch.object(Registry, "_lock", DummyRLock()))
         # A run stops when nothing can be taken now, instead of polling for it.
         cls.startClassPatcher(patch.object(delivery_worker, "WAIT_FOR_RETRIES", False))
 

@@ -6,33 +6,24 @@ import time
 from datetime import timedelta
 from unittest.mock import patch
 
-from odoo import SUPERUSER_ID, Command, api, fields
+from odoo import Command, fields
 from odoo.exceptions import AccessError
-from odoo.modules.registry import DummyRLock, Registry
 from odoo.sql_db import db_connect
-from odoo.tests import BaseCase, get_db_name, tagged
+from odoo.tests import BaseCase, tagged
 from odoo.tools import config as odoo_config
 
 from ..services import delivery_worker, outbound
 from ..services.scripts import PARAM_SCRIPT_SECONDS
-from .common import BjOutboundCase, LocalServerMixin
+from .common import BjOutboundCase, CommittedDataMixin
 
 
 @tagged("post_install", "-at_install")
-class TestCommittedOutbox(LocalServerMixin, BaseCase):
-    """Real transactions: data committed through cursors of its own (deleted
-    afterwards), workers on their own connections, as cron workers run."""
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.registry = Registry(get_db_name())
-        # The test runner holds the registry lock; new threads and cursors need it.
-        cls.startClassPatcher(patch.object(Registry, "_lock", DummyRLock()))
+class TestCommittedOutbox(CommittedDataMixin, BaseCase):
+    """The outbox with committed data and workers on their own connections."""
 
     def setUp(self):
         super().setUp()
-        with self.env_cursor() as env:
+        with self.committed_env() as env:
             config = env["bj.api.sync.config"].create({
                 "name": "Committed outbox test",
                 "request_type": "out",
@@ -53,30 +44,15 @@ class TestCommittedOutbox(LocalServerMixin, BaseCase):
         self.partner_ids = []
         self.addCleanup(self.delete_data)
 
-    def env_cursor(self):
-        registry = self.registry
-
-        class Scope:
-            def __enter__(scope):
-                scope.cr = registry.cursor()
-                return api.Environment(scope.cr, SUPERUSER_ID, {"tracking_disable": True})
-
-            def __exit__(scope, kind, *_rest):
-                if kind is None:
-                    scope.cr.commit()
-                scope.cr.close()
-
-        return Scope()
-
     def delete_data(self):
-        with self.env_cursor() as env:
+        with self.committed_env() as env:
             env["bj.api.log"].search([("config_id", "=", self.config_id)]).unlink()
             env["bj.api.sync.job"].search([("config_id", "=", self.config_id)]).unlink()
             env["bj.api.sync.config"].browse(self.config_id).unlink()
             env["res.partner"].browse(self.partner_ids).unlink()
 
     def create_partner(self, name):
-        with self.env_cursor() as env:
+        with self.committed_env() as env:
             partner = env["res.partner"].create({"name": name})
             self.partner_ids.append(partner.id)
             return partner.id
@@ -84,7 +60,7 @@ class TestCommittedOutbox(LocalServerMixin, BaseCase):
     def run_worker(self):
         """One delivery run in a thread of its own, committing as a cron worker does."""
         def deliver():
-            with self.env_cursor() as env:
+            with self.committed_env() as env:
                 env["bj.api.sync.job"]._cron_deliver_jobs()
 
         thread = threading.Thread(target=deliver)
@@ -95,7 +71,7 @@ class TestCommittedOutbox(LocalServerMixin, BaseCase):
         return [request.json()["name"] for request in self.server.requests]
 
     def jobs(self):
-        with self.env_cursor() as env:
+        with self.committed_env() as env:
             return [(job.event, job.state) for job in env["bj.api.sync.job"].search(
                 [("config_id", "=", self.config_id)], order="id")]
 
@@ -110,7 +86,7 @@ class TestCommittedOutbox(LocalServerMixin, BaseCase):
         def update_then_merge(worker, plan, ids):
             if not updates:
                 updates.append("v2")
-                with self.env_cursor() as env:  # another transaction, committed now
+                with self.committed_env() as env:  # another transaction, committed now
                     env["res.partner"].browse(partner_id).name = "v2"
             return merge(worker, plan, ids)
 
@@ -123,7 +99,7 @@ class TestCommittedOutbox(LocalServerMixin, BaseCase):
 
     def test_an_update_seen_by_the_export_is_merged(self):
         partner_id = self.create_partner("v1")
-        with self.env_cursor() as env:
+        with self.committed_env() as env:
             env["res.partner"].browse(partner_id).name = "v2"
         self.run_worker().join(60)
         self.assertEqual(self.names_received(), ["v2"])
