@@ -52,6 +52,9 @@ class BjApiSyncConfigController(http.Controller):
             # Cached by werkzeug, so a retried request reads the same bytes.
             read_body=functools.partial(httprequest.get_data, cache=True),
             content_length=httprequest.content_length,
+            # The request line's path and query as sent, which a signature signs
+            # (werkzeug's server and gunicorn keep it as RAW_URI).
+            target=environ.get("RAW_URI", ""),
         )
         answer = InboundRequest(request.env, call, attempt=environ[ATTEMPT_KEY]).serve()
         return request.make_response(

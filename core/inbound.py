@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 from dataclasses import dataclass, field
 
 from .plan import BEARER_SCHEME
@@ -75,6 +76,7 @@ class InboundCall:
 
     ``headers`` keeps the names as received (for the log); lookups go through
     :meth:`header`, which ignores case. ``read_body`` returns the raw body.
+    ``target`` is the path and query string as on the request line (signed).
     """
 
     method: str
@@ -85,6 +87,7 @@ class InboundCall:
     query: list
     remote_addr: str
     read_body: object
+    target: str
     content_length: int | None = None
     _body: bytes | None = None
 
@@ -269,21 +272,46 @@ def address_allowed(address, networks):
 # -- signatures --------------------------------------------------------------------
 
 
-def compute_signature(secret, timestamp, body):
-    """Hex HMAC-SHA256 of ``"<timestamp>.<raw body>"``."""
-    message = f"{timestamp}.".encode() + (body or b"")
+# Unix time, in seconds with an optional fraction: identical requests signed
+# within the same second then still differ.
+SIGNATURE_TIMESTAMP = re.compile(r"\d{1,12}(\.\d{1,9})?")
+
+
+def signed_message(timestamp, method, target, body):
+    """What a signature signs: ``"<t>.<METHOD>.<target>.<raw body>"``.
+
+    ``timestamp`` is the ``t`` of the header as sent; ``target`` is the path and
+    query string exactly as on the request line (``/bj_api_sync/v1/partners/7?limit=5``),
+    so that a signature binds the method, the record and the query as well as
+    the body.
+    """
+    return f"{timestamp}.{method.upper()}.{target}.".encode() + (body or b"")
+
+
+def compute_signature(secret, timestamp, method, target, body):
+    """Hex HMAC-SHA256 of :func:`signed_message`."""
+    message = signed_message(timestamp, method, target, body)
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def signature_header(secret, body, timestamp):
-    """The ``X-BJET-Signature`` value a caller sends for ``body`` at ``timestamp``."""
-    return f"t={int(timestamp)},v1={compute_signature(secret, int(timestamp), body)}"
+def signature_header(secret, method, target, body, timestamp):
+    """The ``X-BJET-Signature`` value for this request at ``timestamp`` (whole seconds)."""
+    timestamp = int(timestamp)
+    return f"t={timestamp},v1={compute_signature(secret, timestamp, method, target, body)}"
 
 
-def verify_signature(secret, header, body, now, tolerance=SIGNATURE_TOLERANCE):
-    """Return None when ``header`` signs ``body``, else the reason it does not."""
+def signature_error(reason):
+    return InboundError(401, reason, headers={"WWW-Authenticate": f'Signature realm="{REALM}"'})
+
+
+def verify_signature(secret, header, method, target, body, now, tolerance=SIGNATURE_TOLERANCE):
+    """``(time, signature)`` when ``header`` signs this request, else a 401.
+
+    ``time`` is the signed Unix time; the signature is the one that matched
+    (several may be sent), to be recorded as used.
+    """
     if not header:
-        return f"The {SIGNATURE_HEADER} header is missing."
+        raise signature_error(f"The {SIGNATURE_HEADER} header is missing.")
     timestamp, signatures = None, []
     for part in header.split(","):
         name, _sep, value = part.strip().partition("=")
@@ -291,14 +319,21 @@ def verify_signature(secret, header, body, now, tolerance=SIGNATURE_TOLERANCE):
             timestamp = value.strip()
         elif name == "v1":
             signatures.append(value.strip().lower())
-    if not timestamp or not timestamp.isdigit() or not signatures:
-        return f"The {SIGNATURE_HEADER} header must look like t=<unix time>,v1=<hex>."
-    if abs(now - int(timestamp)) > tolerance:
-        return f"The {SIGNATURE_HEADER} timestamp is outside the {tolerance} s window."
-    expected = compute_signature(secret, timestamp, body)
+    if not timestamp or not SIGNATURE_TIMESTAMP.fullmatch(timestamp) or not signatures:
+        raise signature_error(
+            f"The {SIGNATURE_HEADER} header must look like t=<unix time>,v1=<hex>."
+        )
+    if abs(now - float(timestamp)) > tolerance:
+        raise signature_error(
+            f"The {SIGNATURE_HEADER} timestamp is outside the {tolerance} s window."
+        )
+    expected = compute_signature(secret, timestamp, method, target, body)
     if not any(hmac.compare_digest(expected, signature) for signature in signatures):
-        return f"The {SIGNATURE_HEADER} signature does not match the body."
-    return None
+        raise signature_error(
+            f"The {SIGNATURE_HEADER} signature does not match the method, path, query "
+            "and body of this request."
+        )
+    return float(timestamp), expected
 
 
 # -- bodies -------------------------------------------------------------------------

@@ -11,3 +11,5 @@ from . import bj_api_sync_config_outbound
 from . import base
 from . import bj_api_idempotency
 from . import bj_api_rate_limit
+from . import bj_api_auth_failure
+from . import bj_api_signature

@@ -2,12 +2,18 @@ from datetime import timedelta
 
 from odoo import api, fields, models
 
+from ..core.inbound import InboundError
+
 # How long a stored answer is replayed for a repeated key.
 RETENTION = timedelta(hours=24)
 
 
 class BjApiIdempotency(models.Model):
     """The first answer to an inbound write that carried an idempotency key.
+
+    A key names one request of a configuration: used again with another method,
+    path or body it is refused (422), never answered with another request's
+    answer.
 
     A row is claimed (inserted) before the write and completed with the answer
     in the same transaction, so it exists if and only if the write committed.
@@ -33,6 +39,9 @@ class BjApiIdempotency(models.Model):
     request_target = fields.Char(
         string="Request", required=True, help="Method and path the key was first used with."
     )
+    body_hash = fields.Char(
+        string="Body SHA-256", help="SHA-256 of the body the key was first used with."
+    )
     status_code = fields.Integer(string="Status Code", help="Status of the first answer.")
     response_body = fields.Text(string="Response Body", help="Body of the first answer, replayed.")
     res_model = fields.Char(string="Related Model", help="Model of the records written.")
@@ -41,29 +50,32 @@ class BjApiIdempotency(models.Model):
     _sql_constraints = [
         (
             "key_unique",
-            "unique(config_id, key, request_target)",
-            "An idempotency key is used once per configuration and request.",
+            "unique(config_id, key)",
+            "An idempotency key is used once per configuration.",
         ),
     ]
 
     @api.model
-    def _bj_claim(self, config_id, key, request_target):
+    def _bj_claim(self, config_id, key, request_target, body_hash):
         """Claim ``key`` for a new write, or return the stored first answer.
 
         Returns ``(claim_id, None)`` when this request may proceed (then call
         :meth:`_bj_complete` before the transaction commits), or ``(None, row)``
-        with the committed first answer.  An expired row is taken over.
+        with the committed first answer.  An expired row is taken over.  A key
+        first used with another method, path or body is a 422.
         """
         self.env.flush_all()
         self.env.cr.execute(
             """
             INSERT INTO bj_api_idempotency
-                (config_id, key, request_target, create_uid, write_uid, create_date, write_date)
-            VALUES (%(config)s, %(key)s, %(target)s, %(uid)s, %(uid)s,
+                (config_id, key, request_target, body_hash, create_uid, write_uid,
+                 create_date, write_date)
+            VALUES (%(config)s, %(key)s, %(target)s, %(body_hash)s, %(uid)s, %(uid)s,
                     NOW() AT TIME ZONE 'UTC', NOW() AT TIME ZONE 'UTC')
-            ON CONFLICT (config_id, key, request_target) DO UPDATE
+            ON CONFLICT (config_id, key) DO UPDATE
                 SET status_code = NULL, response_body = NULL, res_model = NULL,
-                    res_ids = NULL, create_date = EXCLUDED.create_date,
+                    res_ids = NULL, request_target = EXCLUDED.request_target,
+                    body_hash = EXCLUDED.body_hash, create_date = EXCLUDED.create_date,
                     write_date = EXCLUDED.write_date
                 WHERE bj_api_idempotency.create_date < %(expired)s
             RETURNING id
@@ -72,6 +84,7 @@ class BjApiIdempotency(models.Model):
                 "config": config_id,
                 "key": key,
                 "target": request_target,
+                "body_hash": body_hash,
                 "uid": self.env.uid,
                 "expired": fields.Datetime.now() - RETENTION,
             },
@@ -81,11 +94,18 @@ class BjApiIdempotency(models.Model):
             self.invalidate_model()
             return row[0], None
         stored = self.sudo().search(
-            [("config_id", "=", config_id), ("key", "=", key),
-             ("request_target", "=", request_target)],
-            limit=1,
+            [("config_id", "=", config_id), ("key", "=", key)], limit=1,
         )
-        return None, stored
+        if stored.request_target != request_target:
+            first_use = f"for {stored.request_target}"
+        elif stored.body_hash != body_hash:
+            first_use = "with another body"
+        else:
+            return None, stored
+        raise InboundError(
+            422, f"Idempotency key {key!r} was first used {first_use}: use a new key for "
+                 "another request.",
+        )
 
     @api.model
     def _bj_complete(self, claim_id, response):

@@ -562,13 +562,14 @@ class BjApiSyncConfigOutbound(models.Model):
                 if result.status_code not in METHOD_REFUSED_STATUSES:
                     break
         else:
-            url = f"{self.get_base_url()}{inbound.API_PREFIX}/{self.endpoint}?limit=1"
+            target = f"{inbound.API_PREFIX}/{self.endpoint}?limit=1"
+            url = f"{self.get_base_url()}{target}"
             headers = http_client.merge_headers(
                 {"Accept": http_client.JSON_CONTENT_TYPE}, outbound.auth_headers(plan)
             )
             if plan.auth.signature_secret:
                 headers[inbound.SIGNATURE_HEADER] = inbound.signature_header(
-                    plan.auth.signature_secret, b"", time.time())
+                    plan.auth.signature_secret, "GET", target, b"", time.time())
             result = http_client.send("GET", url, headers=headers, timeout=timeout)
         values = outbound.log_values(plan, result, headers=headers)
         values.update(direction=plan.request_type, res_model=False)

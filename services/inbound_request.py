@@ -9,6 +9,7 @@ request writes nothing.  The log row is written afterwards in the same
 transaction, which commits it whether or not the work succeeded.
 """
 
+import hashlib
 import json
 import logging
 import re
@@ -123,13 +124,28 @@ class InboundRequest:
             ) from None
 
     def _authorize(self):
-        """IP allowlist, rate limit, credentials, then the HTTP method."""
+        """IP allowlist, failed authentications of the address, credentials and
+        signature; then the rate limit, which counts authenticated calls only,
+        and the HTTP method."""
         plan, call = self.plan, self.call
         address = inbound.client_address(
             call.remote_addr, call.header("X-Forwarded-For"), tools.config["proxy_mode"]
         )
         if not inbound.address_allowed(address, plan.networks):
             raise InboundError(403, f"Address {address} is not in the IP Allowlist.")
+        failures = self.env["bj.api.auth.failure"].sudo()
+        wait = failures._bj_wait(address)
+        if wait:
+            raise InboundError(
+                429,
+                f"Too many failed authentications from {address}: retry in {wait} s.",
+                headers={"Retry-After": str(wait)},
+            )
+        try:
+            self._authenticate()
+        except InboundError:
+            failures._bj_fail(address)
+            raise
         if plan.rate_limit:
             wait = self.env["bj.api.rate.limit"].sudo()._bj_hit(plan.config_id, plan.rate_limit)
             if wait:
@@ -138,6 +154,18 @@ class InboundRequest:
                     f"More than {plan.rate_limit} calls per minute: retry in {wait} s.",
                     headers={"Retry-After": str(wait)},
                 )
+        allowed = inbound.allowed_methods(plan.methods, call.identifier is not None)
+        if call.method not in allowed:
+            raise InboundError(
+                405,
+                f"Method {call.method} is not allowed here; "
+                f"allowed: {', '.join(allowed) or 'none'}.",
+                headers={"Allow": ", ".join(allowed)},
+            )
+
+    def _authenticate(self):
+        """Credentials (401), then the signature of the request, once (413, 401)."""
+        plan, call = self.plan, self.call
         auth = plan.auth
         if not inbound.check_credentials(
             auth.type, call.header("Authorization"),
@@ -148,28 +176,23 @@ class InboundRequest:
                 "Missing or invalid credentials.",
                 headers={"WWW-Authenticate": inbound.challenge(auth.type)},
             )
-        allowed = inbound.allowed_methods(plan.methods, call.identifier is not None)
-        if call.method not in allowed:
-            raise InboundError(
-                405,
-                f"Method {call.method} is not allowed here; "
-                f"allowed: {', '.join(allowed) or 'none'}.",
-                headers={"Allow": ", ".join(allowed)},
+        if not auth.signature_secret:
+            return
+        timestamp, signature = inbound.verify_signature(
+            auth.signature_secret, call.header(inbound.SIGNATURE_HEADER), call.method,
+            call.target, call.body(plan.max_body_size), time.time(),
+        )
+        expires_at = timestamp + inbound.SIGNATURE_TOLERANCE
+        if not self.env["bj.api.signature"].sudo()._bj_use(plan.config_id, signature, expires_at):
+            raise inbound.signature_error(
+                f"This {inbound.SIGNATURE_HEADER} signature was already used: "
+                "sign every request afresh."
             )
 
     def _payload(self):
-        """Read the body (413), check its signature (401) and parse it (415/400)."""
+        """Read the body (413) and parse it (415/400)."""
         plan, call = self.plan, self.call
         body = call.body(plan.max_body_size)
-        if plan.auth.signature_secret:
-            reason = inbound.verify_signature(
-                plan.auth.signature_secret, call.header(inbound.SIGNATURE_HEADER), body,
-                time.time(),
-            )
-            if reason:
-                raise InboundError(
-                    401, reason, headers={"WWW-Authenticate": f'Signature realm="{inbound.REALM}"'}
-                )
         if call.method not in ("POST", "PUT"):
             return None
         payload = inbound.parse_json_body(body, call.header("Content-Type"))
@@ -201,7 +224,8 @@ class InboundRequest:
         claim_id = None
         if key:
             claim_id, stored = idempotency._bj_claim(
-                self.plan.config_id, key, f"{call.method} {call.path}"
+                self.plan.config_id, key, f"{call.method} {call.path}",
+                hashlib.sha256(call.body_if_read()).hexdigest(),
             )
             if stored:
                 return self._replay(stored)

@@ -53,7 +53,8 @@ class TestInboundHardening(BjApiHttpCase):
 
     def signed(self, body, secret, timestamp=None):
         raw = json.dumps(body).encode()
-        header = inbound.signature_header(secret, raw, timestamp or time.time())
+        target = "/bj_api_sync/v1/hard-partners"
+        header = inbound.signature_header(secret, "POST", target, raw, timestamp or time.time())
         return raw, {"Content-Type": "application/json", inbound.SIGNATURE_HEADER: header}
 
     def test_signature(self):
@@ -77,7 +78,9 @@ class TestInboundHardening(BjApiHttpCase):
         self.assertEqual(len(self.named("Signed")), 1)
         self.assertFalse(self.named("Forged"))
         # Reads are signed too, over their empty body.
-        header = inbound.signature_header(secret, b"", time.time())
+        header = inbound.signature_header(
+            secret, "GET", f"/bj_api_sync/v1/hard-partners/{self.partner.id}", b"", time.time()
+        )
         self.assertApiSuccess(self.api("GET", "hard-partners", self.partner.id,
                                        headers={inbound.SIGNATURE_HEADER: header}))
 
@@ -148,15 +151,43 @@ class TestInboundHelpers(BaseCase):
         self.assertTrue(inbound.address_allowed("198.51.100.1", []), "no allowlist")
 
     def test_verify_signature(self):
-        body, now = b'{"a": 1}', 1_700_000_000
-        good = inbound.signature_header("s3cret", body, now)
-        self.assertIsNone(inbound.verify_signature("s3cret", good, body, now + 299))
+        body, now, target = b'{"a": 1}', 1_700_000_000, "/bj_api_sync/v1/x/7?a=1&b=2"
+        good = inbound.signature_header("s3cret", "PUT", target, body, now)
+        expected = inbound.compute_signature("s3cret", now, "PUT", target, body)
+        self.assertEqual(inbound.verify_signature("s3cret", good, "PUT", target, body, now + 299),
+                         (now, expected))
         rotated = f"{good},v1={'0' * 64}"
-        self.assertIsNone(inbound.verify_signature("s3cret", rotated, body, now))
-        self.assertIn("window", inbound.verify_signature("s3cret", good, body, now + 301))
-        self.assertIn("does not match", inbound.verify_signature("other", good, body, now))
-        self.assertIn("missing", inbound.verify_signature("s3cret", "", body, now))
-        self.assertIn("look like", inbound.verify_signature("s3cret", "t=x,v1=y", body, now))
+        self.assertEqual(inbound.verify_signature("s3cret", rotated, "PUT", target, body, now),
+                         (now, expected), "the signature that matched is the one returned")
+        fraction = f"{now}.25"
+        precise_v1 = inbound.compute_signature("s3cret", fraction, "PUT", target, body)
+        precise = f"t={fraction},v1={precise_v1}"
+        self.assertEqual(inbound.verify_signature("s3cret", precise, "PUT", target, body, now),
+                         (now + 0.25, precise_v1))
+        self.assertNotEqual(precise, good, "requests signed within one second still differ")
+        refused = [
+            ("window", "s3cret", good, "PUT", target, body, now + 301),
+            ("look like", "s3cret", f"t={now}.,v1={expected}", "PUT", target, body, now),
+            ("look like", "s3cret", f"t=-{now},v1={expected}", "PUT", target, body, now),
+            ("does not match", "other", good, "PUT", target, body, now),
+            ("does not match", "s3cret", good, "DELETE", target, body, now),
+            ("does not match", "s3cret", good, "PUT", "/bj_api_sync/v1/x/8?a=1&b=2", body, now),
+            ("does not match", "s3cret", good, "PUT", "/bj_api_sync/v1/x/7?b=2&a=1", body, now),
+            ("does not match", "s3cret", good, "PUT", target, b'{"a": 2}', now),
+            ("missing", "s3cret", "", "PUT", target, body, now),
+            ("look like", "s3cret", "t=x,v1=y", "PUT", target, body, now),
+        ]
+        for reason, secret, header, method, path, data, at in refused:
+            with self.subTest(reason=reason, method=method, path=path, data=data):
+                with self.assertRaisesRegex(inbound.InboundError, reason) as caught:
+                    inbound.verify_signature(secret, header, method, path, data, at)
+                self.assertEqual(caught.exception.status, 401)
+
+    def test_signed_message(self):
+        self.assertEqual(
+            inbound.signed_message(1700000000, "post", "/bj_api_sync/v1/x?a=1", b'{"a": 1}'),
+            b'1700000000.POST./bj_api_sync/v1/x?a=1.{"a": 1}',
+        )
 
     def test_check_credentials(self):
         basic = "Basic " + "dXNlcjpwYTpzcw=="  # user:pa:ss, a colon in the password

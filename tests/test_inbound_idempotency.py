@@ -34,13 +34,32 @@ class TestInboundIdempotency(BjApiHttpCase):
         first = self.post("Idem One", "key-1")
         self.assertEqual(first.status_code, 201)
         self.assertNotIn("Idempotent-Replayed", first.headers)
-        again = self.post("Idem Other Body", "key-1")
+        again = self.post("Idem One", "key-1")
         self.assertEqual(again.status_code, 201)
         self.assertEqual(again.headers["Idempotent-Replayed"], "true")
         self.assertEqual(again.json(), first.json())
         self.assertEqual(len(self.named("Idem One")), 1)
-        self.assertFalse(self.named("Idem Other Body"))
         self.assertLogged(self.config, count=2, method="POST", status_code=201)
+
+    def test_key_reused_for_another_request_is_422(self):
+        self.assertEqual(self.post("Idem First", "key-2").status_code, 201)
+        first, second = self.named("Idem First"), self.env["res.partner"].create({"name": "B"})
+        self.assertApiError(self.post("Idem Other Body", "key-2"), 422, "with another body")
+        self.assertFalse(self.named("Idem Other Body"))
+        for method, identifier in (("PUT", first.id), ("DELETE", first.id)):
+            with self.subTest(method=method):
+                response = self.api(method, "idem-partners", identifier,
+                                     body={"name": "Idem First"} if method == "PUT" else None,
+                                     headers={"Idempotency-Key": "key-2"})
+                self.assertApiError(response, 422, "for POST /bj_api_sync/v1/idem-partners:")
+        self.assertTrue(first.exists(), "the DELETE did not run")
+        # The same method and body on another path.
+        put = {"Idempotency-Key": "key-3"}
+        self.api("PUT", "idem-partners", first.id, body={"phone": "3"}, headers=put)
+        response = self.api("PUT", "idem-partners", second.id, body={"phone": "3"}, headers=put)
+        self.assertApiError(response, 422, f"for PUT /bj_api_sync/v1/idem-partners/{first.id}:")
+        self.assertFalse(second.phone)
+        self.assertLogged(self.config, count=4, status_code=422)
 
     def test_x_request_id_works_too_on_put_and_delete(self):
         partner = self.env["res.partner"].create({"name": "Idem Target"})
@@ -61,17 +80,13 @@ class TestInboundIdempotency(BjApiHttpCase):
         self.assertEqual(replay.status_code, 200, "the first answer, not a 404")
         self.assertEqual(replay.headers["Idempotent-Replayed"], "true")
 
-    def test_keys_are_scoped_to_configuration_and_request(self):
+    def test_keys_are_scoped_to_configuration(self):
         self.make_partner_config(endpoint="idem-other")
         self.assertEqual(self.post("Idem Scoped A", "shared").status_code, 201)
         other = self.post("Idem Scoped B", "shared", endpoint="idem-other")
         self.assertEqual(other.status_code, 201)
         self.assertNotIn("Idempotent-Replayed", other.headers)
-        partner = self.named("Idem Scoped A")
-        put = self.api("PUT", "idem-partners", partner.id, body={"phone": "2"},
-                       headers={"Idempotency-Key": "shared"})
-        self.assertNotIn("Idempotent-Replayed", put.headers)
-        self.assertEqual(partner.phone, "2")
+        self.assertTrue(self.named("Idem Scoped B"))
 
     def test_failed_requests_are_not_stored_and_reads_are_not_keyed(self):
         failed = self.api("POST", "idem-partners", body={"name": {"bad": 1}},
@@ -178,7 +193,7 @@ class TestIdempotencyClaimConcurrency(BjApiSyncCase):
         @mute_logger("odoo.sql_db")  # the expected serialization failure
         def run():
             try:
-                outcome["result"] = model._bj_claim(self.config_id, "same-key", "POST /x")
+                outcome["result"] = model._bj_claim(self.config_id, "same-key", "POST /x", "h")
             except errors.SerializationFailure as error:
                 outcome["error"] = error
                 model.env.cr.rollback()
@@ -190,7 +205,7 @@ class TestIdempotencyClaimConcurrency(BjApiSyncCase):
     def test_second_claim_waits_then_replays_the_committed_answer(self):
         first, second = self.worker(), self.worker()
         second.env.cr.execute("SELECT 1")  # its snapshot predates the first commit
-        claim_id, stored = first._bj_claim(self.config_id, "same-key", "POST /x")
+        claim_id, stored = first._bj_claim(self.config_id, "same-key", "POST /x", "h")
         self.assertTrue(claim_id)
         self.assertFalse(stored)
 
@@ -206,14 +221,14 @@ class TestIdempotencyClaimConcurrency(BjApiSyncCase):
                               "Odoo retries the request on this error")
 
         # The retry (a new transaction) finds the stored answer.
-        claim_id, stored = second._bj_claim(self.config_id, "same-key", "POST /x")
+        claim_id, stored = second._bj_claim(self.config_id, "same-key", "POST /x", "h")
         self.assertIsNone(claim_id)
         self.assertEqual((stored.status_code, stored.response_body),
                          (201, '{"status": "success", "data": 7}'))
 
     def test_second_claim_proceeds_when_the_first_rolls_back(self):
         first, second = self.worker(), self.worker()
-        claim_id, _stored = first._bj_claim(self.config_id, "same-key", "POST /x")
+        claim_id, _stored = first._bj_claim(self.config_id, "same-key", "POST /x", "h")
         outcome = {}
         thread = self.claim_in_thread(second, outcome)
         thread.join(1)
