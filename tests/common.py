@@ -14,10 +14,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest.mock import patch
 from urllib.parse import urlsplit
 
+from psycopg2 import errors
+
 from odoo import SUPERUSER_ID, Command, api, fields
 from odoo.modules.registry import DummyRLock, Registry
 from odoo.tests import common as odoo_test_common
 from odoo.tests.common import HttpCase, TransactionCase, get_db_name, new_test_user
+from odoo.tools import mute_logger
 
 from ..services import delivery_worker
 from ..services import records as records_service
@@ -434,3 +437,46 @@ class BjOutboundCase(LocalServerMixin, BjApiSyncCase):
     def bodies(self):
         return [request.json() for request in self.server.requests]
 
+
+
+class RacingTransactionsMixin(CommittedDataMixin):
+    """Two Odoo workers racing on the addon's rows: a committed inbound
+    configuration (``self.config_id``), transactions of their own (:meth:`worker`)
+    and a call left waiting in a thread (:meth:`in_thread`)."""
+
+    def setUp(self):
+        super().setUp()
+        with self.committed_env() as env:
+            config = env["bj.api.sync.config"].create({
+                "name": "Race", "request_type": "in", "endpoint": f"race-{secrets.token_hex(4)}",
+                "model_id": env["ir.model"]._get_id("res.partner"),
+                "run_as_user_id": env.ref("base.user_admin").id,
+            })
+        self.config_id = config.id
+        self.addCleanup(self._drop_config)
+
+    def _drop_config(self):
+        with self.committed_env() as env:
+            env.cr.execute("DELETE FROM bj_api_sync_config WHERE id = %s", (self.config_id,))
+
+    def worker(self, model):
+        """``model`` on a transaction of its own, as in a request of another worker."""
+        cr = self.registry.cursor()
+        self.addCleanup(cr.close)
+        return api.Environment(cr, SUPERUSER_ID, {})[model]
+
+    def in_thread(self, model, call, outcome):
+        """Start ``call(model)`` in a thread; its result, or the serialization
+        failure Odoo would retry the request on, lands in ``outcome``."""
+
+        @mute_logger("odoo.sql_db")  # the expected serialization failure
+        def run():
+            try:
+                outcome["result"] = call(model)
+            except errors.SerializationFailure as error:
+                outcome["error"] = error
+                model.env.cr.rollback()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread

@@ -1,18 +1,16 @@
 import json
 import threading
-from contextlib import closing
 from datetime import timedelta
 
 import requests
 from psycopg2 import errors
 
-from odoo import SUPERUSER_ID, Command, api, fields, sql_db
+from odoo import fields
 from odoo.tests import tagged
 from odoo.tests.common import TEST_CURSOR_COOKIE_NAME
-from odoo.tools import mute_logger
 
 from ..core.inbound import InboundResponse
-from .common import BjApiHttpCase, BjApiSyncCase
+from .common import BjApiHttpCase, BjApiSyncCase, RacingTransactionsMixin
 
 
 @tagged("post_install", "-at_install")
@@ -152,65 +150,25 @@ class TestInboundIdempotency(BjApiHttpCase):
 
 
 @tagged("post_install", "-at_install")
-class TestIdempotencyClaimConcurrency(BjApiSyncCase):
+class TestIdempotencyClaimConcurrency(RacingTransactionsMixin, BjApiSyncCase):
     """The database, not the workers, decides between two concurrent duplicates.
 
     The HTTP test server serializes requests on the test cursor, so this test
     opens two real transactions on the database, like two Odoo workers would.
     """
 
-    def setUp(self):
-        super().setUp()
-        dbname = self.env.cr.dbname
-        self.connection = sql_db.db_connect(dbname)
-        with closing(self.connection.cursor()) as cr:
-            env = api.Environment(cr, SUPERUSER_ID, {
-                "tracking_disable": True, "mail_create_nolog": True,
-                "mail_create_nosubscribe": True,
-            })
-            config = env["bj.api.sync.config"].create({
-                "name": "Idempotency race", "request_type": "in", "endpoint": "idem-race-real",
-                "model_id": env["ir.model"]._get_id("res.partner"),
-                "run_as_user_id": env.ref("base.user_admin").id,
-                "http_method_ids": [Command.set(env.ref("bjet_api_sync.bj_http_method_post").ids)],
-            })
-            cr.commit()
-        self.config_id = config.id
-        self.addCleanup(self._drop_config)
-
-    def _drop_config(self):
-        with closing(self.connection.cursor()) as cr:
-            cr.execute("DELETE FROM bj_api_sync_config WHERE id = %s", (self.config_id,))
-            cr.commit()
-
-    def worker(self):
-        """A transaction of its own, as a request of another Odoo worker."""
-        cr = self.connection.cursor()
-        self.addCleanup(cr.close)
-        return api.Environment(cr, SUPERUSER_ID, {})["bj.api.idempotency"]
-
-    def claim_in_thread(self, model, outcome):
-        @mute_logger("odoo.sql_db")  # the expected serialization failure
-        def run():
-            try:
-                outcome["result"] = model._bj_claim(self.config_id, "same-key", "POST /x", "h")
-            except errors.SerializationFailure as error:
-                outcome["error"] = error
-                model.env.cr.rollback()
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
+    def claim(self, model):
+        return model._bj_claim(self.config_id, "same-key", "POST /x", "h")
 
     def test_second_claim_waits_then_replays_the_committed_answer(self):
-        first, second = self.worker(), self.worker()
+        first, second = self.worker("bj.api.idempotency"), self.worker("bj.api.idempotency")
         second.env.cr.execute("SELECT 1")  # its snapshot predates the first commit
-        claim_id, stored = first._bj_claim(self.config_id, "same-key", "POST /x", "h")
+        claim_id, stored = self.claim(first)
         self.assertTrue(claim_id)
         self.assertFalse(stored)
 
         outcome = {}
-        thread = self.claim_in_thread(second, outcome)
+        thread = self.in_thread(second, self.claim, outcome)
         thread.join(1)
         self.assertTrue(thread.is_alive(), "the duplicate waits for the first transaction")
 
@@ -221,16 +179,16 @@ class TestIdempotencyClaimConcurrency(BjApiSyncCase):
                               "Odoo retries the request on this error")
 
         # The retry (a new transaction) finds the stored answer.
-        claim_id, stored = second._bj_claim(self.config_id, "same-key", "POST /x", "h")
+        claim_id, stored = self.claim(second)
         self.assertIsNone(claim_id)
         self.assertEqual((stored.status_code, stored.response_body),
                          (201, '{"status": "success", "data": 7}'))
 
     def test_second_claim_proceeds_when_the_first_rolls_back(self):
-        first, second = self.worker(), self.worker()
-        claim_id, _stored = first._bj_claim(self.config_id, "same-key", "POST /x", "h")
+        first, second = self.worker("bj.api.idempotency"), self.worker("bj.api.idempotency")
+        claim_id, _stored = self.claim(first)
         outcome = {}
-        thread = self.claim_in_thread(second, outcome)
+        thread = self.in_thread(second, self.claim, outcome)
         thread.join(1)
         self.assertTrue(thread.is_alive())
         first.env.cr.rollback()

@@ -2,19 +2,16 @@ import json
 import re
 import shutil
 import subprocess
-import threading
 import time
 import unittest
 from pathlib import Path
 
 from psycopg2 import errors
 
-from odoo import SUPERUSER_ID, api
 from odoo.tests import tagged
-from odoo.tools import mute_logger
 
 from ..core import inbound
-from .common import BjApiHttpCase, BjApiSyncCase, CommittedDataMixin, generated_secret
+from .common import BjApiHttpCase, BjApiSyncCase, RacingTransactionsMixin, generated_secret
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -155,67 +152,36 @@ class TestInboundSignatures(BjApiHttpCase):
 
 
 @tagged("post_install", "-at_install")
-class TestSignatureReplayRace(CommittedDataMixin, BjApiSyncCase):
+class TestSignatureReplayRace(RacingTransactionsMixin, BjApiSyncCase):
     """A replay racing the original is refused exactly once: the database decides.
 
     Two real transactions, as two Odoo workers serving the original and its
     replay at the same moment.
     """
 
-    def setUp(self):
-        super().setUp()
-        with self.committed_env() as env:
-            config = env["bj.api.sync.config"].create({
-                "name": "Signature race", "request_type": "in", "endpoint": "sig-race",
-                "model_id": env["ir.model"]._get_id("res.partner"),
-                "run_as_user_id": env.ref("base.user_admin").id,
-            })
-        self.config_id = config.id
-        self.addCleanup(self._drop_config)
-
-    def _drop_config(self):
-        with self.committed_env() as env:
-            env.cr.execute("DELETE FROM bj_api_sync_config WHERE id = %s", (self.config_id,))
-
-    def worker(self):
-        cr = self.registry.cursor()
-        self.addCleanup(cr.close)
-        return api.Environment(cr, SUPERUSER_ID, {})["bj.api.signature"]
-
-    def use_in_thread(self, model, outcome):
-        @mute_logger("odoo.sql_db")  # the expected serialization failure
-        def run():
-            try:
-                outcome["result"] = model._bj_use(self.config_id, "f" * 64, time.time() + 300)
-            except errors.SerializationFailure as error:
-                outcome["error"] = error
-                model.env.cr.rollback()
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
+    def use(self, model):
+        return model._bj_use(self.config_id, "f" * 64, time.time() + 300)
 
     def test_replay_waits_then_is_refused_on_odoos_retry(self):
-        original, replay = self.worker(), self.worker()
+        original, replay = self.worker("bj.api.signature"), self.worker("bj.api.signature")
         replay.env.cr.execute("SELECT 1")  # its snapshot predates the original's commit
-        self.assertTrue(original._bj_use(self.config_id, "f" * 64, time.time() + 300))
+        self.assertTrue(self.use(original))
         outcome = {}
-        thread = self.use_in_thread(replay, outcome)
+        thread = self.in_thread(replay, self.use, outcome)
         thread.join(1)
         self.assertTrue(thread.is_alive(), "the replay waits for the original's transaction")
         original.env.cr.commit()
         thread.join(10)
         self.assertIsInstance(outcome.get("error"), errors.SerializationFailure,
                               "Odoo retries the request on this error")
-        self.assertFalse(replay._bj_use(self.config_id, "f" * 64, time.time() + 300),
-                         "the retry sees the signature used")
+        self.assertFalse(self.use(replay), "the retry sees the signature used")
 
     def test_a_rolled_back_original_leaves_the_signature_unused(self):
         # Odoo's own retry of a request after a concurrency failure is not a replay.
-        original, retry = self.worker(), self.worker()
-        self.assertTrue(original._bj_use(self.config_id, "f" * 64, time.time() + 300))
+        original, retry = self.worker("bj.api.signature"), self.worker("bj.api.signature")
+        self.assertTrue(self.use(original))
         outcome = {}
-        thread = self.use_in_thread(retry, outcome)
+        thread = self.in_thread(retry, self.use, outcome)
         thread.join(1)
         self.assertTrue(thread.is_alive())
         original.env.cr.rollback()

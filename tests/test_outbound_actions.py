@@ -71,7 +71,8 @@ class TestOutboundActions(BjOutboundCase):
         self.assertTrue(request.headers["Authorization"].startswith("Basic "))
         stamp, signature = (part.split("=", 1)[1] for part in
                             request.headers["X-BJET-Signature"].split(","))
-        expected = hmac.new(signing.encode(), f"{stamp}.".encode(), hashlib.sha256).hexdigest()
+        signed = f"{stamp}.GET./bj_api_sync/v1/own-contacts?limit=1.".encode()
+        expected = hmac.new(signing.encode(), signed, hashlib.sha256).hexdigest()
         self.assertEqual(signature, expected)
         self.assertEqual(self.assertLogged(config, count=1).direction, "in")
 

@@ -12,7 +12,7 @@ from ..models.bj_api_auth_failure import PARAM_FAILURES_PER_MINUTE
 from .common import (
     BjApiHttpCase,
     BjApiSyncCase,
-    CommittedDataMixin,
+    RacingTransactionsMixin,
     bearer_auth,
     generated_secret,
 )
@@ -22,25 +22,18 @@ LIMIT = 20
 
 
 @tagged("post_install", "-at_install")
-class TestRateLimitConcurrency(CommittedDataMixin, BjApiSyncCase):
+class TestRateLimitConcurrency(RacingTransactionsMixin, BjApiSyncCase):
     """Counters are exact under real concurrency: each thread counts on a
     transaction of its own, as the Odoo workers serving parallel calls do."""
 
+    address = "198.51.100.99"
+
     def setUp(self):
         super().setUp()
-        with self.committed_env() as env:
-            config = env["bj.api.sync.config"].create({
-                "name": "Rate race", "request_type": "in", "endpoint": "rate-race",
-                "model_id": env["ir.model"]._get_id("res.partner"),
-                "run_as_user_id": env.ref("base.user_admin").id,
-            })
-        self.config_id = config.id
-        self.address = "198.51.100.99"
-        self.addCleanup(self._drop_rows)
+        self.addCleanup(self._drop_failures)
 
-    def _drop_rows(self):
+    def _drop_failures(self):
         with self.committed_env() as env:
-            env.cr.execute("DELETE FROM bj_api_sync_config WHERE id = %s", (self.config_id,))
             env.cr.execute("DELETE FROM bj_api_auth_failure WHERE address = %s", (self.address,))
 
     def in_parallel(self, function):
