@@ -141,11 +141,10 @@ class InboundRequest:
                 f"Too many failed authentications from {address}: retry in {wait} s.",
                 headers={"Retry-After": str(wait)},
             )
-        try:
-            self._authenticate()
-        except InboundError:
+        failure = self._authentication_failure()
+        if failure:
             failures._bj_fail(address)
-            raise
+            raise failure
         if plan.rate_limit:
             wait = self.env["bj.api.rate.limit"].sudo()._bj_hit(plan.config_id, plan.rate_limit)
             if wait:
@@ -163,31 +162,37 @@ class InboundRequest:
                 headers={"Allow": ", ".join(allowed)},
             )
 
-    def _authenticate(self):
-        """Credentials (401), then the signature of the request, once (413, 401)."""
+    def _authentication_failure(self):
+        """The 401 refusing the credentials or the signature, or None when both
+        hold; the signature's check reads the body (413) and uses the signature."""
         plan, call = self.plan, self.call
         auth = plan.auth
         if not inbound.check_credentials(
             auth.type, call.header("Authorization"),
             login=auth.login, password=auth.password, token=auth.bearer_token,
         ):
-            raise InboundError(
+            return InboundError(
                 401,
                 "Missing or invalid credentials.",
                 headers={"WWW-Authenticate": inbound.challenge(auth.type)},
             )
         if not auth.signature_secret:
-            return
-        timestamp, signature = inbound.verify_signature(
-            auth.signature_secret, call.header(inbound.SIGNATURE_HEADER), call.method,
-            call.target, call.body(plan.max_body_size), time.time(),
-        )
+            return None
+        body = call.body(plan.max_body_size)
+        try:
+            timestamp, signature = inbound.verify_signature(
+                auth.signature_secret, call.header(inbound.SIGNATURE_HEADER), call.method,
+                call.target, body, time.time(),
+            )
+        except InboundError as error:
+            return error
         expires_at = timestamp + inbound.SIGNATURE_TOLERANCE
         if not self.env["bj.api.signature"].sudo()._bj_use(plan.config_id, signature, expires_at):
-            raise inbound.signature_error(
+            return inbound.signature_error(
                 f"This {inbound.SIGNATURE_HEADER} signature was already used: "
                 "sign every request afresh."
             )
+        return None
 
     def _payload(self):
         """Read the body (413) and parse it (415/400)."""

@@ -146,6 +146,11 @@ class TestFailedAuthenticationLimit(BjApiHttpCase):
             signature_secret=generated_secret("sig"),
         )
         forged = {inbound.SIGNATURE_HEADER: f"t={int(time.time())},v1={'0' * 64}"}
+        # A body too large to check the signature over is no failed authentication.
+        self.env["ir.config_parameter"].set_param("bjet_api_sync.inbound_max_body_size", "20")
+        response = self.api("POST", "limit-signed", body={"name": "x" * 30},
+                            headers={**bearer_auth(self.token), **forged})
+        self.assertApiError(response, 413)
         for _attempt in range(2):
             response = self.api("GET", "limit-signed", self.partner.id,
                                 headers={**bearer_auth(self.token), **forged})
