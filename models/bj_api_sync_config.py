@@ -116,10 +116,12 @@ class BjApiSyncConfig(models.Model):
     )
     login = fields.Char(string="Login", help="User name for Basic authentication.")
     password, password_encrypted = secret_fields(
+        "password",
         "Password",
         "Password for Basic authentication.",
     )
     bearer_token, bearer_token_encrypted = secret_fields(
+        "bearer_token",
         "Bearer Token",
         "Token for Bearer authentication, with or without the leading 'Bearer '.",
     )
@@ -199,6 +201,7 @@ class BjApiSyncConfig(models.Model):
         "line or separated by commas. Empty: any address.",
     )
     signature_secret, signature_secret_encrypted = secret_fields(
+        "signature_secret",
         "Signature Secret",
         "When set, inbound calls must carry X-BJET-Signature: t=<unix time>,v1=<hex "
         "HMAC-SHA256 of '<t>.<raw body>'>.",
