@@ -138,7 +138,7 @@ class BjApiSecretMixin(models.AbstractModel):
     def _bj_reencrypt_all(self, box):
         """Re-encrypt every stored secret of every model using this mixin."""
         count = 0
-        for model_name in self.env.registry.descendants([self._name], "_inherit"):
+        for model_name in self.env.registry.descendants([BjApiSecretMixin._name], "_inherit"):
             model = self.env[model_name]
             if model._abstract or not model._bj_secret_fields:
                 continue

@@ -481,6 +481,8 @@ class BjApiSyncConfig(models.Model):
                 password=config.password or "",
                 bearer_token=strip_bearer(config.bearer_token),
                 signature_secret=config.signature_secret or "",
+                header_secrets=tuple(value for header in config.header_ids
+                                     if header.is_secret and (value := header._bj_sent_value())),
             ),
             methods=frozenset(config.http_method_ids.mapped("name")),
             params=tuple(ParamPlan(param.key, param.field_id.name, param.domain_operator)
@@ -533,7 +535,7 @@ class BjApiSyncConfig(models.Model):
         return DeliveryPlan(
             url=url,
             method=self.http_method_ids[:1].name or "POST",
-            headers=tuple((header.key, header.value or "")
+            headers=tuple((header.key, header._bj_sent_value())
                           for header in self.header_ids if header.key),
             connect_timeout=self.connection_timeout,
             read_timeout=self.read_timeout,
