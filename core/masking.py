@@ -1,7 +1,8 @@
 """Masking and truncation of what goes into the logs.
 
 Secrets must never reach ``bj.api.log``: sensitive headers are masked by name,
-and every configured secret value is masked wherever it appears.
+and every configured secret value (credentials, Secret headers) is masked
+wherever it appears.
 """
 
 import re
@@ -42,9 +43,12 @@ def mask_text(text, secrets):
 
 
 def mask_headers(headers, secrets=()):
-    """Return a copy of ``headers`` (a mapping) safe to log."""
+    """Return a copy of ``headers`` (a mapping) safe to log: a value that is a
+    secret is masked whole, however short."""
+    whole = {s for s in secrets if s}
     return {
-        name: MASK if is_sensitive_header(name) else mask_text(str(value), secrets)
+        name: MASK if is_sensitive_header(name) or str(value) in whole
+        else mask_text(str(value), secrets)
         for name, value in (headers or {}).items()
     }
 

@@ -96,10 +96,14 @@ class AuthPlan:
     password: str = field(repr=False)
     bearer_token: str = field(repr=False)
     signature_secret: str = field(repr=False)
+    # Values of the Headers rows marked Secret, whichever the direction: masked
+    # in the logs wherever they appear.
+    header_secrets: tuple = field(repr=False)
 
     @property
     def secrets(self):
-        return tuple(v for v in (self.password, self.bearer_token, self.signature_secret) if v)
+        return (*(v for v in (self.password, self.bearer_token, self.signature_secret) if v),
+                *self.header_secrets)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from odoo import api, fields, models, tools
 
 from ..core import masking
 from ..services import retention
+from .bj_api_secret_mixin import MANAGER_GROUP
 
 _logger = logging.getLogger("bj.api.log")
 
@@ -56,9 +57,14 @@ class BjApiLog(models.Model):
     method = fields.Char(string="Method", help="HTTP method of the call.")
     url = fields.Char(string="URL", help="Endpoint path (In) or Request URL (Out).")
     request_headers = fields.Text(string="Request Headers", help="Headers, secrets masked.")
-    request_body = fields.Text(string="Request Body", help="Body sent, truncated.")
+    # Bodies carry the business data exchanged: for API Sync Managers only.
+    request_body = fields.Text(
+        string="Request Body", groups=MANAGER_GROUP, help="Body sent, truncated."
+    )
     status_code = fields.Integer(string="Status Code", help="HTTP status code.")
-    response_body = fields.Text(string="Response Body", help="Body received, truncated.")
+    response_body = fields.Text(
+        string="Response Body", groups=MANAGER_GROUP, help="Body received, truncated."
+    )
     duration_ms = fields.Integer(string="Duration (ms)", help="Time the call took.")
     state = fields.Selection(
         [("success", "Success"), ("error", "Error")],

@@ -11,16 +11,26 @@ _logger = logging.getLogger("bj.api.crypto")
 MANAGER_GROUP = "bjet_api_sync.group_api_sync_manager"
 
 
-def secret_fields(string, help):
-    """The pair ``(plaintext field, encrypted column)`` of one secret.
+def secret_fields(name, string, help):
+    """The pair ``(plaintext field, encrypted column)`` of secret ``name``.
 
-    Declare it as ``x, x_encrypted = secret_fields(...)`` and list ``x`` in
-    ``_bj_secret_fields``; both are for API Sync Managers only.
+    Declare it as ``x, x_encrypted = secret_fields("x", ...)`` and list ``x`` in
+    ``_bj_secret_fields``; both are for API Sync Managers only.  Each secret has
+    a compute and an inverse of its own: Odoo protects every field of a shared
+    compute method while one of them is written, and a protected field that is
+    not in the cache reads as empty, so a shared inverse would erase the others.
     """
+
+    def compute(records):
+        records._bj_compute_secret(name)
+
+    def inverse(records):
+        records._bj_inverse_secret(name)
+
     plaintext = fields.Char(
         string=string,
-        compute="_compute_bj_secrets",
-        inverse="_inverse_bj_secrets",
+        compute=compute,
+        inverse=inverse,
         groups=MANAGER_GROUP,
         help=f"{help} Stored encrypted.",
     )
@@ -34,8 +44,9 @@ class BjApiSecretMixin(models.AbstractModel):
     """Stores secrets encrypted at rest.
 
     A model lists its secret fields in ``_bj_secret_fields``; for each name
-    ``x`` it declares a stored ``x_encrypted`` column and a non-stored ``x``
-    field computed/inverted with ``_compute_bj_secrets``/``_inverse_bj_secrets``.
+    ``x`` it declares, with ``secret_fields``, a stored ``x_encrypted`` column
+    and a non-stored ``x`` field computed/inverted with
+    ``_bj_compute_secret``/``_bj_inverse_secret``.
     Code reads and writes ``x`` in plaintext; the database only ever holds
     ``x_encrypted``.
     """
@@ -95,28 +106,24 @@ class BjApiSecretMixin(models.AbstractModel):
 
     # -- secret fields ----------------------------------------------------
 
-    def _compute_bj_secrets(self):
-        stored_values = [
-            record.sudo()[f"{name}_encrypted"] for record in self for name in self._bj_secret_fields
-        ]
+    def _bj_compute_secret(self, name):
+        column = f"{name}_encrypted"
+        stored_values = [record.sudo()[column] for record in self]
         box = self._bj_secret_box() if any(stored_values) else None
-        for record in self:
-            for name in self._bj_secret_fields:
-                stored = record.sudo()[f"{name}_encrypted"]
-                if not stored:
-                    record[name] = False
-                    continue
-                try:
-                    record[name] = box.decrypt(stored)
-                except crypto.SecretDecryptionError:
-                    _logger.error("Cannot decrypt %s of %s: wrong encryption key.", name, record)
-                    record[name] = False
+        for record, stored in zip(self, stored_values, strict=True):
+            if not stored:
+                record[name] = False
+                continue
+            try:
+                record[name] = box.decrypt(stored)
+            except crypto.SecretDecryptionError:
+                _logger.error("Cannot decrypt %s of %s: wrong encryption key.", name, record)
+                record[name] = False
 
-    def _inverse_bj_secrets(self):
+    def _bj_inverse_secret(self, name):
         box = self._bj_secret_box()
         for record in self:
-            for name in self._bj_secret_fields:
-                record.sudo()[f"{name}_encrypted"] = box.encrypt(record[name] or "")
+            record.sudo()[f"{name}_encrypted"] = box.encrypt(record[name] or "")
 
     def _bj_secret_values(self):
         """Every plaintext secret of these records, for masking logs."""
@@ -131,7 +138,7 @@ class BjApiSecretMixin(models.AbstractModel):
     def _bj_reencrypt_all(self, box):
         """Re-encrypt every stored secret of every model using this mixin."""
         count = 0
-        for model_name in self.env.registry.descendants([self._name], "_inherit"):
+        for model_name in self.env.registry.descendants([BjApiSecretMixin._name], "_inherit"):
             model = self.env[model_name]
             if model._abstract or not model._bj_secret_fields:
                 continue

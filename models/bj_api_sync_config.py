@@ -116,10 +116,12 @@ class BjApiSyncConfig(models.Model):
     )
     login = fields.Char(string="Login", help="User name for Basic authentication.")
     password, password_encrypted = secret_fields(
+        "password",
         "Password",
         "Password for Basic authentication.",
     )
     bearer_token, bearer_token_encrypted = secret_fields(
+        "bearer_token",
         "Bearer Token",
         "Token for Bearer authentication, with or without the leading 'Bearer '.",
     )
@@ -199,6 +201,7 @@ class BjApiSyncConfig(models.Model):
         "line or separated by commas. Empty: any address.",
     )
     signature_secret, signature_secret_encrypted = secret_fields(
+        "signature_secret",
         "Signature Secret",
         "When set, inbound calls must carry X-BJET-Signature: t=<unix time>,v1=<hex "
         "HMAC-SHA256 of '<t>.<raw body>'>.",
@@ -478,6 +481,8 @@ class BjApiSyncConfig(models.Model):
                 password=config.password or "",
                 bearer_token=strip_bearer(config.bearer_token),
                 signature_secret=config.signature_secret or "",
+                header_secrets=tuple(value for header in config.header_ids
+                                     if header.is_secret and (value := header._bj_sent_value())),
             ),
             methods=frozenset(config.http_method_ids.mapped("name")),
             params=tuple(ParamPlan(param.key, param.field_id.name, param.domain_operator)
@@ -530,7 +535,7 @@ class BjApiSyncConfig(models.Model):
         return DeliveryPlan(
             url=url,
             method=self.http_method_ids[:1].name or "POST",
-            headers=tuple((header.key, header.value or "")
+            headers=tuple((header.key, header._bj_sent_value())
                           for header in self.header_ids if header.key),
             connect_timeout=self.connection_timeout,
             read_timeout=self.read_timeout,

@@ -11,6 +11,7 @@ from ..core.record_ids import id_text
 from ..services import retention
 from ..services.delivery_worker import WORKER_CRON, DeliveryWorker
 from .bj_api_log import get_int_param
+from .bj_api_secret_mixin import MANAGER_GROUP
 
 _logger = logging.getLogger("bj.api.outbound")
 
@@ -105,6 +106,7 @@ class BjApiSyncJob(models.Model):
     payload = fields.Text(
         string="Payload",
         readonly=True,
+        groups=MANAGER_GROUP,  # business data, as the log bodies
         help="JSON sent. Built from the records at the first attempt (so that all changes "
         "made until then go out), captured at once for deletions, then kept for retries.",
     )

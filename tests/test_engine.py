@@ -40,7 +40,7 @@ def plan(*lines, model="x.model", name="Plan"):
         config_id=1, name=name, request_type="in", model=model, company_id=None, run_as_uid=2,
         scope_domain=(), filtered=False, lines=tuple(lines),
         identifier=next((item for item in lines if item.is_identifier), None),
-        auth=AuthPlan("no_auth", "", "", "", ""), methods=frozenset(), params=(), networks=(),
+        auth=AuthPlan("no_auth", "", "", "", "", ()), methods=frozenset(), params=(), networks=(),
         rate_limit=0, limit=100, is_paginated=False, page_size=100, max_body_size=1,
         log_body_max_size=1, delivery=None, triggers=None,
         has_scripts=any(item.is_script for item in lines),
