@@ -3,6 +3,7 @@ from datetime import timedelta
 from odoo import api, fields, models
 
 from ..core.inbound import InboundError
+from .bj_api_access import config_company_field
 
 # How long a stored answer is replayed for a repeated key.
 RETENTION = timedelta(hours=24)
@@ -35,6 +36,7 @@ class BjApiIdempotency(models.Model):
         ondelete="cascade",
         help="Configuration that answered the first request.",
     )
+    company_id = config_company_field()
     key = fields.Char(string="Key", required=True, help="Idempotency-Key or X-Request-ID.")
     request_target = fields.Char(
         string="Request", required=True, help="Method and path the key was first used with."
@@ -68,9 +70,11 @@ class BjApiIdempotency(models.Model):
         self.env.cr.execute(
             """
             INSERT INTO bj_api_idempotency
-                (config_id, key, request_target, body_hash, create_uid, write_uid,
-                 create_date, write_date)
-            VALUES (%(config)s, %(key)s, %(target)s, %(body_hash)s, %(uid)s, %(uid)s,
+                (config_id, company_id, key, request_target, body_hash, create_uid,
+                 write_uid, create_date, write_date)
+            VALUES (%(config)s,
+                    (SELECT company_id FROM bj_api_sync_config WHERE id = %(config)s),
+                    %(key)s, %(target)s, %(body_hash)s, %(uid)s, %(uid)s,
                     NOW() AT TIME ZONE 'UTC', NOW() AT TIME ZONE 'UTC')
             ON CONFLICT (config_id, key) DO UPDATE
                 SET status_code = NULL, response_body = NULL, res_model = NULL,

@@ -89,7 +89,10 @@ class BjApiLog(models.Model):
         help="Outbound queue job this attempt belongs to.",
     )
     company_id = fields.Many2one(
-        "res.company", string="Company", help="Company of the configuration."
+        "res.company",
+        string="Company",
+        help="Company of the configuration (kept when the configuration is deleted); its "
+        "multi-company record rule applies.",
     )
 
     @api.model

@@ -1,7 +1,11 @@
 import ipaddress
+import logging
 import re
 import secrets
+from contextlib import contextmanager
 from urllib.parse import urlparse
+
+from psycopg2 import errors
 
 from odoo import _, api, fields, models, tools
 from odoo.exceptions import ValidationError
@@ -22,8 +26,11 @@ from ..core.plan import (
     strip_bearer,
 )
 from ..services.scripts import compile_script
+from .bj_api_access import MANAGER_GROUP, USER_GROUP, check_group
 from .bj_api_log import get_int_param
 from .bj_api_secret_mixin import secret_fields
+
+_logger = logging.getLogger(__name__)
 
 ENDPOINT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 CONNECTION_TIMEOUT_RANGE = (1, 60)
@@ -33,6 +40,10 @@ GENERATED_TOKEN_BYTES = 32
 TRIGGER_ACTION_MODELS = ("ir.cron", "base.automation", "ir.actions.server")
 PARAM_MAX_BODY_SIZE = "bjet_api_sync.inbound_max_body_size"
 DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
+# One active inbound configuration per endpoint, across all companies: a unique
+# index sees every row, where a search would only see the user's companies.
+ENDPOINT_INDEX = "bj_api_sync_config_endpoint_unique"
+ENDPOINT_INDEX_WHERE = "request_type = 'in' AND active"
 
 
 class BjApiSyncConfig(models.Model):
@@ -42,6 +53,7 @@ class BjApiSyncConfig(models.Model):
         "bj.api.secret.mixin", "bj.api.plan.source.mixin", "mail.thread", "mail.activity.mixin",
     ]
     _order = "name, id"
+    _check_company_auto = True
 
     _bj_secret_fields = ("password", "bearer_token", "signature_secret")
 
@@ -191,6 +203,7 @@ class BjApiSyncConfig(models.Model):
         "res.users",
         string="Run As User",
         tracking=True,
+        check_company=True,
         domain=[("share", "=", False)],
         help="Inbound calls run as this user, so its access rights and record rules "
         "apply. Never the superuser.",
@@ -239,13 +252,80 @@ class BjApiSyncConfig(models.Model):
         "res.users",
         string="Responsible",
         tracking=True,
+        check_company=True,
         default=lambda self: self.env.user,
         help="Notified (activity and chatter message) when deliveries fail for good.",
     )
 
+    # -- one endpoint across all companies ---------------------------------
+
+    def init(self):
+        cr = self.env.cr
+        if tools.index_exists(cr, ENDPOINT_INDEX):
+            return
+        cr.execute(f"""
+            SELECT endpoint FROM bj_api_sync_config WHERE {ENDPOINT_INDEX_WHERE}
+            GROUP BY endpoint HAVING COUNT(*) > 1
+        """)
+        duplicates = [row[0] for row in cr.fetchall()]
+        if duplicates:
+            # Created by a module update once resolved; until then the lookup
+            # answers 404 for these endpoints rather than pick a configuration.
+            _logger.warning("Endpoints %s are used by several active configurations: "
+                            "archive all but one, then update the module.", duplicates)
+            return
+        cr.execute(f"""
+            CREATE UNIQUE INDEX {ENDPOINT_INDEX} ON bj_api_sync_config (endpoint)
+            WHERE {ENDPOINT_INDEX_WHERE}
+        """)
+
+    @contextmanager
+    def _bj_unique_endpoint(self, endpoints):
+        """Turn a violation of the endpoint index by the enclosed writes of
+        ``endpoints`` into a clear error."""
+        try:
+            with self.env.cr.savepoint():  # flushed, so the index decides here
+                yield
+        except errors.UniqueViolation as error:
+            if error.diag.constraint_name != ENDPOINT_INDEX:
+                raise
+            raise ValidationError(
+                _("Endpoint %(endpoint)s is already used by another active configuration.",
+                  endpoint=", ".join(repr(endpoint) for endpoint in endpoints if endpoint))
+            ) from None
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        with self._bj_unique_endpoint([vals.get("endpoint") for vals in vals_list]):
+            return super().create(vals_list)
+
+    def write(self, vals):
+        if {"endpoint", "request_type", "active"}.isdisjoint(vals):
+            result = super().write(vals)
+        else:
+            endpoints = [vals["endpoint"]] if vals.get("endpoint") else self.mapped("endpoint")
+            with self._bj_unique_endpoint(endpoints):
+                result = super().write(vals)
+        if "company_id" in vals:
+            self._bj_sync_log_company()
+        return result
+
+    def _bj_sync_log_company(self):
+        """Logs follow their configuration's company.  They keep it when the
+        configuration is deleted (a related field would empty it, and so show
+        them to every company), hence a plain column updated here."""
+        logs = self.env["bj.api.log"]
+        logs.flush_model(["company_id", "config_id"])
+        for config in self:
+            self.env.cr.execute(
+                "UPDATE bj_api_log SET company_id = %s WHERE config_id = %s",
+                [config.company_id.id or None, config.id],
+            )
+        logs.invalidate_model(["company_id"])
+
     # -- constraints -------------------------------------------------------
 
-    @api.constrains("request_type", "endpoint", "active")
+    @api.constrains("request_type", "endpoint")
     def _check_endpoint(self):
         for config in self.filtered(lambda c: c.request_type == "in"):
             if not config.endpoint:
@@ -257,17 +337,6 @@ class BjApiSyncConfig(models.Model):
                         "'-' and '_', starting with a letter or a digit.",
                         endpoint=config.endpoint,
                     )
-                )
-            if config.active and self.search_count(
-                [
-                    ("id", "!=", config.id),
-                    ("request_type", "=", "in"),
-                    ("endpoint", "=", config.endpoint),
-                ]
-            ):
-                raise ValidationError(
-                    _("Endpoint %(endpoint)r is already used by another active configuration.",
-                      endpoint=config.endpoint)
                 )
 
     @api.constrains("request_type", "request_url")
@@ -430,12 +499,15 @@ class BjApiSyncConfig(models.Model):
     def _bj_inbound_config_id(self, endpoint):
         """Id of the active inbound configuration of ``endpoint``; unknown
         endpoints raise, so that callers cannot fill the cache with names."""
-        config = self.sudo().search(
-            [("endpoint", "=", endpoint), ("request_type", "=", "in")], limit=1
+        # The endpoint index leaves at most one match.  Where a module update
+        # found several (see ``init``) there is no index yet, and the endpoint
+        # answers 404 rather than serve either configuration.
+        configs = self.sudo().with_context(active_test=True).search(
+            [("endpoint", "=", endpoint), ("request_type", "=", "in")], limit=2
         )
-        if not config:
+        if len(configs) != 1:
             raise LookupError(endpoint)
-        return config.id
+        return configs.id
 
     def _bj_plan(self):
         """This configuration's compiled plan: what every request, delivery and
@@ -573,6 +645,7 @@ class BjApiSyncConfig(models.Model):
     # -- actions -------------------------------------------------------------
 
     def action_rotate_encryption_key(self):
+        check_group(self.env, MANAGER_GROUP)
         count = self._bj_rotate_encryption_key()
         return {
             "type": "ir.actions.client",
@@ -587,6 +660,7 @@ class BjApiSyncConfig(models.Model):
 
     def action_generate_bearer_token(self):
         """Give inbound configurations a fresh random Bearer Token."""
+        check_group(self.env, MANAGER_GROUP)
         for config in self:
             config.write({
                 "authorization_type": "bearer_token",
@@ -595,6 +669,7 @@ class BjApiSyncConfig(models.Model):
         return True
 
     def action_view_logs(self):
+        check_group(self.env, USER_GROUP)
         self.ensure_one()
         action = self.env["ir.actions.act_window"]._for_xml_id("bjet_api_sync.action_bj_api_log")
         action["domain"] = [("config_id", "=", self.id)]

@@ -11,7 +11,7 @@ from ..core.plan import (
     VALUE_RELATIONAL_SCRIPT,
     VALUE_SCRIPT,
 )
-from .bj_api_secret_mixin import MANAGER_GROUP
+from .bj_api_access import MANAGER_GROUP, USER_GROUP, check_group, config_company_field
 
 
 class BjApiSyncConfigLine(models.Model):
@@ -19,6 +19,7 @@ class BjApiSyncConfigLine(models.Model):
     _inherit = ["bj.api.plan.source.mixin"]
     _description = "API Configuration Line"
     _order = "config_id, sequence, id"
+    _check_company_auto = True
 
     config_id = fields.Many2one(
         "bj.api.sync.config",
@@ -28,6 +29,7 @@ class BjApiSyncConfigLine(models.Model):
         index=True,
         help="Configuration this mapping belongs to.",
     )
+    company_id = config_company_field()
     sequence = fields.Integer(
         default=10, help="Lines are applied in this order; scripts see earlier lines' changes."
     )
@@ -64,6 +66,7 @@ class BjApiSyncConfigLine(models.Model):
         "bj.api.sync.config",
         string="Mapping Model",
         ondelete="restrict",
+        check_company=True,
         help="Configuration on the related model used to read and write the related "
         "records (Relational with Mapping Model).",
     )
@@ -171,6 +174,7 @@ class BjApiSyncConfigLine(models.Model):
     # -- actions -------------------------------------------------------------
 
     def action_open_script(self):
+        check_group(self.env, USER_GROUP)
         self.ensure_one()
         return {
             "type": "ir.actions.act_window",

@@ -20,6 +20,7 @@ from ..core.transactions import auto_commit
 from ..services import outbound
 from ..services.inbound_request import INBOUND_CONTEXT_KEY
 from ..services.outbound_call import OutboundCall
+from .bj_api_access import MANAGER_GROUP, USER_GROUP, check_group
 from .bj_api_sync_job import DEAD_ACTIVITY_TYPE
 
 _logger = logging.getLogger("bj.api.outbound")
@@ -493,6 +494,7 @@ class BjApiSyncConfigOutbound(models.Model):
     # -- actions ---------------------------------------------------------------------------
 
     def action_view_jobs(self):
+        check_group(self.env, USER_GROUP)
         self.ensure_one()
         action = self.env["ir.actions.act_window"]._for_xml_id(
             "bjet_api_sync.action_bj_api_sync_job"
@@ -550,6 +552,7 @@ class BjApiSyncConfigOutbound(models.Model):
 
     def action_test_connection(self):
         """Check that the API answers, without changing anything; notify and log."""
+        check_group(self.env, MANAGER_GROUP)
         self.ensure_one()
         plan = self._bj_plan()
         timeout = (self.connection_timeout, self.read_timeout)

@@ -2,6 +2,8 @@ from odoo import api, fields, models
 
 from .bj_api_secret_mixin import secret_fields
 
+from .bj_api_access import config_company_field
+
 
 class BjApiSyncHeader(models.Model):
     _name = "bj.api.sync.header"
@@ -20,6 +22,7 @@ class BjApiSyncHeader(models.Model):
         index=True,
         help="Configuration this header belongs to.",
     )
+    company_id = config_company_field()
     sequence = fields.Integer(default=10, help="Order of the headers.")
     key = fields.Char(string="Key", required=True, help="HTTP header name, e.g. X-Tenant.")
     value = fields.Char(string="Value", help="HTTP header value, when not secret.")

@@ -10,6 +10,7 @@ from odoo.exceptions import UserError
 from ..core.record_ids import id_text
 from ..services import retention
 from ..services.delivery_worker import WORKER_CRON, DeliveryWorker
+from .bj_api_access import MANAGER_GROUP, USER_GROUP, check_group
 from .bj_api_log import get_int_param
 from .bj_api_secret_mixin import MANAGER_GROUP
 
@@ -301,6 +302,7 @@ class BjApiSyncJob(models.Model):
         fixed in the meantime.  A rebuilt payload is a new request, hence a new
         Idempotency-Key.
         """
+        check_group(self.env, MANAGER_GROUP)
         jobs = self.filtered(lambda job: job.state in ("dead", "cancelled"))
         if not jobs:
             raise UserError(_("Only dead or cancelled deliveries can be retried."))
@@ -318,6 +320,7 @@ class BjApiSyncJob(models.Model):
         return True
 
     def action_cancel(self):
+        check_group(self.env, MANAGER_GROUP)
         jobs = self.filtered(lambda job: job.state in ("pending", "dead"))
         if not jobs:
             raise UserError(_("Only pending or dead deliveries can be cancelled."))
@@ -325,6 +328,7 @@ class BjApiSyncJob(models.Model):
         return True
 
     def action_view_logs(self):
+        check_group(self.env, USER_GROUP)
         self.ensure_one()
         action = self.env["ir.actions.act_window"]._for_xml_id("bjet_api_sync.action_bj_api_log")
         action["domain"] = [("job_id", "=", self.id)]

@@ -1,5 +1,7 @@
 from odoo import api, fields, models
 
+from .bj_api_access import config_company_field
+
 DOMAIN_OPERATORS = [
     ("=", "="),
     ("!=", "!="),
@@ -27,6 +29,7 @@ class BjApiSyncParam(models.Model):
         index=True,
         help="Configuration this parameter belongs to.",
     )
+    company_id = config_company_field()
     sequence = fields.Integer(default=10, help="Order of the parameters.")
     key = fields.Char(
         string="Key", required=True, help="Name of the query parameter, e.g. res_name."

@@ -34,3 +34,4 @@ from . import test_retention
 from . import test_inbound_signatures
 from . import test_rate_limit
 from . import test_secrets
+from . import test_tenancy

@@ -83,36 +83,3 @@ class TestAccessRights(BjApiSyncCase):
         self.assertEqual(menu.parent_id.name, "BJET API")
         self.assertEqual(self.env.ref("bjet_api_sync.menu_bj_api_log").name, "Logs")
 
-
-@tagged("post_install", "-at_install")
-class TestMultiCompany(BjApiSyncCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.company_a = cls.env.company
-        cls.company_b = cls.env["res.company"].create({"name": "BJET Company B"})
-        cls.user_a = new_test_user(
-            cls.env, login="bj_user_a", groups="bjet_api_sync.group_api_sync_user",
-            company_id=cls.company_a.id, company_ids=[(6, 0, cls.company_a.ids)],
-        )
-        cls.config_a = cls.make_config(name="A", company_id=cls.company_a.id)
-        cls.config_b = cls.make_config(name="B", company_id=cls.company_b.id)
-        cls.config_shared = cls.make_config(name="Shared", company_id=False)
-        log_model = cls.env["bj.api.log"]
-        cls.log_a = log_model.create({"direction": "in", "state": "success",
-                                      "company_id": cls.company_a.id})
-        cls.log_b = log_model.create({"direction": "in", "state": "success",
-                                      "company_id": cls.company_b.id})
-
-    def test_configurations_are_isolated(self):
-        visible = self.env["bj.api.sync.config"].with_user(self.user_a).search([])
-        self.assertIn(self.config_a, visible)
-        self.assertIn(self.config_shared, visible)
-        self.assertNotIn(self.config_b, visible)
-        with self.assertRaises(AccessError):
-            self.config_b.with_user(self.user_a).read(["name"])
-
-    def test_logs_are_isolated(self):
-        visible = self.env["bj.api.log"].with_user(self.user_a).search([])
-        self.assertIn(self.log_a, visible)
-        self.assertNotIn(self.log_b, visible)
