@@ -1,8 +1,7 @@
 from odoo import api, fields, models
 
-from .bj_api_secret_mixin import secret_fields
-
 from .bj_api_access import config_company_field
+from .bj_api_secret_mixin import secret_fields
 
 
 class BjApiSyncHeader(models.Model):

@@ -12,7 +12,6 @@ from ..services import retention
 from ..services.delivery_worker import WORKER_CRON, DeliveryWorker
 from .bj_api_access import MANAGER_GROUP, USER_GROUP, check_group
 from .bj_api_log import get_int_param
-from .bj_api_secret_mixin import MANAGER_GROUP
 
 _logger = logging.getLogger("bj.api.outbound")
 
