@@ -96,6 +96,7 @@ class _Watchdog:
             self.lock.notify()
 
     def release(self, thread_id):
+        """Idempotent: the stop may interrupt it, and it is called again."""
         with self.lock:
             self.deadlines.pop(thread_id, None)
             _set_async_exc(ctypes.c_ulong(thread_id), None)  # one already scheduled
@@ -113,7 +114,7 @@ class _Watchdog:
 watchdog = _Watchdog()
 
 
-def run_within(seconds, function):
+def _watched(seconds, function):
     """``function()``, stopped by ScriptTimeout after ``seconds``."""
     thread_id = threading.get_ident()
     watchdog.watch(thread_id, time.monotonic() + seconds)
@@ -173,6 +174,21 @@ class _MemoryFence:
 
 
 memory_fence = _MemoryFence()
+_running = threading.local()
+
+
+def run_within(seconds, megabytes, function):
+    """``function()`` within the time and memory budgets.  A script that runs
+    another (an export of the records it changed) runs it within its own
+    budgets: the budgets' bookkeeping never runs while a deadline is armed."""
+    if getattr(_running, "script", False):
+        return function()
+    _running.script = True
+    try:
+        with memory_fence(megabytes):
+            return _watched(seconds, function)
+    finally:
+        _running.script = False
 
 
 class ScriptSavepoint:
@@ -324,8 +340,7 @@ class ScriptRunner:
         run = (lambda: eval(script.code, variables)) if script.is_expression else (  # noqa: S307
             lambda: exec(script.code, variables))  # noqa: S102 - sandbox-checked code
         try:
-            with memory_fence(self.megabytes):
-                value = run_within(self.seconds, run)
+            value = run_within(self.seconds, self.megabytes, run)
         except ScriptTimeout:
             raise MappingError(
                 f"Script of line {label!r} ran longer than its {self.seconds} s budget "

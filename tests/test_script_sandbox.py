@@ -5,8 +5,10 @@ logged, and the worker serving the next call."""
 import logging
 
 from odoo.exceptions import AccessError, ValidationError
-from odoo.tests import tagged
+from odoo.tests import BaseCase, tagged
 
+from ..core.script_rules import ScriptRefused, check_source
+from ..core.sql_guard import UnsafeStatement, check_statement
 from .common import BjApiHttpCase, BjOutboundCase
 
 _logger = logging.getLogger(__name__)
@@ -121,6 +123,81 @@ MANAGER_VECTORS = [
 ]
 
 SAFE_SCRIPT = "(request_data.get('code') or '').upper()"
+
+# (SQL, refused): the guard reads keywords, not the text of literals or comments.
+STATEMENTS = [
+    ("SELECT 1", False),
+    ("select 'COMMIT; ROLLBACK'", False),
+    ("SELECT $x$ ; COMMIT $x$", False),
+    ("SELECT E'\\' ; COMMIT'", False),
+    ('SELECT "commit" FROM t', False),
+    ("-- COMMIT\nSELECT 1", False),
+    ("/* outer /* inner */ COMMIT */ SELECT 1", False),
+    ("PREPARE q AS SELECT 1", False),
+    ("UPDATE res_partner SET name = 'x' WHERE false", False),
+    ("COMMIT", True),
+    ("commit;", True),
+    ("SELECT 1; COMMIT", True),
+    ("SELECT 1;\n  rollback", True),
+    ("END", True),
+    ("ABORT", True),
+    ("BEGIN", True),
+    ("START TRANSACTION", True),
+    ("SAVEPOINT a", True),
+    ("RELEASE SAVEPOINT a", True),
+    ("ROLLBACK TO SAVEPOINT a", True),
+    ("SET SESSION AUTHORIZATION DEFAULT", True),
+    ("SET ROLE NONE", True),
+    ("SET LOCAL ROLE x", True),
+    ("RESET ALL", True),
+    ("DISCARD ALL", True),
+    ("PREPARE TRANSACTION 'x'", True),
+    ("COMMIT PREPARED 'x'", True),
+    ("SELECT set_config('role', 'x', false)", True),
+    ("/* x */ COMMIT", True),
+]
+
+# (source, refused): the rules on the syntax tree.
+SOURCES = [
+    ("record.name.upper()", False),
+    ("f'{record.name}'", False),
+    ("'%s' % record.name", False),
+    ("cursor = 1\nresult = cursor", False),
+    ("try:\n    pass\nexcept Exception:\n    pass", False),
+    ("try:\n    pass\nfinally:\n    for x in []:\n        break", False),
+    ("try:\n    pass\nfinally:\n    def f():\n        return 1", False),
+    ("'{}'.format(1)", True),
+    ("format(1, '')", True),
+    ("env.cr.commit()", True),
+    ("try:\n    pass\nexcept:\n    pass", True),
+    ("while True:\n    try:\n        pass\n    finally:\n        break", True),
+    ("def f():\n    try:\n        pass\n    finally:\n        return 1", True),
+    ("global __builtins__", False),  # left to the sandbox's own name check
+]
+
+
+@tagged("post_install", "-at_install")
+class TestScriptRules(BaseCase):
+    """The SQL guard and the source rules as plain functions (no database)."""
+
+    def test_transaction_control_is_refused(self):
+        for sql, refused in STATEMENTS:
+            with self.subTest(sql=sql):
+                if refused:
+                    with self.assertRaises(UnsafeStatement):
+                        check_statement(sql)
+                else:
+                    check_statement(sql)
+
+    def test_source_rules(self):
+        for source, refused in SOURCES:
+            with self.subTest(source=source):
+                if refused:
+                    with self.assertRaises(ScriptRefused) as caught:
+                        check_source(source)
+                    self.assertRegex(str(caught.exception), r"^line \d+: ")
+                else:
+                    check_source(source)
 
 
 @tagged("post_install", "-at_install")
