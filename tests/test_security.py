@@ -1,3 +1,5 @@
+import re
+
 from odoo.exceptions import AccessError
 from odoo.tests import new_test_user, tagged
 
@@ -140,6 +142,20 @@ class TestAccessRights(BjApiSyncCase):
         self.assertFalse(out.trigger_action_id)
         action = out.action_create_trigger_action()
         self.assertEqual(out.trigger_action_id, action["res_id"])
+
+    def test_views_show_script_fields_read_only_to_managers(self):
+        admin = new_test_user(self.env, login="bj_view_admin", groups="base.group_system")
+        for user, editable in ((self.sync_manager, False), (admin, True)):
+            configs = self.env["bj.api.sync.config"].with_user(user)
+            arch = configs.get_views([(False, "form")])["views"]["form"]["arch"]
+            run_as = re.findall(r'<field name="run_as_user_id"[^>]*>', arch)
+            self.assertEqual(len(run_as), 1, arch)
+            self.assertEqual("readonly=" in run_as[0], not editable, run_as[0])
+            line = self.config.line_ids[:1].with_user(user)
+            self.assertEqual(line.can_edit_script, editable)
+        dialog = self.env.ref("bjet_api_sync.bj_api_sync_config_line_view_form_script").arch
+        for name in ("script_mode", "python_script"):
+            self.assertRegex(dialog, rf'name="{name}"[^>]*readonly="not can_edit_script"')
 
     def test_settings_administrators_are_managers(self):
         admin = new_test_user(self.env, login="bj_settings_admin", groups="base.group_system")
