@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 from psycopg2 import errors
 
 from odoo import _, api, fields, models, tools
-from odoo.exceptions import ValidationError
+from odoo.exceptions import AccessError, ValidationError
 from odoo.osv import expression
 from odoo.tools.safe_eval import safe_eval
 
@@ -296,10 +296,13 @@ class BjApiSyncConfig(models.Model):
 
     @api.model_create_multi
     def create(self, vals_list):
+        for vals in vals_list:
+            self.browse()._bj_check_run_as_user_author(vals)
         with self._bj_unique_endpoint([vals.get("endpoint") for vals in vals_list]):
             return super().create(vals_list)
 
     def write(self, vals):
+        self._bj_check_run_as_user_author(vals)
         if {"endpoint", "request_type", "active"}.isdisjoint(vals):
             result = super().write(vals)
         else:
@@ -447,6 +450,20 @@ class BjApiSyncConfig(models.Model):
     def _check_ip_allowlist(self):
         for config in self:
             config._bj_get_ip_networks()
+
+    # -- the Run As User is chosen by Settings administrators only ----------
+
+    def _bj_check_run_as_user_author(self, vals):
+        """Inbound calls and scripts run as the Run As User: choosing it grants its
+        rights, like writing a server action's code."""
+        if self.env.is_system() or "run_as_user_id" not in vals:
+            return
+        chosen = vals["run_as_user_id"] or False
+        if (any((config.run_as_user_id.id or False) != chosen for config in self)
+                if self else chosen):
+            raise AccessError(_(
+                "Only Settings administrators may choose the Run As User of a configuration "
+                "(nor duplicate a configuration that has one)."))
 
     # -- helpers -----------------------------------------------------------
 

@@ -11,7 +11,8 @@ from ..core.plan import (
     VALUE_RELATIONAL_SCRIPT,
     VALUE_SCRIPT,
 )
-from .bj_api_access import MANAGER_GROUP, USER_GROUP, check_group, config_company_field
+from ..services.scripts import compile_script
+from .bj_api_access import USER_GROUP, check_group, config_company_field
 
 
 class BjApiSyncConfigLine(models.Model):
@@ -88,11 +89,19 @@ class BjApiSyncConfigLine(models.Model):
         help="Python code run in Odoo's sandbox; see the user manual of the Script dialog.",
     )
     has_script = fields.Boolean(compute="_compute_has_script", help="Technical field.")
+    can_edit_script = fields.Boolean(
+        compute="_compute_can_edit_script",
+        help="Technical field: only Settings administrators write scripts.",
+    )
 
     @api.depends("value_type")
     def _compute_has_script(self):
         for line in self:
             line.has_script = line.value_type in SCRIPT_TYPES
+
+    @api.depends_context("uid")
+    def _compute_can_edit_script(self):
+        self.can_edit_script = self.env.is_system()
 
     @api.depends("field_id", "external_key")
     def _compute_display_name(self):
@@ -135,14 +144,20 @@ class BjApiSyncConfigLine(models.Model):
     def _check_record_identifier(self):
         self.config_id._check_record_identifier()
 
-    @api.constrains("value_type", "python_script")
+    @api.constrains("value_type", "python_script", "script_mode")
     def _check_script(self):
-        for line in self:
-            if line.value_type in SCRIPT_TYPES and not (line.python_script or "").strip():
+        """The Script dialog shows on save what the script would fail with on
+        every call: syntax, the sandbox and the scripts' rules."""
+        for line in self.filtered(lambda line: line.value_type in SCRIPT_TYPES):
+            if not (line.python_script or "").strip():
                 raise ValidationError(
                     _("Line %(line)s: a Python Script is required for this Value Calculation "
                       "Type.", line=line.display_name)
                 )
+            error = compile_script(line.python_script, line.script_mode).error
+            if error:
+                raise ValidationError(_("Line %(line)s: the Python Script is refused: %(error)s",
+                                        line=line.display_name, error=error))
 
     @api.constrains("field_id", "config_id")
     def _check_field_model(self):
@@ -153,22 +168,43 @@ class BjApiSyncConfigLine(models.Model):
                       field=line.field_id.display_name, model=line.config_id.model_id.model)
                 )
 
-    # -- scripts are for managers only ------------------------------------
+    # -- scripts are for Settings administrators only ----------------------
 
-    def _check_script_author(self, vals):
-        if "python_script" in vals and not (
-            self.env.su or self.env.user.has_group(MANAGER_GROUP)
-        ):
-            raise AccessError(_("Only API Sync Managers may write Python scripts."))
+    def _bj_script_changes(self, vals):
+        """Whether ``vals`` writes a script, its mode, a script type, or moves a
+        script line to another configuration (where it would run as another
+        user)."""
+        if not self:  # create: any script, or a line that would run one
+            return bool((vals.get("python_script") or "").strip()
+                        or vals.get("value_type") in SCRIPT_TYPES)
+        for line in self:
+            if "python_script" in vals and (vals["python_script"] or "") != (
+                    line.python_script or ""):
+                return True  # even on a plain line: a script waiting to be switched on
+            if vals.get("value_type", line.value_type) not in SCRIPT_TYPES:
+                continue
+            if (vals.get("script_mode", line.script_mode) != line.script_mode
+                    or vals.get("value_type", line.value_type) != line.value_type
+                    or vals.get("config_id", line.config_id.id) != line.config_id.id):
+                return True
+        return False
+
+    def _bj_check_script_author(self, vals_list):
+        if self.env.is_system():
+            return
+        if any(self._bj_script_changes(vals) for vals in vals_list):
+            raise AccessError(_(
+                "Only Settings administrators may write Python Scripts, change their mode "
+                "or make a line a script (nor duplicate a configuration that has scripts): "
+                "scripts are code, like server actions."))
 
     @api.model_create_multi
     def create(self, vals_list):
-        for vals in vals_list:
-            self._check_script_author(vals)
+        self.browse()._bj_check_script_author(vals_list)
         return super().create(vals_list)
 
     def write(self, vals):
-        self._check_script_author(vals)
+        self._bj_check_script_author([vals])
         return super().write(vals)
 
     # -- actions -------------------------------------------------------------

@@ -10,7 +10,7 @@ from collections import defaultdict
 from datetime import timedelta
 
 from odoo import Command, _, api, fields, models, tools
-from odoo.exceptions import UserError, ValidationError
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.osv import expression
 from odoo.tools import split_every
 
@@ -518,6 +518,9 @@ class BjApiSyncConfigOutbound(models.Model):
         worker merges the younger, never attempted job into the older one).
         """
         self.ensure_one()
+        if not self.env.is_system():
+            # The action runs code: Odoo lets Settings administrators alone write it.
+            raise AccessError(_("Only Settings administrators may create Trigger Actions."))
         kind = self.trigger_action_model_id.model
         if self.request_type != "out":
             raise UserError(_("Only Out configurations have a Trigger Action."))

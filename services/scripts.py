@@ -1,34 +1,49 @@
 """Python Scripts of configuration lines: compiled once in Odoo's sandbox, run
-with the variables the Script dialog documents."""
+with the variables the Script dialog documents, within time and memory budgets,
+on a cursor that cannot end or leave its request's transaction."""
 
 import base64
+import ctypes
 import logging
-import sys
+import resource
+import threading
 import time
+from contextlib import contextmanager
 
 from psycopg2 import OperationalError
 
-from odoo import Command
+from odoo import Command, api
 from odoo.exceptions import UserError
-from odoo.tools import float_compare
+from odoo.sql_db import BaseCursor
+from odoo.tools import SQL, float_compare
 from odoo.tools import safe_eval as sandbox
 
 from ..core.exceptions import MappingError
 from ..core.plan import MODE_EXECUTE, Script
+from ..core.script_rules import ScriptRefused, check_source
+from ..core.sql_guard import check_statement
 
 _logger = logging.getLogger("bj.api.mapping")
 
 # Name of the variable a multi-statement Evaluate script assigns its value to.
 RESULT_VARIABLE = "result"
+# File name of compiled scripts: errors give the line number in the script.
+SCRIPT_FILENAME = "<configuration line script>"
 # Seconds one script may run (a system parameter): past it, the script stops
 # with an error naming its line, and its request or job fails alone.
 PARAM_SCRIPT_SECONDS = "bjet_api_sync.script_time_budget"
 DEFAULT_SCRIPT_SECONDS = 5
+# Megabytes of address space scripts may add to their process (a system
+# parameter): past it, allocations fail with MemoryError, reported like an
+# error of the script.
+PARAM_SCRIPT_MEGABYTES = "bjet_api_sync.script_memory_budget"
+DEFAULT_SCRIPT_MEGABYTES = 512
 
 
 class ScriptTimeout(BaseException):
     """Raised inside a script past its budget.  A BaseException, so that the
-    script's own ``except Exception`` cannot swallow it."""
+    script's own ``except Exception`` cannot swallow it (and the rules refuse
+    bare ``except:`` and leaving a ``finally`` block)."""
 
 
 class BudgetedTime:
@@ -48,38 +63,236 @@ class BudgetedTime:
         time.sleep(seconds)
 
 
-def run_within(seconds, function):
-    """``function()``, stopped by ScriptTimeout after ``seconds`` of running
-    Python lines (a trace function of this thread, removed afterwards)."""
-    deadline = time.monotonic() + seconds
+_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+# How often the watchdog looks at the running scripts' deadlines.
+WATCHDOG_SECONDS = 0.05
 
-    def tracer(_frame, _event, _arg):
-        if time.monotonic() > deadline:
-            raise ScriptTimeout
-        return tracer
 
-    previous = sys.gettrace()
-    sys.settrace(tracer)
+class _Watchdog:
+    """One daemon thread that stops scripts past their deadline, by scheduling
+    ScriptTimeout in their thread (``PyThreadState_SetAsyncExc``) until they
+    are gone.
+
+    Not a trace function: Python removes a trace function that raises (a
+    RecursionError in it would do), and the script would then run on without
+    a budget; a scheduled exception is raised again after every handler that
+    catches it.  Either stops Python code only: one long C-level operation is
+    bounded by Odoo's worker limits (``limit_time_cpu``, ``limit_time_real``).
+    """
+
+    def __init__(self):
+        self.lock = threading.Condition()
+        self.deadlines = {}
+        self.thread = None
+
+    def watch(self, thread_id, deadline):
+        with self.lock:
+            self.deadlines[thread_id] = deadline
+            # A forked worker inherits the object, not the thread.
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="bj-script-watchdog",
+                                               daemon=True)
+                self.thread.start()
+            self.lock.notify()
+
+    def release(self, thread_id):
+        """Idempotent: the stop may interrupt it, and it is called again."""
+        with self.lock:
+            self.deadlines.pop(thread_id, None)
+            _set_async_exc(ctypes.c_ulong(thread_id), None)  # one already scheduled
+
+    def _run(self):
+        with self.lock:
+            while True:
+                now = time.monotonic()
+                for thread_id, deadline in self.deadlines.items():
+                    if now > deadline:
+                        _set_async_exc(ctypes.c_ulong(thread_id), ctypes.py_object(ScriptTimeout))
+                self.lock.wait(WATCHDOG_SECONDS if self.deadlines else None)
+
+
+watchdog = _Watchdog()
+
+
+def _watched(seconds, function):
+    """``function()``, stopped by ScriptTimeout after ``seconds``."""
+    thread_id = threading.get_ident()
+    watchdog.watch(thread_id, time.monotonic() + seconds)
+    late = False
     try:
         return function()
     finally:
-        sys.settrace(previous)
+        # The stop may land here, after the script: release until released.
+        while True:
+            try:
+                watchdog.release(thread_id)
+                break
+            except ScriptTimeout:
+                late = True
+        if late:
+            raise ScriptTimeout  # noqa: B012 - the deadline passed: the script's value is late
+
+
+def _address_space():
+    """Bytes of address space of this process (Linux)."""
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[0]) * resource.getpagesize()
+
+
+class _MemoryFence:
+    """Lowers this process's address-space limit (RLIMIT_AS) while scripts run,
+    so that an allocation past the budget fails with MemoryError at once,
+    before the memory is touched, instead of swapping or killing the worker.
+
+    Scripts running at the same time in one process share the first one's
+    fence; the last one out restores the limit."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.running = 0
+        self.saved = None
+
+    @contextmanager
+    def __call__(self, megabytes):
+        with self.lock:
+            if not self.running:
+                self.saved = resource.getrlimit(resource.RLIMIT_AS)
+                soft, hard = self.saved
+                limit = _address_space() + megabytes * 1024 * 1024
+                for bound in (soft, hard):
+                    if bound != resource.RLIM_INFINITY:
+                        limit = min(limit, bound)
+                resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+            self.running += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.running -= 1
+                if not self.running:
+                    resource.setrlimit(resource.RLIMIT_AS, self.saved)
+
+
+memory_fence = _MemoryFence()
+_running = threading.local()
+
+
+def run_within(seconds, megabytes, function):
+    """``function()`` within the time and memory budgets.  A script that runs
+    another (an export of the records it changed) runs it within its own
+    budgets: the budgets' bookkeeping never runs while a deadline is armed."""
+    if getattr(_running, "script", False):
+        return function()
+    _running.script = True
+    try:
+        with memory_fence(megabytes):
+            return _watched(seconds, function)
+    finally:
+        _running.script = False
+
+
+class ScriptSavepoint:
+    """A savepoint opened by a script (or the ORM code it calls): Odoo's own
+    savepoint on the real cursor, kept out of the script's reach."""
+
+    def __init__(self, savepoint):
+        self.__savepoint = savepoint
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        self.__savepoint.__exit__(exc_type, exc_value, traceback)
+
+    @property
+    def closed(self):
+        return self.__savepoint.closed
+
+    def close(self, *, rollback=True):
+        self.__savepoint.close(rollback=rollback)
+
+    def rollback(self):
+        self.__savepoint.rollback()
+
+
+class ScriptCursor(BaseCursor):
+    """The cursor of scripts' environments: the request's (or job's) cursor and
+    transaction, without commit, rollback, close or the raw connection, and
+    whose ``execute`` refuses transaction and session control.
+
+    The real cursor sits in a name the sandbox refuses (it contains ``__``)."""
+
+    REFUSED = frozenset({
+        "commit", "rollback", "close", "_close", "_cnx", "_obj", "connection",
+        "executemany", "execute_values", "callproc", "copy_expert", "copy_from", "copy_to",
+    })
+
+    def __init__(self, cursor):  # pylint: disable=super-init-not-called
+        # BaseCursor.__init__ would make new hooks: these are the request's.
+        self.__cursor = cursor
+        self.transaction = cursor.transaction
+        self.precommit = cursor.precommit
+        self.postcommit = cursor.postcommit
+        self.prerollback = cursor.prerollback
+        self.postrollback = cursor.postrollback
+
+    def execute(self, query, params=None, log_exceptions=True):
+        check_statement(query.code if isinstance(query, SQL) else str(query))
+        return self.__cursor.execute(query, params, log_exceptions)
+
+    def savepoint(self, flush=True):
+        return ScriptSavepoint(self.__cursor.savepoint(flush))
+
+    def __getattr__(self, name):
+        if name in self.REFUSED:
+            raise AttributeError(f"Scripts cannot use cr.{name}: the transaction belongs to "
+                                 "the request or the job.")
+        return getattr(self.__cursor, name)
+
+
+def _script_line(error):
+    """Line of the script where ``error`` was raised, if it was raised there."""
+    traceback, lineno = error.__traceback__, None
+    while traceback is not None:
+        if traceback.tb_frame.f_code.co_filename == SCRIPT_FILENAME:
+            lineno = traceback.tb_lineno
+        traceback = traceback.tb_next
+    return lineno
 
 
 def compile_script(source, mode):
-    """A :class:`Script`: the sandbox checks the opcodes once, here."""
+    """A :class:`Script`: the rules and the sandbox check the source once, here.
+    Errors name the rule and the line, never the source."""
     code_text = (source or "").strip()
     try:
+        check_source(code_text, sandbox._UNSAFE_ATTRIBUTES)
         if mode != MODE_EXECUTE:
             try:
-                code = sandbox.test_expr(code_text, sandbox._SAFE_OPCODES, mode="eval")
+                code = sandbox.test_expr(code_text, sandbox._SAFE_OPCODES, mode="eval",
+                                         filename=SCRIPT_FILENAME)
                 return Script(mode, code, True)
             except SyntaxError:
                 pass  # statements, not an expression
-        code = sandbox.test_expr(code_text, sandbox._SAFE_OPCODES, mode="exec")
+        code = sandbox.test_expr(code_text, sandbox._SAFE_OPCODES, mode="exec",
+                                 filename=SCRIPT_FILENAME)
         return Script(mode, code, False)
-    except (SyntaxError, ValueError, NameError) as error:
-        return Script(mode, None, False, error=f"{type(error).__name__}: {error}")
+    except SyntaxError as error:
+        # Its text would be the offending source line.
+        return Script(mode, None, False, error=f"SyntaxError: {error.msg} (line {error.lineno})")
+    except ScriptRefused as error:
+        return Script(mode, None, False, error=str(error))
+    except NameError:
+        # Names the rules do not see (``global __x``); the message quotes the source.
+        return Script(mode, None, False, error="NameError: the script uses a forbidden name")
+    except ValueError as error:
+        # The sandbox's message quotes the source: keep the opcodes it names.
+        opcodes = str(error).rsplit(": ", 1)[-1]
+        return Script(mode, None, False, error=f"forbidden operation(s): {opcodes}")
+
+
+def script_environment(env):
+    """``env`` on a :class:`ScriptCursor` over its cursor (same transaction)."""
+    return api.Environment(ScriptCursor(env.cr), env.uid, env.context, env.su)
 
 
 def script_context(env, model, record, request_data, deadline):
@@ -105,12 +318,14 @@ def script_context(env, model, record, request_data, deadline):
 
 class ScriptRunner:
     """Runs lines' scripts in ``env`` (the Run As User's, or the configuration's
-    delivery environment); the engine's ``scripts`` callable."""
+    delivery environment), on a :class:`ScriptCursor`; the engine's ``scripts``
+    callable."""
 
     def __init__(self, env):
-        self.env = env
-        self.seconds = env["bj.api.log"].sudo()._bj_int_param(
-            PARAM_SCRIPT_SECONDS, DEFAULT_SCRIPT_SECONDS)
+        self.env = script_environment(env)
+        log = env["bj.api.log"].sudo()
+        self.seconds = log._bj_int_param(PARAM_SCRIPT_SECONDS, DEFAULT_SCRIPT_SECONDS)
+        self.megabytes = log._bj_int_param(PARAM_SCRIPT_MEGABYTES, DEFAULT_SCRIPT_MEGABYTES)
 
     def __call__(self, line, handle, request_data, index):
         script = line.script
@@ -119,18 +334,23 @@ class ScriptRunner:
             raise MappingError(f"Script of line {label!r} does not compile: {script.error}",
                                line_id=line.line_id, index=index)
         model = self.env[line.model]
-        record = handle if handle is not None else model
-        variables = script_context(model.env, model, record, request_data,
+        record = handle.with_env(self.env) if handle is not None else model
+        variables = script_context(self.env, model, record, request_data,
                                    time.monotonic() + self.seconds)
+        run = (lambda: eval(script.code, variables)) if script.is_expression else (  # noqa: S307
+            lambda: exec(script.code, variables))  # noqa: S102 - sandbox-checked code
         try:
-            if script.is_expression:
-                # noqa: S307 - sandbox-checked code
-                return True, run_within(self.seconds, lambda: eval(script.code, variables))
-            run_within(self.seconds, lambda: exec(script.code, variables))  # noqa: S102
+            value = run_within(self.seconds, self.megabytes, run)
         except ScriptTimeout:
             raise MappingError(
                 f"Script of line {label!r} ran longer than its {self.seconds} s budget "
                 f"(system parameter {PARAM_SCRIPT_SECONDS}).",
+                line_id=line.line_id, index=index,
+            ) from None
+        except MemoryError:
+            raise MappingError(
+                f"Script of line {label!r} needed more than its {self.megabytes} MB memory "
+                f"budget (system parameter {PARAM_SCRIPT_MEGABYTES}).",
                 line_id=line.line_id, index=index,
             ) from None
         except OperationalError:
@@ -139,11 +359,16 @@ class ScriptRunner:
             raise MappingError(f"Script of line {label!r}: {error.args[0]}",
                                line_id=line.line_id, index=index) from error
         except Exception as error:  # noqa: BLE001 - any script failure is the caller's error
-            _logger.info("Script of configuration line %s failed: %s", line.line_id, error)
+            where = _script_line(error)
+            where = f" at line {where}" if where else ""
+            _logger.info("Script of configuration line %s failed%s: %s",
+                         line.line_id, where, error)
             raise MappingError(
-                f"Script of line {label!r} failed: {type(error).__name__}: {error}",
+                f"Script of line {label!r} failed{where}: {type(error).__name__}: {error}",
                 line_id=line.line_id, index=index,
             ) from error
+        if script.is_expression:
+            return True, value
         if script.evaluates:
             return RESULT_VARIABLE in variables, variables.get(RESULT_VARIABLE)
         return False, None

@@ -35,3 +35,4 @@ from . import test_inbound_signatures
 from . import test_rate_limit
 from . import test_secrets
 from . import test_tenancy
+from . import test_script_sandbox

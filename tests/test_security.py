@@ -1,3 +1,5 @@
+import re
+
 from odoo.exceptions import AccessError
 from odoo.tests import new_test_user, tagged
 
@@ -53,25 +55,107 @@ class TestAccessRights(BjApiSyncCase):
         self.assertEqual(config.bearer_token, self.token)
         config.write({"limit": 7, "password": "changed-secret"})
         self.assertEqual(config.password, "changed-secret")
-        copy = config.copy({"endpoint": "copied"})
+        out = self.make_partner_config(request_type="out")
+        copy = out.with_user(self.sync_manager).copy()
         self.assertEqual(len(copy.line_ids), 4)
         copy.unlink()
 
-    def test_only_managers_write_scripts(self):
+    def test_only_settings_administrators_write_scripts(self):
         line_values = {
             "config_id": self.config.id,
             "field_id": self.partner_field("comment").id,
             "value_type": "python_plain",
             "python_script": "'x'",
         }
-        line = self.env["bj.api.sync.config.line"].with_user(self.sync_manager).create(line_values)
+        lines = self.env["bj.api.sync.config.line"]
+        manager_lines = lines.with_user(self.sync_manager)
+        for values in (line_values, {**line_values, "python_script": False,
+                                     "value_type": "plain", "script_mode": "execute"}):
+            if values["value_type"] == "plain":
+                # What the lines' list sends for a new plain line: allowed.
+                manager_lines.create({**values, "script_mode": "evaluate"}).unlink()
+                values = {**values, "python_script": "'x'"}
+            with self.assertRaisesRegex(AccessError, "Only Settings administrators"):
+                manager_lines.create(values)
+        admin = new_test_user(self.env, login="bj_script_admin", groups="base.group_system")
+        line = lines.with_user(admin).create(line_values)
         self.assertEqual(line.python_script, "'x'")
+        self.assertTrue(line.with_user(admin).can_edit_script)
+        self.assertFalse(line.with_user(self.sync_manager).can_edit_script)
+        refused = [
+            {"python_script": "'y'"}, {"script_mode": "execute"},
+            {"config_id": self.make_partner_config(endpoint="other-config").id},
+        ]
+        for values in refused:
+            with self.subTest(values=values), self.assertRaisesRegex(
+                    AccessError, "Only Settings administrators"):
+                line.with_user(self.sync_manager).write(values)
+        plain = self.config.line_ids.filtered(lambda line: line.external_key == "email")
+        with self.assertRaisesRegex(AccessError, "Only Settings administrators"):
+            plain.with_user(self.sync_manager).write(
+                {"value_type": "python_plain", "python_script": "'z'"})
+        # Everything else stays the managers' to configure, on script lines too;
+        # turning a script off runs no code.
+        line.with_user(self.sync_manager).write({"external_key": "note", "sequence": 50,
+                                                 "python_script": "'x'"})
+        line.with_user(self.sync_manager).write({"value_type": "plain"})
+        self.assertEqual((line.external_key, line.value_type), ("note", "plain"))
         with self.assertRaises(AccessError):
-            line.with_user(self.sync_user).write({"python_script": "'y'"})
-        # Even where another module grants write access on lines, the script stays a
-        # manager's privilege.
-        with self.assertRaisesRegex(AccessError, "Only API Sync Managers"):
-            line.with_user(self.sync_user)._check_script_author({"python_script": "'y'"})
+            line.with_user(self.sync_user).write({"external_key": "y"})
+
+    def test_only_settings_administrators_choose_the_run_as_user(self):
+        config = self.config.with_user(self.sync_manager)
+        other = new_test_user(self.env, login="bj_other_integration", groups="base.group_user")
+        with self.assertRaisesRegex(AccessError, "Run As User"):
+            config.write({"run_as_user_id": other.id})
+        config.write({"run_as_user_id": self.integration_user.id, "limit": 9})  # unchanged
+        with self.assertRaisesRegex(AccessError, "Run As User"):
+            config.copy({"endpoint": "copied"})
+        with self.assertRaisesRegex(AccessError, "Run As User"):
+            self.env["bj.api.sync.config"].with_user(self.sync_manager).create({
+                    "name": "x", "request_type": "in", "model_id": self.partner_model.id,
+                    "endpoint": "by-manager", "run_as_user_id": other.id,
+                    "http_method_ids": [(4, self.method_get.id)],
+                })
+        self.assertEqual(self.config.run_as_user_id, self.integration_user)
+        copy = self.config.copy({"endpoint": "copied-by-admin"})
+        self.assertEqual(copy.run_as_user_id, self.integration_user)
+
+    def test_managers_cannot_duplicate_scripts(self):
+        out = self.make_config(request_type="out", lines=[
+            ("id", "id", {"is_identifier": True}),
+            ("comment", "label", {"value_type": "python_plain", "python_script": "'x'"}),
+        ])
+        configs = self.env["bj.api.sync.config"].search_count([])
+        # The savepoint stands for the transaction of the refused request.
+        with self.assertRaisesRegex(AccessError, "nor duplicate a configuration that has "
+                                                 "scripts"), self.env.cr.savepoint():
+            out.with_user(self.sync_manager).copy()
+        self.assertEqual(self.env["bj.api.sync.config"].search_count([]), configs)
+
+    def test_only_settings_administrators_create_trigger_actions(self):
+        out = self.make_partner_config(
+            request_type="out",
+            trigger_action_model_id=self.env["ir.model"]._get_id("ir.actions.server"))
+        with self.assertRaisesRegex(AccessError, "Trigger Actions"):
+            out.with_user(self.sync_manager).action_create_trigger_action()
+        self.assertFalse(out.trigger_action_id)
+        action = out.action_create_trigger_action()
+        self.assertEqual(out.trigger_action_id, action["res_id"])
+
+    def test_views_show_script_fields_read_only_to_managers(self):
+        admin = new_test_user(self.env, login="bj_view_admin", groups="base.group_system")
+        for user, editable in ((self.sync_manager, False), (admin, True)):
+            configs = self.env["bj.api.sync.config"].with_user(user)
+            arch = configs.get_views([(False, "form")])["views"]["form"]["arch"]
+            run_as = re.findall(r'<field name="run_as_user_id"[^>]*>', arch)
+            self.assertEqual(len(run_as), 1, arch)
+            self.assertEqual("readonly=" in run_as[0], not editable, run_as[0])
+            line = self.config.line_ids[:1].with_user(user)
+            self.assertEqual(line.can_edit_script, editable)
+        dialog = self.env.ref("bjet_api_sync.bj_api_sync_config_line_view_form_script").arch
+        for name in ("script_mode", "python_script"):
+            self.assertRegex(dialog, rf'name="{name}"[^>]*readonly="not can_edit_script"')
 
     def test_settings_administrators_are_managers(self):
         admin = new_test_user(self.env, login="bj_settings_admin", groups="base.group_system")

@@ -1,0 +1,357 @@
+"""Escape and abuse vectors against Python Scripts: each one contained (refused
+on save, or refused when it runs with a 400 or a dead job naming the line),
+logged, and the worker serving the next call."""
+
+import logging
+
+from odoo.exceptions import AccessError, ValidationError
+from odoo.tests import BaseCase, tagged
+
+from ..core.script_rules import ScriptRefused, check_source
+from ..core.sql_guard import UnsafeStatement, check_statement
+from .common import BjApiHttpCase, BjOutboundCase
+
+_logger = logging.getLogger(__name__)
+
+# Small budgets: a bomb stops at 64 MB, a loop after one second.
+TEST_BUDGETS = {
+    "bjet_api_sync.script_time_budget": "1",
+    "bjet_api_sync.script_memory_budget": "64",
+}
+
+FORMAT = "str.format and format_map"
+FRAME = "out of a script's reach"
+TRANSACTION = "shares its request's transaction"
+SQL = "cannot control the transaction"
+SWALLOW = "would swallow the stop"
+TIMEOUT = "ran longer than its 1 s budget"
+MEMORY = "more than its 64 MB memory budget"
+
+# Refused when saved (ValidationError); stored anyway (as before an upgrade),
+# they are refused with the same message when they run.
+SAVE_VECTORS = [
+    ("format walk to the master password",
+     "'{0.sudo.__func__.__globals__[odoo].tools.config.options[admin_passwd]}'.format(record)",
+     FORMAT),
+    ("str.format unbound", "str.format('{0.env.cr}', model)", FORMAT),
+    ("map(str.format)", "list(map(str.format, ['{0.env}'], [model]))", FORMAT),
+    ("format_map", "'{x.env}'.format_map({'x': model})", FORMAT),
+    ("string.Formatter", "Formatter().format('{0.env}', model)", FORMAT),
+    ("format builtin", "format(model, '')", FORMAT),
+    ("generator frame to caller locals", "(x for x in [1]).gi_frame.f_back.f_locals", FRAME),
+    ("f_back", "g = (x for x in [1])\nresult = g.gi_frame.f_back", FRAME),
+    ("function globals", "record.sudo.__func__.__globals__", FRAME),
+    ("subclasses walk", "().__class__.__bases__[0].__subclasses__()", FRAME),
+    ("__builtins__", "__builtins__['open']('/etc/passwd').read()", FRAME),
+    ("traceback frame", "try:\n    1 / 0\nexcept Exception as error:\n"
+                        "    result = error.__traceback__.tb_frame.f_globals", FRAME),
+    ("tb_next", "try:\n    1 / 0\nexcept Exception as error:\n    result = error.tb_next", FRAME),
+    ("mro to BaseException", "UserError.mro()", FRAME),
+    ("helper globals", "b64encode.__globals__['base64']", FRAME),
+    ("generator code", "(x for x in [1]).gi_code", FRAME),
+    ("import", "import os\nresult = os.getcwd()", "import is not allowed"),
+    ("commit", "env.cr.commit()", TRANSACTION),
+    ("rollback", "env.cr.rollback()", TRANSACTION),
+    ("raw connection _cnx", "env.cr._cnx.commit", TRANSACTION),
+    ("psycopg2 cursor _obj", "env.cr._obj.execute('COMMIT')", TRANSACTION),
+    ("connection", "env.cr.connection", TRANSACTION),
+    ("second transaction", "env.registry.cursor()", TRANSACTION),
+    ("commit through record.env", "record.env.cr.commit()", TRANSACTION),
+    ("rollback through model.env", "model.env.cr.rollback()", TRANSACTION),
+    ("registry through pool", "model.pool.cursor()", TRANSACTION),
+    ("other environments", "list(env.transaction.envs)", TRANSACTION),
+    ("postcommit hook", "env.cr.postcommit.add(lambda: None)", TRANSACTION),
+    ("executemany", "env.cr.executemany('COMMIT', [()])", TRANSACTION),
+    ("bare except swallowing the stop",
+     "while True:\n    try:\n        time.sleep(600)\n    except:\n        pass", SWALLOW),
+    ("continue in finally",
+     "while True:\n    try:\n        time.sleep(600)\n    finally:\n        continue", SWALLOW),
+    ("syntax error", "result = (", "SyntaxError"),
+]
+
+# Saved as a Settings administrator; refused when they run (400, dead job).
+RUN_VECTORS = [
+    ("COMMIT", "env.cr.execute('COMMIT')", SQL),
+    ("ROLLBACK", "env.cr.execute('ROLLBACK')", SQL),
+    ("COMMIT after a select", "env.cr.execute('SELECT 1; COMMIT')", SQL),
+    ("END", "env.cr.execute('END')", SQL),
+    ("ABORT", "env.cr.execute('abort')", SQL),
+    ("SAVEPOINT", "env.cr.execute('SAVEPOINT bj')", SQL),
+    ("RELEASE", "env.cr.execute('RELEASE SAVEPOINT bj')", SQL),
+    ("ROLLBACK TO", "env.cr.execute('ROLLBACK TO SAVEPOINT bj')", SQL),
+    ("BEGIN", "env.cr.execute('BEGIN')", SQL),
+    ("SET SESSION AUTHORIZATION", "env.cr.execute('SET SESSION AUTHORIZATION DEFAULT')", SQL),
+    ("SET ROLE", "env.cr.execute('SET ROLE NONE')", SQL),
+    ("PREPARE TRANSACTION", "env.cr.execute(\"PREPARE TRANSACTION 'bj'\")", SQL),
+    ("COMMIT behind a comment", "model.env.cr.execute('/* x */ COMMIT')", SQL),
+    ("set_config role", "env.cr.execute(\"SELECT set_config('role', 'x', false)\")",
+     "cannot change the session"),
+    ("commit method at run time", "env.cr.execute('SELECT 1')\nresult = env.cr.fetchall()\n"
+                                  "env['res.partner'].env.cr.execute('COMMIT')", SQL),
+    ("scheduled action as a limited user",
+     "env['ir.cron'].create({'name': 'bj evil', 'model_id': env.ref('base.model_res_partner').id,"
+     " 'state': 'code', 'code': 'pass', 'interval_number': 1, 'interval_type': 'minutes'})",
+     r"not allowed to create 'Scheduled Actions'"),
+    ("server action as a limited user",
+     "env['ir.actions.server'].create({'name': 'bj evil', 'state': 'code', 'code': 'pass',"
+     " 'model_id': env.ref('base.model_res_partner').id})",
+     r"not allowed to create 'Server Action'"),
+    ("database secret as a limited user",
+     "env['ir.config_parameter'].get_param('database.secret')",
+     r"not allowed to access 'System Parameter'"),
+    ("sleep", "time.sleep(600)", TIMEOUT),
+    ("endless loop", "while True:\n    pass", TIMEOUT),
+    ("loop catching Exception",
+     "while True:\n    try:\n        while True:\n            pass\n    except Exception:\n"
+     "        pass", TIMEOUT),
+    ("endless finally", "try:\n    while True:\n        pass\nfinally:\n    while True:\n"
+                        "        pass", TIMEOUT),
+    ("recursion bomb", "def f(n):\n    return f(n + 1)\nresult = f(0)", "RecursionError"),
+    ("recursion then loop",
+     "def f(n):\n    try:\n        return f(n + 1)\n    except Exception:\n        return n\n"
+     "depth = f(0)\nwhile True:\n    pass", TIMEOUT),
+    ("string bomb", "'x' * 10 ** 12", MEMORY),
+    ("list bomb", "[0] * 10 ** 11", MEMORY),
+    ("bytes bomb", "b'x' * 10 ** 9", MEMORY),
+    ("range bomb", "list(range(10 ** 10))", MEMORY),
+    ("doubling loop", "s = 'x'\nwhile True:\n    s = s + s", MEMORY),
+]
+
+# Written by an API Sync Manager who is not a Settings administrator.
+MANAGER_VECTORS = [
+    ("superuser environment", "env(su=True)['res.users'].search([]).mapped('login')"),
+    ("sudo", "record.sudo().env.su"),
+    ("harmless looking", "'x'"),
+]
+
+SAFE_SCRIPT = "(request_data.get('code') or '').upper()"
+
+# (SQL, refused): the guard reads keywords, not the text of literals or comments.
+STATEMENTS = [
+    ("SELECT 1", False),
+    ("select 'COMMIT; ROLLBACK'", False),
+    ("SELECT $x$ ; COMMIT $x$", False),
+    ("SELECT E'\\' ; COMMIT'", False),
+    ('SELECT "commit" FROM t', False),
+    ("-- COMMIT\nSELECT 1", False),
+    ("/* outer /* inner */ COMMIT */ SELECT 1", False),
+    ("PREPARE q AS SELECT 1", False),
+    ("UPDATE res_partner SET name = 'x' WHERE false", False),
+    ("COMMIT", True),
+    ("commit;", True),
+    ("SELECT 1; COMMIT", True),
+    ("SELECT 1;\n  rollback", True),
+    ("END", True),
+    ("ABORT", True),
+    ("BEGIN", True),
+    ("START TRANSACTION", True),
+    ("SAVEPOINT a", True),
+    ("RELEASE SAVEPOINT a", True),
+    ("ROLLBACK TO SAVEPOINT a", True),
+    ("SET SESSION AUTHORIZATION DEFAULT", True),
+    ("SET ROLE NONE", True),
+    ("SET LOCAL ROLE x", True),
+    ("RESET ALL", True),
+    ("DISCARD ALL", True),
+    ("PREPARE TRANSACTION 'x'", True),
+    ("COMMIT PREPARED 'x'", True),
+    ("SELECT set_config('role', 'x', false)", True),
+    ("/* x */ COMMIT", True),
+]
+
+# (source, refused): the rules on the syntax tree.
+SOURCES = [
+    ("record.name.upper()", False),
+    ("f'{record.name}'", False),
+    ("'%s' % record.name", False),
+    ("cursor = 1\nresult = cursor", False),
+    ("try:\n    pass\nexcept Exception:\n    pass", False),
+    ("try:\n    pass\nfinally:\n    for x in []:\n        break", False),
+    ("try:\n    pass\nfinally:\n    def f():\n        return 1", False),
+    ("'{}'.format(1)", True),
+    ("format(1, '')", True),
+    ("env.cr.commit()", True),
+    ("try:\n    pass\nexcept:\n    pass", True),
+    ("while True:\n    try:\n        pass\n    finally:\n        break", True),
+    ("def f():\n    try:\n        pass\n    finally:\n        return 1", True),
+    ("global __builtins__", False),  # left to the sandbox's own name check
+]
+
+
+@tagged("post_install", "-at_install")
+class TestScriptRules(BaseCase):
+    """The SQL guard and the source rules as plain functions (no database)."""
+
+    def test_transaction_control_is_refused(self):
+        for sql, refused in STATEMENTS:
+            with self.subTest(sql=sql):
+                if refused:
+                    with self.assertRaises(UnsafeStatement):
+                        check_statement(sql)
+                else:
+                    check_statement(sql)
+
+    def test_source_rules(self):
+        for source, refused in SOURCES:
+            with self.subTest(source=source):
+                if refused:
+                    with self.assertRaises(ScriptRefused) as caught:
+                        check_source(source)
+                    self.assertRegex(str(caught.exception), r"^line \d+: ")
+                else:
+                    check_source(source)
+
+
+@tagged("post_install", "-at_install")
+class TestScriptSandbox(BjApiHttpCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        for key, value in TEST_BUDGETS.items():
+            cls.env["ir.config_parameter"].set_param(key, value)
+        cls.config = cls.make_config(endpoint="sandbox", lines=[
+            ("id", "res_id", {"is_identifier": True}),
+            ("name", "name", None),
+            ("ref", "code", {"value_type": "python_plain", "python_script": SAFE_SCRIPT}),
+        ])
+        cls.line = cls.config.line_ids.filtered(lambda line: line.external_key == "code")
+        cls.contained = 0
+
+    @classmethod
+    def tearDownClass(cls):
+        _logger.info("sandbox vectors: %s contained", cls.contained)
+        super().tearDownClass()
+
+    def store(self, code, mode="execute"):
+        """Put ``code`` in the line as a script saved before the rules would be."""
+        self.env.cr.execute(
+            "UPDATE bj_api_sync_config_line SET python_script = %s, script_mode = %s "
+            "WHERE id = %s", (code, mode, self.line.id))
+        self.env.invalidate_all()
+        self.env.registry.clear_cache()
+
+    def assertContainedAtRun(self, name, code, message):
+        crons = self.env["ir.cron"].search_count([])
+        actions = self.env["ir.actions.server"].search_count([])
+        logs = len(self.get_logs(self.config))
+        response = self.api("POST", "sandbox", body={"name": f"Vector {name}", "code": "x"})
+        body = self.assertApiError(response, 400, message, line_id=self.line.id)
+        self.assertIn("'code'", body["message"], "the message names the line")
+        self.assertNotIn(code, response.text, "never the script's source")
+        self.assertFalse(self.env["res.partner"].search([("name", "=", f"Vector {name}")]))
+        self.assertEqual(self.env["ir.cron"].search_count([]), crons)
+        self.assertEqual(self.env["ir.actions.server"].search_count([]), actions)
+        log = self.get_logs(self.config)[logs:]
+        self.assertEqual(len(log), 1, "the refused call is logged")
+        self.assertEqual(log.status_code, 400)
+        self.assertRegex(log.error_message, message)
+        self.assertNotIn(code, log.error_message)
+
+    def assertStillServing(self):
+        self.line.write({"python_script": SAFE_SCRIPT, "script_mode": "evaluate"})
+        created = self.assertApiSuccess(
+            self.api("POST", "sandbox", body={"name": "Still serving", "code": "ok"}), 201)
+        self.assertEqual(created["code"], "OK")
+        # A normal script may still select, and see what the request wrote.
+        self.assertEqual(self.env["res.partner"].browse(created["res_id"]).ref, "OK")
+
+    def test_vectors_refused_on_save_and_at_run(self):
+        for name, code, message in SAVE_VECTORS:
+            with self.subTest(vector=name):
+                mode = "execute" if "\n" in code else "evaluate"
+                with self.assertRaisesRegex(ValidationError, message):
+                    self.line.write({"python_script": code, "script_mode": mode})
+                self.store(code, mode)
+                self.assertContainedAtRun(name, code, message)
+                self.assertStillServing()
+                type(self).contained += 1
+
+    def test_vectors_refused_at_run(self):
+        for name, code, message in RUN_VECTORS:
+            with self.subTest(vector=name):
+                self.line.write({"python_script": code,
+                                 "script_mode": "execute" if "\n" in code else "evaluate"})
+                self.assertContainedAtRun(name, code, message)
+                self.assertStillServing()
+                type(self).contained += 1
+
+    def test_managers_cannot_write_scripts(self):
+        line = self.line.with_user(self.sync_manager)
+        for name, code in MANAGER_VECTORS:
+            with self.subTest(vector=name):
+                with self.assertRaisesRegex(AccessError, "Only Settings administrators"):
+                    line.write({"python_script": code})
+                self.assertEqual(self.line.python_script, SAFE_SCRIPT)
+                self.assertStillServing()
+                type(self).contained += 1
+
+    def test_trusted_scripts_keep_sql_sudo_and_savepoints(self):
+        self.line.write({"script_mode": "evaluate", "python_script": (
+            "env.cr.execute('SELECT %s', ['commit; rollback'])\n"
+            "selected = env.cr.fetchone()[0]\n"
+            "savepoint = env.cr.savepoint()\n"
+            "env['res.partner.category'].create({'name': 'bj undone'})\n"
+            "savepoint.close(rollback=True)\n"
+            "result = '%s %s %s' % (selected, env.su, model.sudo().env.su)"
+        )})
+        created = self.assertApiSuccess(
+            self.api("POST", "sandbox", body={"name": "Trusted", "code": "x"}), 201)
+        self.assertEqual(created["code"], "commit; rollback False True")
+        self.assertFalse(self.env["res.partner.category"].search([("name", "=", "bj undone")]))
+
+
+@tagged("post_install", "-at_install")
+class TestOutboundScriptSandbox(BjOutboundCase):
+    """Outbound jobs whose script is refused die with a message naming the line;
+    the next job is delivered."""
+
+    OUT_VECTORS = [
+        ("sleep", "time.sleep(600)", TIMEOUT),
+        ("endless loop", "while True:\n    pass", TIMEOUT),
+        ("COMMIT", "env.cr.execute('COMMIT')", SQL),
+        ("ROLLBACK TO", "env.cr.execute('ROLLBACK TO SAVEPOINT x')", SQL),
+        ("memory bomb", "'x' * 10 ** 12", MEMORY),
+        ("recursion bomb", "def f(n):\n    return f(n + 1)\nresult = f(0)", "RecursionError"),
+    ]
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        for key, value in TEST_BUDGETS.items():
+            cls.env["ir.config_parameter"].set_param(key, value)
+        cls.config = cls.make_out_config()
+        cls.config.line_ids.filtered(lambda line: line.external_key == "phone").write({
+            "value_type": "python_plain", "python_script": "record.name.upper()"})
+        cls.line = cls.config.line_ids.filtered(lambda line: line.external_key == "phone")
+        cls.contained = 0
+
+    @classmethod
+    def tearDownClass(cls):
+        _logger.info("sandbox vectors through outbound jobs: %s contained", cls.contained)
+        super().tearDownClass()
+
+    def test_refused_script_kills_its_job_and_the_next_one_goes(self):
+        for name, code, message in self.OUT_VECTORS:
+            with self.subTest(vector=name):
+                self.line.write({"python_script": code,
+                                 "script_mode": "execute" if "\n" in code else "evaluate"})
+                partner = self.env["res.partner"].create({"name": f"out {name}"})
+                job = self.enqueue(partner)
+                self.deliver()
+                self.assertEqual(job.state, "dead")
+                self.assertRegex(job.last_error, message)
+                self.assertIn("'phone'", job.last_error, "the message names the line")
+                self.assertNotIn(code, job.last_error, "never the script's source")
+                self.assertRegex(job.log_ids[-1:].error_message, message)
+                self.assertFalse(self.server.requests)
+                self.line.write({"python_script": "record.name.upper()",
+                                 "script_mode": "evaluate"})
+                healthy = self.enqueue(self.env["res.partner"].create({"name": "healthy"}))
+                self.deliver()
+                self.assertEqual(healthy.state, "done")
+                self.assertEqual(self.bodies()[-1]["phone"], "HEALTHY")
+                self.server.clear()
+                type(self).contained += 1
+
+    def enqueue(self, records):
+        return self.env["bj.api.sync.config"]._enqueue_outbound_records(records, self.config)
