@@ -5,8 +5,6 @@ from urllib.parse import urlparse
 
 from odoo import _, api, fields, models, tools
 from odoo.exceptions import ValidationError
-from odoo.osv import expression
-from odoo.tools.safe_eval import safe_eval
 
 from ..core import http_client
 from ..core.plan import (
@@ -21,6 +19,7 @@ from ..core.plan import (
     TriggerPlan,
     strip_bearer,
 )
+from ..services.filter_domain import compile_domain, evaluate_domain
 from ..services.scripts import compile_script
 from .bj_api_log import get_int_param
 from .bj_api_secret_mixin import secret_fields
@@ -189,6 +188,7 @@ class BjApiSyncConfig(models.Model):
         "res.users",
         string="Run As User",
         tracking=True,
+        default=lambda self: self._bj_default_run_as_user(),
         domain=[("share", "=", False)],
         help="Inbound calls run as this user, so its access rights and record rules "
         "apply. Never the superuser.",
@@ -355,7 +355,7 @@ class BjApiSyncConfig(models.Model):
         for config in self:
             try:
                 config._bj_get_filter_domain()
-            except (ValueError, SyntaxError, NameError, TypeError) as error:
+            except Exception as error:  # noqa: BLE001 - whatever the expression raises
                 raise ValidationError(
                     _("Filter Domain of %(name)r is not a valid domain: %(error)s",
                       name=config.name, error=error)
@@ -378,16 +378,22 @@ class BjApiSyncConfig(models.Model):
 
     # -- helpers -----------------------------------------------------------
 
+    @api.model
+    def _bj_default_run_as_user(self):
+        """The creating user; the administrator account when data files or
+        scripts create the configuration as the superuser, who may not be one."""
+        if self.env.user._is_superuser():
+            return self.env.ref("base.user_admin", raise_if_not_found=False)
+        return self.env.user
+
     def _bj_get_filter_domain(self):
-        """The Filter Domain as a list, validated against the Model."""
+        """The Filter Domain as a list, evaluated now and validated against the Model."""
         self.ensure_one()
-        domain = safe_eval(self.filter_domain or "[]")
-        if not isinstance(domain, (list, tuple)):
-            raise ValueError(_("a domain must be a list"))
+        domain = evaluate_domain(compile_domain(self.filter_domain), self.env)
         if self.model_name:
             # Raises ValueError on unknown fields or bad operators.
             self.env[self.model_name].sudo()._search(domain)
-        return list(domain)
+        return domain
 
     def _bj_get_ip_networks(self):
         """The IP Allowlist as ``ip_network`` objects (raises ValidationError)."""
@@ -409,16 +415,12 @@ class BjApiSyncConfig(models.Model):
         self.ensure_one()
         return self.line_ids.filtered("is_identifier")[:1]
 
-    def _bj_get_scope_domain(self):
-        """Domain of the records this configuration may see: Filter Domain and company."""
+    def _bj_get_company_domain(self):
+        """Domain of the records of this configuration's company (and shared ones)."""
         self.ensure_one()
-        domain = self._bj_get_filter_domain()
         if self.company_id and "company_id" in self.env[self.model_name]._fields:
-            domain = expression.AND([
-                domain,
-                ["|", ("company_id", "=", False), ("company_id", "=", self.company_id.id)],
-            ])
-        return domain
+            return ["|", ("company_id", "=", False), ("company_id", "=", self.company_id.id)]
+        return []
 
     # -- the compiled plan (core/plan.py) -------------------------------------
 
@@ -460,7 +462,7 @@ class BjApiSyncConfig(models.Model):
             for line in config.line_ids.sorted(lambda line: (line.sequence, line.id))
             if line.field_id.name in self.env[config.model_name]._fields
         )
-        scope = config._bj_get_scope_domain()
+        filter_code = compile_domain(config.filter_domain)
         return ConfigPlan(
             config_id=config.id,
             name=config.name,
@@ -468,8 +470,9 @@ class BjApiSyncConfig(models.Model):
             model=config.model_name,
             company_id=config.company_id.id or None,
             run_as_uid=config.run_as_user_id.id or None,
-            scope_domain=tuple(scope),
-            filtered=bool(config._bj_get_filter_domain()),
+            filter_code=filter_code,
+            filtered=bool(evaluate_domain(filter_code, self.env)),
+            company_domain=tuple(config._bj_get_company_domain()),
             lines=lines,
             identifier=next((line for line in lines if line.is_identifier), None),
             auth=AuthPlan(

@@ -18,6 +18,7 @@ from ..core import http_client, inbound, retry
 from ..core.exceptions import MappingError
 from ..core.transactions import auto_commit
 from ..services import outbound
+from ..services.filter_domain import scope_domain
 from ..services.inbound_request import INBOUND_CONTEXT_KEY
 from ..services.outbound_call import OutboundCall
 from .bj_api_sync_job import DEAD_ACTIVITY_TYPE
@@ -424,7 +425,7 @@ class BjApiSyncConfigOutbound(models.Model):
             last = self.schedule_last_sync
             domain += ["|", ("write_date", ">", last),
                        "&", ("write_date", "=", last), ("id", ">", self.schedule_last_sync_id)]
-        return expression.AND([list(plan.scope_domain), domain])
+        return expression.AND([scope_domain(self.env, plan), domain])
 
     @api.model
     def _cron_send_scheduled(self, config_id):

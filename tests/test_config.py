@@ -1,7 +1,13 @@
+from datetime import datetime, time, timedelta
+
+from dateutil.relativedelta import relativedelta
+from freezegun import freeze_time
+
 from odoo import Command
 from odoo.exceptions import ValidationError
 from odoo.tests import Form, tagged
 
+from ..services.filter_domain import scope_domain
 from .common import BjApiSyncCase
 
 
@@ -183,8 +189,32 @@ class TestConfigConstraints(BjApiSyncCase):
     def test_filter_domain_validated(self):
         self.assertInvalid("not a valid domain", filter_domain="[('no_such_field', '=', 1)]")
         self.assertInvalid("not a valid domain", filter_domain="not a domain")
+        self.assertInvalid("not a valid domain", filter_domain="('is_company', '=', True)")
+        self.assertInvalid("not a valid domain", filter_domain="[('name', '=', env.user.name)]")
+        self.assertInvalid("not a valid domain", filter_domain="[('name', '=', ().__class__)]")
+        self.assertInvalid("not a valid domain",
+                           filter_domain="[('write_date', '>=', datetime.datetime.now())]")
         config = self.make_config(filter_domain="[('is_company', '=', True)]")
         self.assertEqual(config._bj_get_filter_domain(), [("is_company", "=", True)])
+
+    def test_filter_domain_names_are_evaluated_at_each_use(self):
+        """datetime (the class), timedelta, relativedelta and context_today()."""
+        config = self.make_config(company_id=False, filter_domain=(
+            "[('write_date', '>=', datetime.now() - timedelta(days=7)),"
+            " ('create_date', '>=', datetime.combine(context_today() - relativedelta(months=1),"
+            " datetime.min.time()))]"))
+        plan = config._bj_plan()
+        self.assertTrue(plan.filtered)
+        env = self.env(context=dict(self.env.context, tz="UTC"))
+        for now in (datetime(2031, 1, 31, 12, 0), datetime(2031, 3, 15, 12, 0)):
+            with freeze_time(now):
+                self.assertEqual(scope_domain(env, plan), [
+                    "&",
+                    ("write_date", ">=", now - timedelta(days=7)),
+                    ("create_date", ">=",
+                     datetime.combine(now.date() - relativedelta(months=1), time.min)),
+                ])
+        self.assertIs(config._bj_plan(), plan, "one plan: its domain moves with the clock")
 
 
 @tagged("post_install", "-at_install")
