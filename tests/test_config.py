@@ -31,6 +31,17 @@ class TestConfigDefaults(BjApiSyncCase):
         self.assertTrue(config.active)
         self.assertEqual(config.model_name, "res.partner")
 
+    def test_run_as_user_defaults_to_the_creator(self):
+        """The original's setup steps name no Run As User."""
+        documented = {"name": "Contacts", "request_type": "in", "endpoint": "contacts",
+                      "model_id": self.partner_model.id,
+                      "http_method_ids": [Command.set(self.all_methods.ids)]}
+        configs = self.env["bj.api.sync.config"]
+        self.assertEqual(configs.create(documented).run_as_user_id,
+                         self.env.ref("base.user_admin"), "the superuser's: the administrator")
+        mine = configs.with_user(self.sync_manager).create({**documented, "endpoint": "mine"})
+        self.assertEqual(mine.run_as_user_id, self.sync_manager)
+
     def test_line_defaults(self):
         config = self.make_partner_config()
         line = config.line_ids.filtered("is_identifier")

@@ -1,4 +1,5 @@
 import base64
+import json
 import time
 from datetime import timedelta
 from unittest.mock import patch
@@ -84,6 +85,35 @@ class TestOutboundEntryPoint(BjOutboundCase):
                     "phone": None}
         self.assertEqual(self.bodies(), [expected] * len(calls))
         self.assertEqual({request.method for request in self.server.requests}, {"POST"})
+
+    def test_the_answer_also_reads_as_attributes(self):
+        answer = self.send(self.partners[0], self.config)
+        self.assertIsInstance(answer, dict)
+        self.assertEqual((answer.status_code, answer.success, answer.data, answer.log_id),
+                         (200, True, {"ok": True}, answer["log_id"]))
+        self.assertFalse(hasattr(answer, "status"), "only its keys")
+        self.assertEqual(json.loads(json.dumps(answer)), answer)
+
+    def test_a_server_action_reads_the_answer_as_documented(self):
+        self.server.queue(200, {"ok": True})
+        self.server.queue(400, {"error": "refused"})
+        action = self.env["ir.actions.server"].create({
+            "name": "Send to the CRM",
+            "model_id": self.partner_model.id,
+            "state": "code",
+            "code": (
+                "response = env['bj.api.sync.config']._make_outbound_http_request(\n"
+                f"    record.id, {self.config.id})\n"
+                "if response.status_code != 200 or not response.success:\n"
+                "    raise UserError('Sync failed: %s' % response.error)\n"
+                "record.write({'ref': 'Synced: %s' % response.data['ok']})\n"
+            ),
+        })
+        partner = self.partners[0]
+        action.with_context(active_model="res.partner", active_id=partner.id).run()
+        self.assertEqual(partner.ref, "Synced: True")
+        with self.assertRaisesRegex(UserError, "Sync failed: HTTP 400"):
+            action.with_context(active_model="res.partner", active_id=partner.id).run()
 
     def test_bad_references_are_clear_errors(self):
         with self.assertRaisesRegex(UserError, "No API configuration matches"):
