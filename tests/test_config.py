@@ -220,7 +220,6 @@ class TestConfigConstraints(BjApiSyncCase):
         for now in (datetime(2031, 1, 31, 12, 0), datetime(2031, 3, 15, 12, 0)):
             with freeze_time(now):
                 self.assertEqual(scope_domain(env, plan), [
-                    "&",
                     ("write_date", ">=", now - timedelta(days=7)),
                     ("create_date", ">=",
                      datetime.combine(now.date() - relativedelta(months=1), time.min)),
