@@ -6,9 +6,10 @@ from unittest.mock import patch
 
 from odoo import Command, fields
 from odoo.exceptions import UserError
-from odoo.tests import tagged
+from odoo.tests import BaseCase, tagged
 
 from ..core import retry
+from ..core.outbound_result import OutboundResult
 from ..services.outbound_call import OutboundCall
 from .common import BjOutboundCase, generated_secret
 
@@ -322,3 +323,20 @@ class TestOutboundEntryPoint(BjOutboundCase):
         job = self.jobs(answer)
         self.assertEqual((job.state, job.res_ids), ("dead", str(self.partners[1].id)))
         self.assertIn("phone", job.last_error)
+
+
+@tagged("post_install", "-at_install")
+class TestOutboundResult(BaseCase):
+    def test_keys_read_as_attributes(self):
+        result = OutboundResult(success=False, status_code=None, data=[{"id": 1}], log_id=7)
+        for name, expected in (("success", False), ("status_code", None),
+                               ("data", [{"id": 1}]), ("log_id", 7)):
+            with self.subTest(name=name):
+                self.assertEqual(getattr(result, name), expected)
+                self.assertEqual(result[name], expected)
+        for name in ("status", "json", "__wrapped__"):
+            with self.subTest(name=name):
+                self.assertFalse(hasattr(result, name))
+        self.assertEqual(result.get("error", "none"), "none")
+        self.assertEqual(dict(result), {"success": False, "status_code": None,
+                                        "data": [{"id": 1}], "log_id": 7})
