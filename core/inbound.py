@@ -154,8 +154,9 @@ def check_call_text(call):
 
 
 def error_body(status, message, line_id=None, index=None):
-    """Error body: a superset of both shapes the original documents."""
-    body = {"error": message, "message": message, "line_id": line_id, "status_code": status}
+    """Error body: a superset of every shape the original documents."""
+    body = {"status": "error", "error": message, "message": message, "code": status,
+            "line_id": line_id, "status_code": status}
     if index is not None:
         body["index"] = index
     return body

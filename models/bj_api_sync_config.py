@@ -9,8 +9,6 @@ from psycopg2 import errors
 
 from odoo import _, api, fields, models, tools
 from odoo.exceptions import AccessError, ValidationError
-from odoo.osv import expression
-from odoo.tools.safe_eval import safe_eval
 
 from ..core import http_client
 from ..core.plan import (
@@ -25,6 +23,7 @@ from ..core.plan import (
     TriggerPlan,
     strip_bearer,
 )
+from ..services.filter_domain import compile_domain, evaluate_domain
 from ..services.scripts import compile_script
 from .bj_api_access import MANAGER_GROUP, USER_GROUP, check_group
 from .bj_api_log import get_int_param
@@ -204,6 +203,7 @@ class BjApiSyncConfig(models.Model):
         string="Run As User",
         tracking=True,
         check_company=True,
+        default=lambda self: self._bj_default_run_as_user(),
         domain=[("share", "=", False)],
         help="Inbound calls run as this user, so its access rights and record rules "
         "apply. Never the superuser.",
@@ -430,7 +430,7 @@ class BjApiSyncConfig(models.Model):
         for config in self:
             try:
                 config._bj_get_filter_domain()
-            except (ValueError, SyntaxError, NameError, TypeError) as error:
+            except Exception as error:  # noqa: BLE001 - whatever the expression raises
                 raise ValidationError(
                     _("Filter Domain of %(name)r is not a valid domain: %(error)s",
                       name=config.name, error=error)
@@ -459,24 +459,41 @@ class BjApiSyncConfig(models.Model):
         if self.env.is_system() or "run_as_user_id" not in vals:
             return
         chosen = vals["run_as_user_id"] or False
+        # Running as oneself grants nothing: the default (the creator) stays open.
+        if chosen == self.env.uid:
+            return
         if (any((config.run_as_user_id.id or False) != chosen for config in self)
                 if self else chosen):
             raise AccessError(_(
-                "Only Settings administrators may choose the Run As User of a configuration "
-                "(nor duplicate a configuration that has one)."))
+                "Only Settings administrators may choose another user than themselves as "
+                "the Run As User of a configuration."))
+
+    def copy_data(self, default=None):
+        vals_list = super().copy_data(default)
+        if not self.env.is_system() and "run_as_user_id" not in (default or {}):
+            # Whoever may not choose the Run As User duplicates as themselves.
+            for vals in vals_list:
+                vals["run_as_user_id"] = self.env.uid
+        return vals_list
 
     # -- helpers -----------------------------------------------------------
 
+    @api.model
+    def _bj_default_run_as_user(self):
+        """The creating user; the administrator account when data files or
+        scripts create the configuration as the superuser, who may not be one."""
+        if self.env.user._is_superuser():
+            return self.env.ref("base.user_admin", raise_if_not_found=False)
+        return self.env.user
+
     def _bj_get_filter_domain(self):
-        """The Filter Domain as a list, validated against the Model."""
+        """The Filter Domain as a list, evaluated now and validated against the Model."""
         self.ensure_one()
-        domain = safe_eval(self.filter_domain or "[]")
-        if not isinstance(domain, (list, tuple)):
-            raise ValueError(_("a domain must be a list"))
+        domain = evaluate_domain(compile_domain(self.filter_domain), self.env)
         if self.model_name:
             # Raises ValueError on unknown fields or bad operators.
             self.env[self.model_name].sudo()._search(domain)
-        return list(domain)
+        return domain
 
     def _bj_get_ip_networks(self):
         """The IP Allowlist as ``ip_network`` objects (raises ValidationError)."""
@@ -498,16 +515,12 @@ class BjApiSyncConfig(models.Model):
         self.ensure_one()
         return self.line_ids.filtered("is_identifier")[:1]
 
-    def _bj_get_scope_domain(self):
-        """Domain of the records this configuration may see: Filter Domain and company."""
+    def _bj_get_company_domain(self):
+        """Domain of the records of this configuration's company (and shared ones)."""
         self.ensure_one()
-        domain = self._bj_get_filter_domain()
         if self.company_id and "company_id" in self.env[self.model_name]._fields:
-            domain = expression.AND([
-                domain,
-                ["|", ("company_id", "=", False), ("company_id", "=", self.company_id.id)],
-            ])
-        return domain
+            return ["|", ("company_id", "=", False), ("company_id", "=", self.company_id.id)]
+        return []
 
     # -- the compiled plan (core/plan.py) -------------------------------------
 
@@ -552,7 +565,7 @@ class BjApiSyncConfig(models.Model):
             for line in config.line_ids.sorted(lambda line: (line.sequence, line.id))
             if line.field_id.name in self.env[config.model_name]._fields
         )
-        scope = config._bj_get_scope_domain()
+        filter_code = compile_domain(config.filter_domain)
         return ConfigPlan(
             config_id=config.id,
             name=config.name,
@@ -560,8 +573,9 @@ class BjApiSyncConfig(models.Model):
             model=config.model_name,
             company_id=config.company_id.id or None,
             run_as_uid=config.run_as_user_id.id or None,
-            scope_domain=tuple(scope),
-            filtered=bool(config._bj_get_filter_domain()),
+            filter_code=filter_code,
+            filtered=bool(evaluate_domain(filter_code, self.env)),
+            company_domain=tuple(config._bj_get_company_domain()),
             lines=lines,
             identifier=next((line for line in lines if line.is_identifier), None),
             auth=AuthPlan(

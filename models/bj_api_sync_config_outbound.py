@@ -18,6 +18,7 @@ from ..core import http_client, inbound, retry
 from ..core.exceptions import MappingError
 from ..core.transactions import auto_commit
 from ..services import outbound
+from ..services.filter_domain import scope_domain
 from ..services.inbound_request import INBOUND_CONTEXT_KEY
 from ..services.outbound_call import OutboundCall
 from .bj_api_access import MANAGER_GROUP, USER_GROUP, check_group
@@ -425,7 +426,7 @@ class BjApiSyncConfigOutbound(models.Model):
             last = self.schedule_last_sync
             domain += ["|", ("write_date", ">", last),
                        "&", ("write_date", "=", last), ("id", ">", self.schedule_last_sync_id)]
-        return expression.AND([list(plan.scope_domain), domain])
+        return expression.AND([scope_domain(self.env, plan), domain])
 
     @api.model
     def _cron_send_scheduled(self, config_id):
@@ -504,6 +505,12 @@ class BjApiSyncConfigOutbound(models.Model):
                              "search_default_filter_dead": 1}
         return action
 
+    @api.model
+    def _bj_scope_domain_of(self, config_id_ref):
+        """The scope (Filter Domain, evaluated now, and company) of an Out
+        configuration: generated scheduled actions search it."""
+        return scope_domain(self.env, self._bj_resolve_config(config_id_ref)._bj_plan())
+
     def _bj_reference(self):
         """How generated code names this configuration: its XML id, else its id."""
         self.ensure_one()
@@ -534,18 +541,20 @@ class BjApiSyncConfigOutbound(models.Model):
         if kind == "ir.actions.server":
             action = self.env[kind].create({**action_values, "binding_model_id": self.model_id.id})
         elif kind == "base.automation":
+            # No filter_domain of its own: automation rules evaluate it without the
+            # Filter Domain's names (datetime is a module there), and queuing
+            # already skips the records outside the scope.
             action = self.env[kind].create({
                 "name": name,
                 "model_id": self.model_id.id,
                 "trigger": "on_create_or_write",
-                "filter_domain": self.filter_domain,
                 "action_server_ids": [Command.create(action_values)],
             })
         else:
             action = self.env[kind].create({
                 **action_values,
-                "code": f"records = model.search({self.filter_domain or '[]'}, "
-                        f"limit={self.limit})\n{code}",
+                "code": f"records = model.search(env['bj.api.sync.config']"
+                        f"._bj_scope_domain_of({reference}), limit={self.limit})\n{code}",
                 "interval_number": 1,
                 "interval_type": "hours",
             })

@@ -30,12 +30,14 @@ from ..core import convert, engine, inbound
 from ..core.exceptions import MappingError
 from ..core.inbound import InboundError, InboundResponse
 from ..core.plan import RELATIONAL_TYPES, X2MANY_TYPES
+from .filter_domain import scope_domain
 from .records import export_records, import_values
 
 _logger = logging.getLogger("bj.api.inbound")
 
-# Query keys with a meaning of their own; never read as field filters.
-RESERVED_QUERY_KEYS = frozenset({"limit", "offset", "page", "order"})
+# Query keys with a meaning of their own; never read as field filters.  A
+# tuple: the 400 for an unknown key lists them in this order.
+RESERVED_QUERY_KEYS = ("limit", "offset", "page", "order")
 ORDER_TERM = re.compile(r"^(?P<key>[^\s]+)(?:\s+(?P<direction>asc|desc))?$", re.IGNORECASE)
 UNSORTABLE_TYPES = (*X2MANY_TYPES, "binary")
 # Context key set on every inbound write, so outbound triggers can tell the
@@ -289,7 +291,7 @@ class InboundRequest:
         """The one record in scope whose Record Identifier is ``identifier`` (404/409)."""
         line, value = self._identifier(identifier)
         records = model.search_fetch(
-            expression.AND([list(self.plan.scope_domain), [(line.field, "=", value)]]),
+            expression.AND([scope_domain(model.env, self.plan), [(line.field, "=", value)]]),
             self.plan.stored_fields(),
             limit=2,
             order="id",  # any order tells one from several; the model's may cost joins
@@ -315,9 +317,34 @@ class InboundRequest:
             raise InboundError(400, f"Query parameter {name!r} must be at least {minimum}.")
         return value
 
+    def _check_query_keys(self, query):
+        """Refuse (400) the query keys a list would not read, so that a misspelt or
+        unmapped filter never answers unfiltered records."""
+        plan = self.plan
+        reserved = [key for key in RESERVED_QUERY_KEYS if key != "page" or plan.is_paginated]
+        accepted = list(dict.fromkeys([
+            *reserved,
+            *(param.key for param in plan.params),
+            *(line.key for line in plan.lines if line.searchable and not line.is_script),
+        ]))
+        # A mapped key that cannot be filtered on gets its own 400, naming its line.
+        unknown = [key for key in query if key not in accepted
+                   and (key in RESERVED_QUERY_KEYS or plan.line(key) is None)]
+        if not unknown:
+            return
+        if unknown == ["page"]:
+            raise InboundError(400, "Query parameter 'page': this list is not paginated; "
+                                    "use limit and offset.")
+        raise InboundError(
+            400,
+            f"Unknown query parameter{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))}; accepted: {', '.join(accepted)}.",
+        )
+
     def _list(self, model, query):
         """A page of the records in scope, filtered and ordered by the query."""
         plan = self.plan
+        self._check_query_keys(query)
         limit = min(self._int(query, "limit", plan.limit, 1), plan.limit)
         offset = self._int(query, "offset", 0, 0)
         facts = {}
@@ -328,7 +355,7 @@ class InboundRequest:
                 offset = (page - 1) * limit
             facts = {"page": page, "page_size": limit}
         domain = expression.AND([
-            list(plan.scope_domain),
+            scope_domain(model.env, plan),
             self._param_domain(model, query),
             self._filter_domain(model, query),
         ])
@@ -465,7 +492,8 @@ class InboundRequest:
         found = {}
         if wanted:
             domain = [(line.field, "in", list(wanted))]
-            for record in model.search(expression.AND([list(self.plan.scope_domain), domain])):
+            scope = scope_domain(model.env, self.plan)
+            for record in model.search(expression.AND([scope, domain])):
                 value = record[line.field]
                 value = value.id if isinstance(value, models.BaseModel) else value
                 if value in found:

@@ -4,6 +4,7 @@ the records in scope, their payloads, the request headers and the log rows."""
 from odoo.osv import expression
 
 from ..core import http_client
+from .filter_domain import scope_domain
 from .records import export_records
 
 
@@ -15,9 +16,8 @@ def delivery_model(env, plan):
 
 def records_in_scope(env, plan, ids):
     """Existing records of ``ids`` in scope, in the given order, and the ids left out."""
-    found = delivery_model(env, plan).search(
-        expression.AND([[("id", "in", list(ids))], list(plan.scope_domain)])
-    )
+    model = delivery_model(env, plan)
+    found = model.search(expression.AND([[("id", "in", list(ids))], scope_domain(model.env, plan)]))
     position = {record_id: index for index, record_id in enumerate(ids)}
     records = found.sorted(key=lambda record: position[record.id])
     kept = set(found.ids)

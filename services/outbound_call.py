@@ -29,6 +29,7 @@ from odoo import _
 
 from ..core import http_client, retry
 from ..core.exceptions import MappingError
+from ..core.outbound_result import OutboundResult
 from ..core.record_ids import id_text
 from . import outbound
 
@@ -78,9 +79,9 @@ class OutboundCall:
     def run(self, records, skipped):
         """Send ``records`` (in scope; ``skipped`` the ids left out) and return the
         entry point's answer (see ``_make_outbound_http_request``)."""
-        answer = {"success": False, "status_code": None, "data": None, "error": None,
-                  "log_id": False, "log_ids": self.log_ids, "skipped_ids": skipped,
-                  "unsent_ids": [], "queued_job_ids": []}
+        answer = OutboundResult(success=False, status_code=None, data=None, error=None,
+                                log_id=False, log_ids=self.log_ids, skipped_ids=skipped,
+                                unsent_ids=[], queued_job_ids=[])
         if not records:
             answer["error"] = _(
                 "Nothing to send: records %(ids)s do not exist or are outside the Filter Domain "

@@ -11,6 +11,7 @@ from odoo.osv import expression
 from ..core import engine
 from ..core.engine import Row
 from ..core.plan import X2MANY_TYPES
+from .filter_domain import scope_domain
 from .scripts import ScriptRunner
 
 
@@ -66,7 +67,7 @@ class Relations:
             return {}
         field = plan.identifier.field
         records = self.env[plan.model].search(
-            expression.AND([list(plan.scope_domain), [(field, "in", wanted)]])
+            expression.AND([scope_domain(self.env, plan), [(field, "in", wanted)]])
         )
         found = {}
         for record in records:

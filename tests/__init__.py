@@ -36,3 +36,4 @@ from . import test_rate_limit
 from . import test_secrets
 from . import test_tenancy
 from . import test_script_sandbox
+from . import test_documented_usage

@@ -200,6 +200,7 @@ class BjApiHttpCase(BjApiSyncTestMixin, HttpCase):
         self.assertEqual(response.status_code, status, response.text)
         body = response.json()
         self.assertEqual(body["status_code"], status)
+        self.assertEqual((body["status"], body["code"]), ("error", status))
         self.assertTrue(body["error"])
         self.assertEqual(body["message"], body["error"])
         self.assertIn("line_id", body)

@@ -1,8 +1,14 @@
+from datetime import datetime, time, timedelta
+
+from dateutil.relativedelta import relativedelta
+from freezegun import freeze_time
+
 from odoo import Command
 from odoo.exceptions import ValidationError
 from odoo.tests import Form, tagged
 from odoo.tools import mute_logger
 
+from ..services.filter_domain import scope_domain
 from .common import BjApiSyncCase
 
 
@@ -25,6 +31,17 @@ class TestConfigDefaults(BjApiSyncCase):
         self.assertEqual(config.max_attempts, 5)
         self.assertTrue(config.active)
         self.assertEqual(config.model_name, "res.partner")
+
+    def test_run_as_user_defaults_to_the_creator(self):
+        """The original's setup steps name no Run As User."""
+        documented = {"name": "Contacts", "request_type": "in", "endpoint": "contacts",
+                      "model_id": self.partner_model.id,
+                      "http_method_ids": [Command.set(self.all_methods.ids)]}
+        configs = self.env["bj.api.sync.config"]
+        self.assertEqual(configs.create(documented).run_as_user_id,
+                         self.env.ref("base.user_admin"), "the superuser's: the administrator")
+        mine = configs.with_user(self.sync_manager).create({**documented, "endpoint": "mine"})
+        self.assertEqual(mine.run_as_user_id, self.sync_manager)
 
     def test_line_defaults(self):
         config = self.make_partner_config()
@@ -185,8 +202,31 @@ class TestConfigConstraints(BjApiSyncCase):
     def test_filter_domain_validated(self):
         self.assertInvalid("not a valid domain", filter_domain="[('no_such_field', '=', 1)]")
         self.assertInvalid("not a valid domain", filter_domain="not a domain")
+        self.assertInvalid("not a valid domain", filter_domain="('is_company', '=', True)")
+        self.assertInvalid("not a valid domain", filter_domain="[('name', '=', env.user.name)]")
+        self.assertInvalid("not a valid domain", filter_domain="[('name', '=', ().__class__)]")
+        self.assertInvalid("not a valid domain",
+                           filter_domain="[('write_date', '>=', datetime.datetime.now())]")
         config = self.make_config(filter_domain="[('is_company', '=', True)]")
         self.assertEqual(config._bj_get_filter_domain(), [("is_company", "=", True)])
+
+    def test_filter_domain_names_are_evaluated_at_each_use(self):
+        """datetime (the class), timedelta, relativedelta and context_today()."""
+        config = self.make_config(company_id=False, filter_domain=(
+            "[('write_date', '>=', datetime.now() - timedelta(days=7)),"
+            " ('create_date', '>=', datetime.combine(context_today() - relativedelta(months=1),"
+            " datetime.min.time()))]"))
+        plan = config._bj_plan()
+        self.assertTrue(plan.filtered)
+        env = self.env(context=dict(self.env.context, tz="UTC"))
+        for now in (datetime(2031, 1, 31, 12, 0), datetime(2031, 3, 15, 12, 0)):
+            with freeze_time(now):
+                self.assertEqual(scope_domain(env, plan), [
+                    ("write_date", ">=", now - timedelta(days=7)),
+                    ("create_date", ">=",
+                     datetime.combine(now.date() - relativedelta(months=1), time.min)),
+                ])
+        self.assertIs(config._bj_plan(), plan, "one plan: its domain moves with the clock")
 
 
 @tagged("post_install", "-at_install")

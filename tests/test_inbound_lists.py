@@ -95,12 +95,28 @@ class TestInboundLists(BjApiHttpCase):
                          ["LST-01", "LST-05", "LST-09"])
         self.assertEqual(self.get_list(is_company="true", limit=5)["total"], 6)
         self.assertEqual(self.get_list(country="BE")["total"], 3, "through the Mapping Model")
-        self.assertEqual(self.get_list(unknown_key="whatever")["total"], 12, "ignored")
         self.assertApiError(self.api("GET", "list-partners", params={"color": "blue"}),
                             400, "color")
         body = self.assertApiError(self.api("GET", "list-partners", params={"shout": "X"}), 400)
         self.assertEqual(body["line_id"], self.config.line_ids.filtered(
             lambda line: line.external_key == "shout").id)
+
+    def test_unknown_query_keys_are_refused_with_the_accepted_ones(self):
+        accepted = ("accepted: limit, offset, order, min_color, q, codes, res_id, name, code, "
+                    "color, is_company, country.")
+        body = self.assertApiError(
+            self.api("GET", "list-partners", params={"is_compny": "true"}), 400,
+            "Unknown query parameter 'is_compny'; ")
+        self.assertTrue(body["message"].endswith(accepted), body["message"])
+        self.assertApiError(
+            self.api("GET", "list-partners", params={"a": "1", "b": "2", "limit": "2"}), 400,
+            "Unknown query parameters 'a', 'b'; accepted: ")
+        self.assertApiError(self.api("GET", "list-partners", params={"page": "2"}), 400,
+                            "not paginated; use limit and offset")
+        self.config.write({"is_paginated": True})
+        self.assertApiError(self.api("GET", "list-partners", params={"x": "1"}), 400,
+                            "accepted: limit, offset, page, order, min_color, ")
+        self.assertEqual(self.get_list(page=1, q="lister", color=1, order="code")["count"], 3)
 
     def test_order_on_mapped_keys(self):
         body = self.get_list(order="color desc, code asc", limit=5)

@@ -106,6 +106,28 @@ class TestOutboundActions(BjOutboundCase):
                                           "email": "a@example.com", "phone": None}])
         self.assertEqual(jobs.mapped("state"), ["done", "cancelled"])
 
+    def test_trigger_actions_evaluate_the_filter_domain_when_they_run(self):
+        config = self.make_out_config(filter_domain=(
+            "[('write_date', '>=', datetime.now() - timedelta(days=7)), ('ref', '=', 'WEEK')]"))
+        old, recent = self.env["res.partner"].create(
+            [{"name": "Old", "ref": "WEEK"}, {"name": "Recent", "ref": "WEEK"}])
+        self.env.flush_all()
+        self.env.cr.execute("UPDATE res_partner SET write_date = now() - interval '30 days' "
+                            "WHERE id = %s", [old.id])
+        old.invalidate_recordset()
+        actions = {}
+        for kind in ("base.automation", "ir.cron"):
+            config.write({"trigger_action_model_id": self.env["ir.model"]._get_id(kind),
+                          "trigger_action_id": False})
+            actions[kind] = self.env[kind].browse(config.action_create_trigger_action()["res_id"])
+        self.assertFalse(actions["base.automation"].filter_domain)
+        actions["ir.cron"].ir_actions_server_id.run()
+        self.assertEqual(self.get_jobs(config).mapped("res_ids"), [str(recent.id)])
+        saved = self.env["res.partner"].create({"name": "Saved", "ref": "WEEK"})
+        self.env["res.partner"].create({"name": "Elsewhere"})
+        self.assertEqual(self.get_jobs(config).mapped("res_ids"),
+                         [str(recent.id), str(saved.id)], "the automation rule, on save")
+
     def test_two_triggers_deliver_a_change_once(self):
         # Send on Create and on Update, plus a generated automation rule on save.
         config = self.make_out_config(

@@ -1,13 +1,15 @@
 import base64
+import json
 import time
 from datetime import timedelta
 from unittest.mock import patch
 
 from odoo import Command, fields
 from odoo.exceptions import UserError
-from odoo.tests import tagged
+from odoo.tests import BaseCase, tagged
 
 from ..core import retry
+from ..core.outbound_result import OutboundResult
 from ..services.outbound_call import OutboundCall
 from .common import BjOutboundCase, generated_secret
 
@@ -84,6 +86,35 @@ class TestOutboundEntryPoint(BjOutboundCase):
                     "phone": None}
         self.assertEqual(self.bodies(), [expected] * len(calls))
         self.assertEqual({request.method for request in self.server.requests}, {"POST"})
+
+    def test_the_answer_also_reads_as_attributes(self):
+        answer = self.send(self.partners[0], self.config)
+        self.assertIsInstance(answer, dict)
+        self.assertEqual((answer.status_code, answer.success, answer.data, answer.log_id),
+                         (200, True, {"ok": True}, answer["log_id"]))
+        self.assertFalse(hasattr(answer, "status"), "only its keys")
+        self.assertEqual(json.loads(json.dumps(answer)), answer)
+
+    def test_a_server_action_reads_the_answer_as_documented(self):
+        self.server.queue(200, {"ok": True})
+        self.server.queue(400, {"error": "refused"})
+        action = self.env["ir.actions.server"].create({
+            "name": "Send to the CRM",
+            "model_id": self.partner_model.id,
+            "state": "code",
+            "code": (
+                "response = env['bj.api.sync.config']._make_outbound_http_request(\n"
+                f"    record.id, {self.config.id})\n"
+                "if response.status_code != 200 or not response.success:\n"
+                "    raise UserError('Sync failed: %s' % response.error)\n"
+                "record.write({'ref': 'Synced: %s' % response.data['ok']})\n"
+            ),
+        })
+        partner = self.partners[0]
+        action.with_context(active_model="res.partner", active_id=partner.id).run()
+        self.assertEqual(partner.ref, "Synced: True")
+        with self.assertRaisesRegex(UserError, "Sync failed: HTTP 400"):
+            action.with_context(active_model="res.partner", active_id=partner.id).run()
 
     def test_bad_references_are_clear_errors(self):
         with self.assertRaisesRegex(UserError, "No API configuration matches"):
@@ -292,3 +323,20 @@ class TestOutboundEntryPoint(BjOutboundCase):
         job = self.jobs(answer)
         self.assertEqual((job.state, job.res_ids), ("dead", str(self.partners[1].id)))
         self.assertIn("phone", job.last_error)
+
+
+@tagged("post_install", "-at_install")
+class TestOutboundResult(BaseCase):
+    def test_keys_read_as_attributes(self):
+        result = OutboundResult(success=False, status_code=None, data=[{"id": 1}], log_id=7)
+        for name, expected in (("success", False), ("status_code", None),
+                               ("data", [{"id": 1}]), ("log_id", 7)):
+            with self.subTest(name=name):
+                self.assertEqual(getattr(result, name), expected)
+                self.assertEqual(result[name], expected)
+        for name in ("status", "json", "__wrapped__"):
+            with self.subTest(name=name):
+                self.assertFalse(hasattr(result, name))
+        self.assertEqual(result.get("error", "none"), "none")
+        self.assertEqual(dict(result), {"success": False, "status_code": None,
+                                        "data": [{"id": 1}], "log_id": 7})

@@ -109,8 +109,8 @@ class TestAccessRights(BjApiSyncCase):
         with self.assertRaisesRegex(AccessError, "Run As User"):
             config.write({"run_as_user_id": other.id})
         config.write({"run_as_user_id": self.integration_user.id, "limit": 9})  # unchanged
-        with self.assertRaisesRegex(AccessError, "Run As User"):
-            config.copy({"endpoint": "copied"})
+        # A manager's duplicate runs as the manager, who chose nobody else.
+        self.assertEqual(config.copy({"endpoint": "copied"}).run_as_user_id, self.sync_manager)
         with self.assertRaisesRegex(AccessError, "Run As User"):
             self.env["bj.api.sync.config"].with_user(self.sync_manager).create({
                     "name": "x", "request_type": "in", "model_id": self.partner_model.id,
