@@ -15,11 +15,10 @@ from odoo.osv import expression
 from odoo.tools import split_every
 
 from ..core import http_client, inbound, retry
-from ..core.exceptions import MappingError
 from ..core.transactions import auto_commit
-from ..services import outbound
+from ..services import outbound, run_as
 from ..services.inbound_request import INBOUND_CONTEXT_KEY
-from ..services.outbound_call import OutboundCall
+from ..services.outbound_call import EXPORT_ERRORS, OutboundCall
 from .bj_api_sync_job import DEAD_ACTIVITY_TYPE
 
 _logger = logging.getLogger("bj.api.outbound")
@@ -259,7 +258,7 @@ class BjApiSyncConfigOutbound(models.Model):
             if event == "unlink":
                 try:
                     payloads = outbound.export_payloads(self.env, plan, changed)
-                except MappingError as error:
+                except EXPORT_ERRORS as error:
                     raise UserError(
                         _("These records cannot be deleted: API configuration %(name)r must send "
                           "the deletion and cannot build it: %(error)s",
@@ -440,8 +439,14 @@ class BjApiSyncConfigOutbound(models.Model):
         if not (config and config.active and config.request_type == "out"
                 and config.trigger_on_schedule):
             return 0
-        commit = auto_commit()
         plan = config._bj_plan()
+        try:
+            run_as.check_plan_user(self.env, plan)
+        except run_as.RunAsUserError as error:
+            # The mark stays: the first run after the user is fixed sends these changes.
+            _logger.warning("Scheduled run of %s skipped: %s", config.display_name, error)
+            return 0
+        commit = auto_commit()
         model = outbound.delivery_model(self.env, plan)
         bound = config._bj_schedule_bound()
         if commit:
@@ -552,6 +557,7 @@ class BjApiSyncConfigOutbound(models.Model):
         """Check that the API answers, without changing anything; notify and log."""
         self.ensure_one()
         plan = self._bj_plan()
+        run_as.check_plan_user(self.env, plan)
         timeout = (self.connection_timeout, self.read_timeout)
         if plan.delivery:
             url = http_client.strip_placeholders(plan.delivery.url)
