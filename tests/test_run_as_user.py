@@ -176,6 +176,20 @@ class TestRunAsUserOutbound(RunAsFixturesMixin, BjOutboundCase):
                          "dead")
         self.assertEqual([body["res_id"] for body in self.bodies()], self.visible.ids)
 
+    def test_mapping_model_records_hidden_from_the_user_fail_clearly(self):
+        tags = self.make_config(model="res.partner.category", request_type="out",
+                                lines=[("name", "name", {"is_identifier": True})])
+        config = self.make_config(
+            request_type="out", request_url=self.server.url + "/tagged",
+            run_as_user_id=self.restricted_user.id,
+            lines=[("id", "res_id", {"is_identifier": True}),
+                   ("category_id", "tags", {"value_type": "relational_mapping",
+                                            "mapping_config_id": tags.id})])
+        self.visible.category_id = self.env["res.partner.category"].create({"name": "Hidden"})
+        answer = self.send(self.visible, config)
+        self.assertIn("bj_restricted may not read res.partner.category records", answer["error"])
+        self.assertFalse(self.server.requests)
+
     def test_field_outside_the_users_groups_is_not_exported(self):
         # Saved while the user had the group; the group was taken away later.
         system_user = new_test_user(self.env, login="bj_out_system", groups="base.group_system")
