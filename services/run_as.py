@@ -8,7 +8,7 @@ since users are archived or moved between companies without the
 configuration changing.
 """
 
-from odoo import SUPERUSER_ID, _
+from odoo import SUPERUSER_ID
 from odoo.exceptions import AccessError, UserError
 
 # Odoo grants this group only in debug mode (``res.users.has_group``); calls
@@ -23,15 +23,16 @@ class RunAsUserError(UserError):
 def user_problem(user, company):
     """Why ``user`` cannot run a configuration of ``company`` (empty: any
     company), in words, or None."""
+    env = user.env
     if not user:
-        return _("it needs a Run As User")
+        return env._("it needs a Run As User")
     if user.id == SUPERUSER_ID:
-        return _("it cannot run as the superuser")
+        return env._("it cannot run as the superuser")
     if not user.active:
-        return _("its Run As User %(login)s is archived", login=user.login)
+        return env._("its Run As User %(login)s is archived", login=user.login)
     if company and company.id not in user._get_company_ids():
-        return _("its Run As User %(login)s is not allowed in %(company)s",
-                 login=user.login, company=company.display_name)
+        return env._("its Run As User %(login)s is not allowed in %(company)s",
+                     login=user.login, company=company.display_name)
     return None
 
 
@@ -41,7 +42,7 @@ def check_plan_user(env, plan):
     company = env["res.company"].sudo().browse(plan.company_id or ())
     problem = user_problem(user, company)
     if problem:
-        raise RunAsUserError(_("This integration is off: %(problem)s.", problem=problem))
+        raise RunAsUserError(env._("This integration is off: %(problem)s.", problem=problem))
 
 
 def user_env(env, plan, **context):
@@ -80,12 +81,12 @@ def field_readable(user, field):
 def group_names(env, group_spec):
     """The groups of a ``groups=`` spec, by name, for error messages."""
     if group_spec == ".":
-        return _("no group (always forbidden)")
+        return env._("no group (always forbidden)")
     names = []
     for name in (part.strip() for part in group_spec.split(",")):
         group = env.ref(name.lstrip("!"), raise_if_not_found=False)
         label = group.sudo().full_name if group else name.lstrip("!")
-        names.append(_("not %(group)s", group=label) if name.startswith("!") else label)
+        names.append(env._("not %(group)s", group=label) if name.startswith("!") else label)
     return ", ".join(names)
 
 
@@ -100,13 +101,13 @@ def check_readable(plan, records):
     refused = [line.field for line in plan.lines
                if not field_readable(env.user, records._fields[line.field])]
     if refused:
-        raise AccessError(_(
+        raise AccessError(env._(
             "The Run As User %(login)s may not read the fields %(fields)s of %(model)s.",
             login=env.user.login, fields=", ".join(refused), model=plan.model))
     hidden = records - records.with_context(active_test=False).search(
         [("id", "in", records.ids)])
     if hidden:
-        raise AccessError(_(
+        raise AccessError(env._(
             "The Run As User %(login)s may not read %(model)s records %(ids)s (access rights "
             "or record rules).", login=env.user.login, model=plan.model,
             ids=", ".join(str(record_id) for record_id in hidden.ids)))

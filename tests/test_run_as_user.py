@@ -64,6 +64,7 @@ class TestRunAsUserOnSave(RunAsFixturesMixin, BjApiSyncCase):
         config = self.env["bj.api.sync.config"].with_user(admin).create({
             "name": "Made by admin", "request_type": "out",
             "model_id": self.partner_model.id, "request_url": "http://127.0.0.1:9/x",
+            "http_method_ids": [Command.set(self.method_post.ids)],
         })
         self.assertEqual(config.run_as_user_id, admin)
 
@@ -88,7 +89,7 @@ class TestRunAsUserOnSave(RunAsFixturesMixin, BjApiSyncCase):
         with self.assertRaises(ValidationError) as caught:
             self.make_config(model="ir.mail_server", request_type="out", lines=lines)
         message = str(caught.exception)
-        self.assertIn("Username (ir.mail_server)", message)
+        self.assertIn("Username (Mail Server)", message)
         self.assertIn("Administration / Settings", message)
         self.assertIn("bj_integration", message)
         config = self.make_config(model="ir.mail_server", request_type="out",
@@ -100,7 +101,7 @@ class TestRunAsUserOnSave(RunAsFixturesMixin, BjApiSyncCase):
         })]
         with self.assertRaises(ValidationError) as caught:
             config.run_as_user_id = self.integration_user
-        self.assertIn("Username (ir.mail_server)", str(caught.exception))
+        self.assertIn("Username (Mail Server)", str(caught.exception))
 
     def test_archiving_the_user_tells_the_responsible(self):
         responsible = new_test_user(self.env, login="bj_responsible",
@@ -147,7 +148,7 @@ class TestRunAsUserOutbound(RunAsFixturesMixin, BjOutboundCase):
         self.assertEqual(job.state, "dead")
 
     def test_scripts_of_out_lines_run_as_the_run_as_user(self):
-        config = self.make_out_config(path="/who", lines=[
+        config = self.make_config(request_type="out", request_url=self.server.url + "/who", lines=[
             ("id", "res_id", {"is_identifier": True}),
             ("comment", "who", {"value_type": "python_plain",
                                 "python_script": "[env.uid, env.su, env.company.id]"}),
