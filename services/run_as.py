@@ -97,6 +97,8 @@ def check_readable(plan, records):
     An export reads values that may already be in the transaction's cache
     (read while finding the records in scope): the ORM then would not check
     the user's access again, so it is checked here."""
+    if not records:
+        return
     env = records.env
     refused = [line.field for line in plan.lines
                if not field_readable(env.user, records._fields[line.field])]
@@ -112,5 +114,5 @@ def check_readable(plan, records):
             "or record rules).", login=env.user.login, model=plan.model,
             ids=", ".join(str(record_id) for record_id in hidden.ids)))
     for line in plan.lines:
-        if line.is_mapping and records:
+        if line.is_mapping:
             check_readable(line.child, records.sudo()[line.field].with_env(env))
