@@ -95,6 +95,8 @@ class TestMultiCompany(BjApiSyncCase):
             cls.env, login="bj_user_a", groups="bjet_api_sync.group_api_sync_user",
             company_id=cls.company_a.id, company_ids=[(6, 0, cls.company_a.ids)],
         )
+        # A Run As User must be allowed in its configuration's company.
+        cls.integration_user.company_ids = [(4, cls.company_b.id)]
         cls.config_a = cls.make_config(name="A", company_id=cls.company_a.id)
         cls.config_b = cls.make_config(name="B", company_id=cls.company_b.id)
         cls.config_shared = cls.make_config(name="Shared", company_id=False)
