@@ -113,6 +113,7 @@ class Bench:
             "request_type": "out",
             "model_id": env["ir.model"]._get_id("res.partner"),
             "request_url": self.sink_url,
+            "run_as_user_id": env.ref("base.user_admin").id,
             "http_method_ids": [Command.set(env.ref("bjet_api_sync.bj_http_method_post").ids)],
             "line_ids": [Command.create({"field_id": field("res.partner", fname).id,
                                          "external_key": key, "value_type": "plain",

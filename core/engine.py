@@ -132,7 +132,8 @@ def _ids_of(value):
 
 
 def _check_existing_ids(line, values_by_index, relations):
-    """Plain many2one/x2many ids must exist: one question for the whole batch."""
+    """Plain many2one/x2many ids must be of records the user may read: one
+    question for the whole batch."""
     wanted = set()
     for value in values_by_index.values():
         wanted |= _ids_of(value)
@@ -143,7 +144,8 @@ def _check_existing_ids(line, values_by_index, relations):
         missing = sorted(_ids_of(value) - existing)
         if missing:
             raise _invalid(line, f"no {line.comodel} record with id "
-                           + ", ".join(str(i) for i in missing), index)
+                           + ", ".join(str(i) for i in missing)
+                           + " that the Run As User may read", index)
 
 
 def identifier_value(plan, raw):

@@ -23,6 +23,7 @@ from ..core.plan import (
     TriggerPlan,
     strip_bearer,
 )
+from ..services import run_as
 from ..services.filter_domain import compile_domain, evaluate_domain
 from ..services.scripts import compile_script
 from .bj_api_access import MANAGER_GROUP, USER_GROUP, check_group
@@ -205,8 +206,10 @@ class BjApiSyncConfig(models.Model):
         check_company=True,
         default=lambda self: self._bj_default_run_as_user(),
         domain=[("share", "=", False)],
-        help="Inbound calls run as this user, so its access rights and record rules "
-        "apply. Never the superuser.",
+        help="Inbound calls and outbound exports (their scripts too) run as this user, so "
+        "its access rights, field groups and record rules apply. It must be active and "
+        "allowed in the Company; never the superuser. Default: the user who creates the "
+        "configuration.",
     )
     ip_allowlist = fields.Text(
         string="IP Allowlist",
@@ -436,15 +439,16 @@ class BjApiSyncConfig(models.Model):
                       name=config.name, error=error)
                 ) from error
 
-    @api.constrains("request_type", "run_as_user_id")
+    @api.constrains("request_type", "run_as_user_id", "company_id")
     def _check_run_as_user(self):
-        for config in self.filtered(lambda c: c.request_type == "in"):
-            if not config.run_as_user_id:
+        for config in self:
+            problem = run_as.user_problem(config.run_as_user_id, config.company_id)
+            if problem:
                 raise ValidationError(
-                    _("Inbound configuration %(name)r needs a Run As User.", name=config.name)
+                    _("Configuration %(name)r cannot run: %(problem)s.", name=config.name,
+                      problem=problem)
                 )
-            if config.run_as_user_id._is_superuser():
-                raise ValidationError(_("Inbound calls cannot run as the superuser."))
+        self.line_ids._check_field_groups()
 
     @api.constrains("ip_allowlist")
     def _check_ip_allowlist(self):
@@ -475,6 +479,22 @@ class BjApiSyncConfig(models.Model):
             for vals in vals_list:
                 vals["run_as_user_id"] = self.env.uid
         return vals_list
+
+    def _bj_notify_run_as_off(self):
+        """Tell the Responsible of each configuration that its Run As User can no
+        longer run it (archived, or removed from its company): a chatter message
+        and a to-do.  The integration answers or fails with the same reason."""
+        admin = self.env.ref("base.user_admin")
+        for config in self.sudo():
+            problem = run_as.user_problem(config.run_as_user_id, config.company_id)
+            if not problem:
+                continue
+            note = _("This integration is off: %(problem)s. Choose another Run As User, or "
+                     "archive the configuration.", problem=problem)
+            config.message_post(body=note, subtype_xmlid="mail.mt_note")
+            responsible = config.user_id if config.user_id.active else admin
+            config.activity_schedule("mail.mail_activity_data_todo", note=note,
+                                     summary=_("Integration off"), user_id=responsible.id)
 
     # -- helpers -----------------------------------------------------------
 

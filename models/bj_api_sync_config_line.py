@@ -11,6 +11,7 @@ from ..core.plan import (
     VALUE_RELATIONAL_SCRIPT,
     VALUE_SCRIPT,
 )
+from ..services import run_as
 from ..services.scripts import compile_script
 from .bj_api_access import USER_GROUP, check_group, config_company_field
 
@@ -166,6 +167,23 @@ class BjApiSyncConfigLine(models.Model):
                 raise ValidationError(
                     _("Field %(field)s does not belong to model %(model)s.",
                       field=line.field_id.display_name, model=line.config_id.model_id.model)
+                )
+
+    @api.constrains("field_id", "config_id")
+    def _check_field_groups(self):
+        """As Odoo's webhook action: a field restricted by ``groups=`` is not
+        exchanged, unless the Run As User is in the group (it then reads and
+        writes the field as it would in Odoo)."""
+        for line in self:
+            user = line.config_id.run_as_user_id
+            model = self.env.get(line.config_id.model_name)
+            field = model._fields.get(line.field_id.name) if model is not None else None
+            if user and field and not run_as.field_readable(user, field):
+                raise ValidationError(
+                    _("Line %(line)s: field %(field)s is restricted to %(groups)s, and the Run "
+                      "As User %(login)s is not in it.", line=line.display_name,
+                      field=line.field_id.display_name,
+                      groups=run_as.group_names(self.env, field.groups), login=user.login)
                 )
 
     # -- scripts are for Settings administrators only ----------------------

@@ -15,12 +15,11 @@ from odoo.osv import expression
 from odoo.tools import split_every
 
 from ..core import http_client, inbound, retry
-from ..core.exceptions import MappingError
 from ..core.transactions import auto_commit
-from ..services import outbound
+from ..services import outbound, run_as
 from ..services.filter_domain import scope_domain
 from ..services.inbound_request import INBOUND_CONTEXT_KEY
-from ..services.outbound_call import OutboundCall
+from ..services.outbound_call import EXPORT_ERRORS, OutboundCall
 from .bj_api_access import MANAGER_GROUP, USER_GROUP, check_group
 from .bj_api_sync_job import DEAD_ACTIVITY_TYPE
 
@@ -261,7 +260,7 @@ class BjApiSyncConfigOutbound(models.Model):
             if event == "unlink":
                 try:
                     payloads = outbound.export_payloads(self.env, plan, changed)
-                except MappingError as error:
+                except EXPORT_ERRORS as error:
                     raise UserError(
                         _("These records cannot be deleted: API configuration %(name)r must send "
                           "the deletion and cannot build it: %(error)s",
@@ -442,8 +441,14 @@ class BjApiSyncConfigOutbound(models.Model):
         if not (config and config.active and config.request_type == "out"
                 and config.trigger_on_schedule):
             return 0
-        commit = auto_commit()
         plan = config._bj_plan()
+        try:
+            run_as.check_plan_user(self.env, plan)
+        except run_as.RunAsUserError as error:
+            # The mark stays: the first run after the user is fixed sends these changes.
+            _logger.warning("Scheduled run of %s skipped: %s", config.display_name, error)
+            return 0
+        commit = auto_commit()
         model = outbound.delivery_model(self.env, plan)
         bound = config._bj_schedule_bound()
         if commit:
@@ -567,6 +572,7 @@ class BjApiSyncConfigOutbound(models.Model):
         check_group(self.env, MANAGER_GROUP)
         self.ensure_one()
         plan = self._bj_plan()
+        run_as.check_plan_user(self.env, plan)
         timeout = (self.connection_timeout, self.read_timeout)
         if plan.delivery:
             url = http_client.strip_placeholders(plan.delivery.url)

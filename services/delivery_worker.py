@@ -36,6 +36,7 @@ from datetime import timedelta
 import psycopg2
 
 from odoo import _
+from odoo.exceptions import UserError
 from odoo.tools import config as odoo_config
 
 from ..core import http_client, retry
@@ -109,7 +110,8 @@ def run_budget(configured=0):
 
 
 class DeliveryWorker:
-    """One run of the delivery cron on ``env``'s database, as superuser.
+    """One run of the delivery cron on ``env``'s database: the addon's tables
+    as superuser, the exports as each configuration's Run As User.
 
     The job model keeps the record-level steps the worker calls: ``_bj_now``,
     ``_bj_release``, ``_bj_finish``, ``_bj_notify_dead`` and ``_bj_wake_worker``.
@@ -501,6 +503,10 @@ class DeliveryWorker:
         anything else is retried by the policy, like a failed request."""
         if isinstance(error, MappingError):
             message = str(error)
+        elif isinstance(error, UserError):
+            # The Run As User is off or may not read what the export needs: said
+            # plainly; retried by the policy, as an administrator may fix it.
+            message = _("Cannot build the payload: %(error)s", error=error)
         else:
             _logger.warning("Outbound job %s: cannot build its payload", job.id, exc_info=True)
             message = _("Cannot build the payload: %(error)s",

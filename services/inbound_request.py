@@ -17,7 +17,7 @@ import time
 
 import psycopg2
 
-from odoo import SUPERUSER_ID, models, tools
+from odoo import models, tools
 from odoo.exceptions import AccessError, UserError
 from odoo.osv import expression
 from odoo.service.model import (
@@ -30,6 +30,7 @@ from ..core import convert, engine, inbound
 from ..core.exceptions import MappingError
 from ..core.inbound import InboundError, InboundResponse
 from ..core.plan import RELATIONAL_TYPES, X2MANY_TYPES
+from . import run_as
 from .filter_domain import scope_domain
 from .records import export_records, import_values
 
@@ -46,6 +47,9 @@ INBOUND_CONTEXT_KEY = "bj_api_sync_inbound_config_id"
 # The API log already records who created what: a chatter message and a
 # follower per record would only flood the integration user.
 WRITE_CONTEXT = {"mail_create_nolog": True, "mail_create_nosubscribe": True}
+# An archived Run As User, or one not allowed in the configuration's company,
+# turns the integration off until an administrator fixes it.
+RUN_AS_OFF_STATUS = 503
 
 
 class InboundRequest:
@@ -212,15 +216,11 @@ class InboundRequest:
     def _model(self):
         """The configuration's model as the Run As User, in the configuration's company."""
         plan = self.plan
-        if not plan.run_as_uid or plan.run_as_uid == SUPERUSER_ID:
-            raise InboundError(500, "The configuration has no valid Run As User.")
-        env = self.env(user=plan.run_as_uid, su=False)
-        env = env(context=dict(
-            self.env.context,
-            allowed_company_ids=[plan.company_id or env.user.company_id.id],
-            **WRITE_CONTEXT,
-            **{INBOUND_CONTEXT_KEY: plan.config_id},
-        ))
+        try:
+            env = run_as.user_env(self.env, plan, **WRITE_CONTEXT,
+                                  **{INBOUND_CONTEXT_KEY: plan.config_id})
+        except run_as.RunAsUserError as error:
+            raise InboundError(RUN_AS_OFF_STATUS, error.args[0]) from None
         return env[plan.model]
 
     def _execute(self, payload):

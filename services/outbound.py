@@ -4,12 +4,14 @@ the records in scope, their payloads, the request headers and the log rows."""
 from odoo.osv import expression
 
 from ..core import http_client
+from . import run_as
 from .filter_domain import scope_domain
 from .records import export_records
 
 
 def delivery_model(env, plan):
-    """The configuration's model as deliveries see it: every record of its company."""
+    """The configuration's model as the outbox sees it when choosing records:
+    every record of its company (exports then run as the Run As User)."""
     model = env[plan.model].sudo().with_context(active_test=False)
     return model.with_company(plan.company_id) if plan.company_id else model
 
@@ -25,9 +27,13 @@ def records_in_scope(env, plan, ids):
 
 
 def export_payloads(env, plan, records):
-    """JSON objects of ``records``: an Out configuration's scripts compute values."""
-    return export_records(plan, records.with_env(delivery_model(env, plan).env),
-                          with_scripts=True)
+    """JSON objects of ``records``, exported as the Run As User (its scripts too).
+
+    Raises ``RunAsUserError`` when that user cannot run the configuration now,
+    ``AccessError`` when it may not read a mapped field or one of the records."""
+    records = records.with_env(run_as.user_env(env, plan, active_test=False))
+    run_as.check_readable(plan, records)
+    return export_records(plan, records, with_scripts=True)
 
 
 def auth_headers(plan):

@@ -17,7 +17,9 @@ A call therefore never waits longer than (requests + INLINE_RETRY_WINDOW) × T.
 What was not delivered is queued as ``bj.api.sync.job`` rows (event "manual"):
 retryable failures pending, due when their backoff ends; any other failure
 (a 4xx answer, a mapping or URL placeholder error) dead at once, as the queue
-would leave it, so that it shows in the Outbound Queue with Retry.
+would leave it, and so is a page that the Run As User cannot export now (off,
+or without access to a field or record), so that it shows in the Outbound
+Queue with Retry.
 """
 
 import heapq
@@ -26,12 +28,17 @@ import time
 from datetime import timedelta
 
 from odoo import _
+from odoo.exceptions import UserError
 
 from ..core import http_client, retry
 from ..core.exceptions import MappingError
 from ..core.outbound_result import OutboundResult
 from ..core.record_ids import id_text
 from . import outbound
+
+# What a page's export may fail with: its mapping, or the Run As User (off, or
+# without access to a field or record).  The page is dead and queued as such.
+EXPORT_ERRORS = (MappingError, UserError)
 
 
 class Page:
@@ -121,13 +128,13 @@ class OutboundCall:
         pages = [Page(records[start:start + size]) for start in range(0, len(records), size)]
         try:
             objects = outbound.export_payloads(self.env, plan, records)
-        except MappingError:
+        except EXPORT_ERRORS:
             objects = None  # find the culprit page by page
         for index, page in enumerate(pages):
             try:
                 chunk = (objects[index * size:(index + 1) * size] if objects is not None
                          else outbound.export_payloads(self.env, plan, page.records))
-            except MappingError as error:
+            except EXPORT_ERRORS as error:
                 page.verdict, page.error = retry.DEAD, str(error)
                 self._log(page, outbound.log_values(
                     plan, None, records_text=id_text(page.records.ids), error=page.error))

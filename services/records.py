@@ -59,7 +59,10 @@ class Relations:
         self.env = env
 
     def existing_ids(self, model, ids):
-        return set(self.env[model].browse(ids).exists().ids)
+        # A search, not exists(): ids of records the user may not read (record
+        # rules, other companies) are refused like ids that do not exist.
+        records = self.env[model].with_context(active_test=False).search([("id", "in", ids)])
+        return set(records.ids)
 
     def ids_by_identifier(self, plan, values):
         wanted = list(dict.fromkeys(values))

@@ -77,10 +77,10 @@ class BjApiSyncTestMixin:
         model_name = values.pop("model", "res.partner")
         values.setdefault("name", f"Test {request_type} {model_name}")
         values.setdefault("model_id", cls.env["ir.model"]._get_id(model_name))
+        values.setdefault("run_as_user_id", cls.integration_user.id)
         if request_type == "in":
             values.setdefault("endpoint", f"test-{secrets.token_hex(4)}")
             values.setdefault("http_method_ids", [Command.set(cls.all_methods.ids)])
-            values.setdefault("run_as_user_id", cls.integration_user.id)
         else:
             values.setdefault("request_url", "http://127.0.0.1:9/sink")
             values.setdefault("http_method_ids", [Command.set(cls.method_post.ids)])

@@ -265,8 +265,9 @@ class TestConfigForm(BjApiSyncCase):
             form.model_id = self.partner_model
             form.request_url = "https://api.example.com/contacts"
             form.http_method_ids.add(self.method_post)
+            form.run_as_user_id = self.integration_user
             for visible in ("request_url", "connection_timeout", "read_timeout",
-                            "trigger_action_model_id", "trigger_action_id"):
+                            "trigger_action_model_id", "trigger_action_id", "run_as_user_id"):
                 self.assertFalse(form._get_modifier(visible, "invisible"), visible)
             for hidden in ("endpoint", "param_ids"):
                 self.assertTrue(form._get_modifier(hidden, "invisible"), hidden)

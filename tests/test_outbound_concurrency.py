@@ -39,6 +39,7 @@ class TestOutboundConcurrentWorkers(CommittedDataMixin, BaseCase):
                 "name": "Concurrency test",
                 "request_type": "out",
                 "model_id": env["ir.model"]._get_id("res.partner"),
+                "run_as_user_id": env.ref("base.user_admin").id,
                 "request_url": self.server.url + "/sink",
                 "http_method_ids": [Command.set(env.ref("bjet_api_sync.bj_http_method_post").ids)],
             })

@@ -109,6 +109,7 @@ class TestOutboundScheduleOpenTransaction(BaseCase):
                 "name": self.prefix,
                 "request_type": "out",
                 "model_id": env["ir.model"]._get_id("res.partner"),
+                "run_as_user_id": env.ref("base.user_admin").id,
                 "request_url": "http://127.0.0.1:9/sink",
                 "http_method_ids": [Command.set(env.ref("bjet_api_sync.bj_http_method_post").ids)],
                 "trigger_on_schedule": True,

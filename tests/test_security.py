@@ -166,4 +166,3 @@ class TestAccessRights(BjApiSyncCase):
         self.assertEqual(menu.parent_id.parent_id, self.env.ref("base.menu_custom"))
         self.assertEqual(menu.parent_id.name, "BJET API")
         self.assertEqual(self.env.ref("bjet_api_sync.menu_bj_api_log").name, "Logs")
-
