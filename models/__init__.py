@@ -11,3 +11,4 @@ from . import bj_api_sync_config_outbound
 from . import base
 from . import bj_api_idempotency
 from . import bj_api_rate_limit
+from . import ir_http

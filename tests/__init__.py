@@ -31,3 +31,4 @@ from . import test_inbound_log_rows
 from . import test_script_direction
 from . import test_outbound_reliability
 from . import test_retention
+from . import test_hostile_input
