@@ -8,7 +8,7 @@ The database is chosen the way Odoo chooses it for any route (a single
 database, ``--database`` or ``--db-filter``), as for Odoo's own webhooks.
 """
 
-import functools
+from werkzeug.exceptions import ClientDisconnected
 
 from odoo import http
 from odoo.http import request
@@ -22,13 +22,26 @@ ROUTE = inbound.API_PREFIX
 ATTEMPT_KEY = "bjet_api_sync.attempt"
 
 
+def read_body(httprequest):
+    """The raw body; cached by werkzeug, so a retried request reads the same bytes."""
+    try:
+        return httprequest.get_data(cache=True)
+    except ClientDisconnected:
+        raise inbound.InboundError(
+            400, "The client closed the connection before sending the whole body."
+        ) from None
+
+
 class BjApiSyncConfigController(http.Controller):
     @http.route(
         # The bare prefix too, so that a forgotten endpoint gets a JSON 404 as well.
-        [ROUTE, f"{ROUTE}/<string:endpoint>", f"{ROUTE}/<string:endpoint>/<path:identifier>"],
+        [ROUTE, f"{ROUTE}/<string:endpoint>",
+         f"{ROUTE}/<string:endpoint>/<bj_api_path:identifier>"],
         type="http",
         auth="none",
-        methods=list(inbound.ROUTE_METHODS),
+        # Every method, so that PATCH, TRACE and friends get a logged JSON 405
+        # instead of werkzeug's HTML page.
+        methods=None,
         csrf=False,
         save_session=False,
         # auth="none" routes start read-only by default; writes would be replayed.
@@ -49,8 +62,7 @@ class BjApiSyncConfigController(http.Controller):
             headers=dict(httprequest.headers.items()),
             query=list(httprequest.args.items(multi=True)),
             remote_addr=httprequest.remote_addr,
-            # Cached by werkzeug, so a retried request reads the same bytes.
-            read_body=functools.partial(httprequest.get_data, cache=True),
+            read_body=lambda: read_body(httprequest),
             content_length=httprequest.content_length,
             # The request line's path and query as sent, which a signature signs
             # (werkzeug's server and gunicorn keep it as RAW_URI).

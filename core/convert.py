@@ -26,6 +26,18 @@ INTEGER_PATTERN = re.compile(r"^[+-]?\d+$")
 INTEGER_MIN, INTEGER_MAX = -(2**31), 2**31 - 1
 
 
+def unstorable_text(text):
+    """True for text PostgreSQL cannot store: a NUL character, or a lone
+    surrogate (what undecodable bytes become)."""
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _describe(value):
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -61,7 +73,10 @@ def parse_datetime(value):
     except (ValueError, OverflowError) as error:
         raise ValueError(f"{_describe(value)} is not an ISO 8601 date-time") from error
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        try:
+            parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        except OverflowError as error:  # 9999-12-31T23:00:00-05:00 is past year 9999 in UTC
+            raise ValueError(f"{_describe(value)} is out of range in UTC") from error
     return parsed
 
 
@@ -96,6 +111,11 @@ def parse_float(value):
             value = float(value.strip())
         except ValueError as error:
             raise ValueError(f"expected a number, got {_describe(value)}") from error
+    if isinstance(value, int):
+        try:
+            value = float(value)
+        except OverflowError as error:  # 1 followed by 400 zeros
+            raise ValueError(f"{_describe(value)} is too large for a number") from error
     if not isinstance(value, (int, float)) or value != value or value in (
         float("inf"), float("-inf")
     ):
@@ -126,7 +146,10 @@ def parse_binary(value):
 def parse_text(value):
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError(f"expected a string, got {_describe(value)}")
-    return str(value)
+    value = str(value)
+    if unstorable_text(value):
+        raise ValueError("the text holds a NUL character or an unpaired surrogate")
+    return value
 
 
 def parse_id(value):
@@ -187,3 +210,35 @@ def from_json(ttype, value, selection=None):
     if parser is None:
         raise ValueError(f"fields of type {ttype} cannot be set through the API")
     return parser(value)
+
+
+def is_command_list(value):
+    """True for a list of ORM x2many commands: ``(code, id[, values])`` tuples."""
+    return isinstance(value, list | tuple) and bool(value) and all(
+        isinstance(command, list | tuple) and len(command) in (2, 3)
+        and type(command[0]) is int and 0 <= command[0] <= 6
+        for command in value
+    )
+
+
+def from_script(ttype, value, selection=None):
+    """Return the ORM value of what a script returned for a field of type ``ttype``.
+
+    Scripts may return the field's own Python values (dates, datetimes) or
+    anything :func:`from_json` accepts; ``False`` empties the field.  Anything
+    else raises ``ValueError`` here, where the ORM would fail later with an error
+    that names neither the line nor the value.  Fields the API does not map
+    (reference, json...) take the value as it is.  Records and ORM commands are
+    the engine's to handle.
+    """
+    if ttype == "date" and isinstance(value, dt.date):
+        return value.date() if isinstance(value, dt.datetime) else value
+    if ttype == "datetime" and isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = parse_datetime(value.isoformat())
+        return value
+    if ttype not in PARSERS and ttype != "selection":
+        return value
+    if value is False and ttype != "boolean":
+        value = None
+    return from_json(ttype, value, selection=selection)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from . import convert
 from .exceptions import MappingError
-from .plan import VALUE_RELATIONAL_SCRIPT, X2MANY_TYPES, LinePlan
+from .plan import X2MANY_TYPES, LinePlan
 
 # ORM write commands, as tuples (odoo.fields.Command without the ORM).
 SET, CREATE = 6, 0
@@ -217,14 +217,24 @@ def _import_mapping(line, items, relations, scripts):
 
 
 def script_value_to_orm(line, value):
-    """ORM value for what a Relational with Python Script returned."""
+    """ORM value for what a line's script returned (raises ValueError).
+
+    Records become ids, a list of ids a set command; a Relational with Python
+    Script may also return ORM commands.  Other values are checked as the API
+    checks JSON (:func:`convert.from_script`).
+    """
     if is_recordset(value):
-        return value[:1].id if line.ttype == "many2one" else [command_set(value.ids)]
-    if line.ttype in X2MANY_TYPES and isinstance(value, list | tuple) and all(
-        isinstance(item, int) and not isinstance(item, bool) for item in value
-    ):
-        return [command_set(value)]
-    return value
+        if line.ttype == "many2one":
+            return value[:1].id
+        if line.ttype in X2MANY_TYPES:
+            return [command_set(value.ids)]
+        raise ValueError(f"{value._name} records cannot fill a field of type {line.ttype}")
+    if line.ttype in X2MANY_TYPES and convert.is_command_list(value):
+        return list(value)
+    if not isinstance(value, datetime.date):  # kept whole: no ISO round trip
+        value = python_to_json(value)
+    converted = convert.from_script(line.ttype, value, selection=line.selection)
+    return [command_set(converted)] if line.ttype in X2MANY_TYPES else converted
 
 
 def _import_line(line, items, handles, relations, scripts, vals_list):
@@ -236,9 +246,13 @@ def _import_line(line, items, handles, relations, scripts, vals_list):
                 continue
             has_value, value = scripts(line, handles[i], item, i)
             if has_value:
-                if line.value_type == VALUE_RELATIONAL_SCRIPT:
-                    value = script_value_to_orm(line, value)
-                vals_list[i][line.field] = value
+                try:
+                    vals_list[i][line.field] = script_value_to_orm(line, value)
+                except ValueError as error:
+                    raise MappingError(
+                        f"The script of line {line.label!r} returned a value its field cannot "
+                        f"take: {error}", line_id=line.line_id, index=i,
+                    ) from error
         return
     if not line.writable:
         return  # ``id`` and computed fields are read-only through the API

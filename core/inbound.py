@@ -14,12 +14,10 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from .convert import unstorable_text
 from .plan import BEARER_SCHEME
 
 API_PREFIX = "/bj_api_sync/v1"
-# Methods the route accepts, so that PATCH and friends get a logged 405 instead
-# of Odoo's generic error page.
-ROUTE_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 # Methods of the contract, per kind of path (collection or single record).
 COLLECTION_METHODS = ("GET", "POST", "PUT")
 RECORD_METHODS = ("GET", "PUT", "DELETE")
@@ -127,18 +125,6 @@ class InboundCall:
         return self._body
 
 
-def _unstorable(text):
-    """Text PostgreSQL cannot store: a NUL character, or a lone surrogate
-    (what undecodable bytes become)."""
-    if "\x00" in text:
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def check_call_text(call):
     """Refuse (400) a path, query or header that is not storable text."""
     parts = [("path", call.path), ("endpoint", call.endpoint or ""),
@@ -146,7 +132,7 @@ def check_call_text(call):
     parts += [(f"query parameter {key!r}", f"{key}={value}") for key, value in call.query]
     parts += [(f"header {name!r}", f"{name}: {value}") for name, value in call.headers.items()]
     for label, text in parts:
-        if _unstorable(text):
+        if unstorable_text(text):
             raise InboundError(400, f"The {label} holds a NUL character or invalid UTF-8.")
 
 
@@ -385,7 +371,7 @@ def check_json_text(value):
             pending.extend(item.values())
         elif isinstance(item, list):
             pending.extend(item)
-        elif isinstance(item, str) and _unstorable(item):
+        elif isinstance(item, str) and unstorable_text(item):
             raise InboundError(400, "The body holds a NUL character or an unpaired surrogate.")
 
 

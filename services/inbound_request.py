@@ -41,6 +41,10 @@ _logger = logging.getLogger("bj.api.inbound")
 RESERVED_QUERY_KEYS = ("limit", "offset", "page", "order")
 ORDER_TERM = re.compile(r"^(?P<key>[^\s]+)(?:\s+(?P<direction>asc|desc))?$", re.IGNORECASE)
 UNSORTABLE_TYPES = (*X2MANY_TYPES, "binary")
+# Errors of the ORM or the database that a caller's values cause: a 400 naming
+# the batch item at fault.  OverflowError: a number the ORM cannot round to the
+# field's precision (1e308 on a monetary field).
+CLIENT_ERRORS = (UserError, psycopg2.IntegrityError, psycopg2.DataError, OverflowError)
 # Context key set on every inbound write, so outbound triggers can tell the
 # change came from an external system and not echo it back.
 INBOUND_CONTEXT_KEY = "bj_api_sync_inbound_config_id"
@@ -112,6 +116,8 @@ class InboundRequest:
             return InboundError(
                 400, f"The database refused a value: {error.diag.message_primary}", index=index
             )
+        if isinstance(error, OverflowError):
+            return InboundError(400, f"A number is out of range: {error}.", index=index)
         _logger.exception("Inbound API request failed unexpectedly")
         return InboundError(500, "Internal server error: the server log has the details.")
 
@@ -567,7 +573,7 @@ class InboundRequest:
                 return model.create(vals_list)
         except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
             raise
-        except (UserError, psycopg2.IntegrityError, psycopg2.DataError) as error:
+        except CLIENT_ERRORS as error:
             if len(vals_list) == 1:
                 raise self._error(error, indexes[0]) from error
             # Slow path, errors only: create one by one to name the culprit.
@@ -575,7 +581,7 @@ class InboundRequest:
                 try:
                     with self.env.cr.savepoint():
                         model.create(vals)
-                except (UserError, psycopg2.IntegrityError, psycopg2.DataError) as item_error:
+                except CLIENT_ERRORS as item_error:
                     raise self._error(item_error, index) from item_error
             raise
 
@@ -589,7 +595,7 @@ class InboundRequest:
                 record.write(vals)
         except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
             raise
-        except (UserError, psycopg2.IntegrityError, psycopg2.DataError) as error:
+        except CLIENT_ERRORS as error:
             raise self._error(error, index) from error
 
     # -- log -------------------------------------------------------------------------

@@ -127,6 +127,10 @@ PLAIN_IMPORTS = [
     (line("tags", "many2many", comodel="res.partner.category"), [3, 4], [(6, 0, [3, 4])]),
     (line("children", "one2many", comodel="res.partner"), None, [(6, 0, [])]),
     (line("res_id", "many2one_reference"), 9, 9),
+    (line("at", "datetime"), "9999-12-31T23:59:59+00:00",
+     datetime.datetime(9999, 12, 31, 23, 59, 59)),
+    (line("rate", "float"), -0.0, -0.0),
+    (line("rate", "float"), 1e308, 1e308),
 ]
 
 # (line, JSON): refused with a MappingError naming the line
@@ -144,6 +148,62 @@ REFUSED_IMPORTS = [
     (line("parent", "many2one", comodel="res.partner"), -1),
     (line("tags", "many2many", comodel="res.partner.category"), "3"),
     (line("tags", "many2many", comodel="res.partner.category"), [3, 999]),
+    # Past year 9999, or before year 1, once in UTC.
+    (line("at", "datetime"), "9999-12-31T23:59:59-05:00"),
+    (line("at", "datetime"), "0001-01-01T00:00:00+05:00"),
+    (line("day", "date"), "0000-01-01"),
+    (line("day", "date"), "99999-01-01"),
+    (line("rate", "float"), 10**400),
+    (line("rate", "float"), float("inf")),
+    (line("count", "integer"), -(2**31) - 1),
+    # Text PostgreSQL cannot store.
+    (line("name", "char"), "a\x00b"),
+    (line("notes", "text"), "\ud800"),
+    (line("tags", "many2many", comodel="res.partner.category"), [2**31]),
+]
+
+# (line, what the line's script returned, ORM value)
+SCRIPT_VALUES = [
+    (line("name", "char"), "x", "x"),
+    (line("name", "char"), False, False),
+    (line("count", "integer"), "7", 7),
+    (line("day", "date"), datetime.date(2024, 5, 1), datetime.date(2024, 5, 1)),
+    (line("day", "date"), datetime.datetime(2024, 5, 1, 23, 0), datetime.date(2024, 5, 1)),
+    (line("at", "datetime"), datetime.datetime(2024, 5, 1, 10, 0, 0, 5),
+     datetime.datetime(2024, 5, 1, 10, 0, 0, 5)),
+    (line("at", "datetime"),
+     datetime.datetime(2024, 5, 1, 10, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=2))),
+     datetime.datetime(2024, 5, 1, 8, 0)),
+    (line("at", "datetime"), "2024-05-01T10:00:00", datetime.datetime(2024, 5, 1, 10, 0)),
+    (line("image", "binary"), PNG.encode(), PNG),
+    (line("type", "selection", selection=SELECTION), "invoice", "invoice"),
+    (line("parent", "many2one", comodel="res.partner"), 9, 9),
+    (line("parent", "many2one", comodel="res.partner"), None, False),
+    (line("tags", "many2many", comodel="res.partner.category"), (3, 4), [(6, 0, [3, 4])]),
+    (line("tags", "many2many", comodel="res.partner.category"), [(4, 3), (3, 4)],
+     [(4, 3), (3, 4)]),
+    (line("tags", "many2many", comodel="res.partner.category"), [], [(6, 0, [])]),
+    (line("ref", "reference"), "res.partner,1", "res.partner,1"),
+]
+
+# (line, what the line's script returned): refused, naming the line and item
+REFUSED_SCRIPT_VALUES = [
+    (line("tags", "many2many", comodel="res.partner.category"), "abc"),
+    (line("tags", "many2many", comodel="res.partner.category"), [3, "a"]),
+    (line("tags", "many2many", comodel="res.partner.category"), [(7, 0, 0)]),
+    (line("tags", "many2many", comodel="res.partner.category"), {"a": 1}),
+    (line("parent", "many2one", comodel="res.partner"), "abc"),
+    (line("parent", "many2one", comodel="res.partner"), {"a": 1}),
+    (line("parent", "many2one", comodel="res.partner"), [(6, 0, [1])]),
+    (line("count", "integer"), "abc"),
+    (line("count", "integer"), 10**20),
+    (line("rate", "float"), float("inf")),
+    (line("at", "datetime"), "31/12/2024"),
+    (line("day", "date"), [1]),
+    (line("name", "char"), {"a": 1}),
+    (line("name", "char"), "a\x00"),
+    (line("type", "selection", selection=SELECTION), "other"),
+    (line("image", "binary"), "@@@"),
 ]
 
 EXISTING = {"res.partner": {42}, "res.partner.category": {3, 4}}
@@ -319,6 +379,21 @@ class TestEngine(BaseCase):
                 self.assertEqual(vals, [{item.field: expected}])
         out = FakeScripts({"tags": lambda record, data: Records([3, 4])})
         self.assertEqual(engine.export_rows(plan(tags), [Row({})], out), [{"tags": [3, 4]}])
+
+    def test_script_values_are_checked(self):
+        for item, returned, expected in SCRIPT_VALUES:
+            with self.subTest(ttype=item.ttype, returned=returned):
+                self.assertEqual(engine.script_value_to_orm(item, returned), expected)
+        for item, returned in REFUSED_SCRIPT_VALUES:
+            with self.subTest(ttype=item.ttype, returned=returned):
+                scripted = line(item.key, item.ttype, comodel=item.comodel, script=SCRIPT,
+                                selection=item.selection, value_type="python_plain")
+                scripts = FakeScripts({item.key: lambda record, data, value=returned: value})
+                with self.assertRaises(MappingError) as caught:
+                    engine.import_items(plan(scripted), [{}, {}], FakeRelations(), scripts)
+                self.assertEqual(caught.exception.line_id, scripted.line_id)
+                self.assertEqual(caught.exception.index, 0)
+                self.assertIn("returned a value", str(caught.exception))
 
     def test_python_to_json(self):
         cases = [

@@ -1,5 +1,6 @@
 """Every inbound request leaves exactly one log row, whatever it carries."""
 
+import logging
 import socket
 from unittest.mock import patch
 from urllib.parse import urlsplit
@@ -21,14 +22,18 @@ class TestEveryRequestIsLogged(BjApiHttpCase):
         super().setUpClass()
         cls.config = cls.make_partner_config(endpoint="rows-partners")
 
-    def raw(self, method, target, headers=(), body=b""):
+    def raw(self, method, target, headers=(), body=b"", length=None):
         """Send bytes as they are (clients refuse to send NUL bytes in headers);
-        return ``(status, content type, body)``."""
+        return ``(status, content type, body)``.  A ``length`` beyond the body's
+        is a client that stops sending mid-body."""
         url = urlsplit(self.base_url())
+        length = len(body) if length is None else length
         head = [b"%s %s HTTP/1.1" % (method, target), b"Host: %s" % url.netloc.encode(),
-                b"Connection: close", b"Content-Length: %d" % len(body), *headers]
+                b"Connection: close", b"Content-Length: %d" % length, *headers]
         with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
             sock.sendall(b"\r\n".join(head) + b"\r\n\r\n" + body)
+            if length > len(body):
+                sock.shutdown(socket.SHUT_WR)
             answer = b""
             while chunk := sock.recv(65536):
                 answer += chunk
@@ -80,6 +85,17 @@ class TestEveryRequestIsLogged(BjApiHttpCase):
                 self.assertEqual(status, expected, content)
                 self.assertIn(b"application/json", content_type)
                 self.assertEqual(self.count_logs(), before + 1)
+
+    def test_body_cut_short_is_a_logged_400(self):
+        before = self.count_logs()
+        with self.assertNoLogs(level=logging.ERROR):
+            status, content_type, content = self.raw(
+                b"POST", PREFIX, [b"Content-Type: application/json"], b'{"name": "Cut', 1000
+            )
+        self.assertEqual(status, 400, content)
+        self.assertIn(b"before sending the whole body", content)
+        self.assertEqual(self.count_logs(), before + 1)
+        self.assertFalse(self.env["res.partner"].search([("name", "=like", "Cut%")]))
 
     @mute_logger("odoo.service.model")
     def test_concurrency_retries_that_run_out_are_a_logged_503(self):
