@@ -11,6 +11,7 @@ from ..core.plan import (
     VALUE_RELATIONAL_SCRIPT,
     VALUE_SCRIPT,
 )
+from ..services.scripts import compile_script
 from .bj_api_secret_mixin import MANAGER_GROUP
 
 
@@ -52,6 +53,7 @@ class BjApiSyncConfigLine(models.Model):
         ],
         string="Value Calculation Type",
         required=True,
+        default=VALUE_PLAIN,
         help="Plain: the value is copied and converted. Relational with Mapping Model: "
         "related records go through another configuration. Python Script: a script "
         "computes the value.",
@@ -118,8 +120,8 @@ class BjApiSyncConfigLine(models.Model):
                         "Line %(line)s: the Mapping Model must be a configuration on "
                         "%(relation)s, not on %(model)s.",
                         line=line.display_name,
-                        relation=line.field_id.relation,
-                        model=line.mapping_config_id.model_name,
+                        relation=self.env["ir.model"]._get(line.field_id.relation).name,
+                        model=line.mapping_config_id.model_id.name,
                     )
                 )
             if line.mapping_config_id == line.config_id:
@@ -131,6 +133,10 @@ class BjApiSyncConfigLine(models.Model):
     @api.constrains("is_identifier")
     def _check_record_identifier(self):
         self.config_id._check_record_identifier()
+
+    @api.constrains("external_key", "field_id", "value_type", "script_mode")
+    def _check_external_key(self):
+        self.config_id._bj_check_external_keys()
 
     @api.constrains("value_type", "python_script")
     def _check_script(self):
@@ -147,7 +153,7 @@ class BjApiSyncConfigLine(models.Model):
             if line.field_id.model_id != line.config_id.model_id:
                 raise ValidationError(
                     _("Field %(field)s does not belong to model %(model)s.",
-                      field=line.field_id.display_name, model=line.config_id.model_id.model)
+                      field=line.field_id.display_name, model=line.config_id.model_id.name)
                 )
 
     # -- scripts are for managers only ------------------------------------
@@ -168,17 +174,11 @@ class BjApiSyncConfigLine(models.Model):
         self._check_script_author(vals)
         return super().write(vals)
 
-    # -- actions -------------------------------------------------------------
+    # -- the Script dialog --------------------------------------------------
 
-    def action_open_script(self):
-        self.ensure_one()
-        return {
-            "type": "ir.actions.act_window",
-            "name": _("Python Script"),
-            "res_model": self._name,
-            "res_id": self.id,
-            "view_mode": "form",
-            "views": [(self.env.ref("bjet_api_sync.bj_api_sync_config_line_view_form_script").id,
-                       "form")],
-            "target": "new",
-        }
+    @api.model
+    def check_python_script(self, python_script, script_mode):
+        """What the Script dialog shows before it keeps a script: the error that
+        compiling it gives, or False.  Lines in the form may not be saved yet, so
+        the dialog checks the text, not a record."""
+        return compile_script(python_script, script_mode).error or False

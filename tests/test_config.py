@@ -134,7 +134,7 @@ class TestConfigConstraints(BjApiSyncCase):
             line.create({"config_id": partner.id, "field_id": name_field.id,
                          "value_type": "relational_mapping",
                          "mapping_config_id": country_config.id})
-        with self.assertRaisesRegex(ValidationError, "must be a configuration on res.country"):
+        with self.assertRaisesRegex(ValidationError, "must be a configuration on Country"):
             line.create({"config_id": partner.id, "field_id": country_field.id,
                          "value_type": "relational_mapping",
                          "mapping_config_id": other_partner_config.id})
