@@ -96,9 +96,11 @@ class TestConfigScreenLines(BjApiSyncCase):
                 "config_id": config.id, "field_id": self.partner_field("website").id,
                 "external_key": "email",
             })
-        # Without a key, a line exchanges its field's name.
+
+    def test_a_line_without_key_exchanges_its_field_name(self):
+        config = self.make_partner_config()
+        config.line_ids.filtered(lambda line: line.external_key == "phone").external_key = False
         with self.assertRaisesRegex(ValidationError, "share the External API Key 'phone'"):
-            config.line_ids.filtered(lambda line: line.external_key == "phone").external_key = False
             self.env["bj.api.sync.config.line"].create({
                 "config_id": config.id, "field_id": self.partner_field("mobile").id,
                 "external_key": "phone",
