@@ -2,7 +2,7 @@ import { registry } from "@web/core/registry";
 import { withPatience } from "./bjet_api_sync_config_tour";
 
 // Narrowest path, operator or value editor that shows "does not contain".
-const MIN_EDITOR_WIDTH = 140;
+const MIN_EDITOR_WIDTH = 180;
 
 /** Throw unless ``inner`` lies horizontally inside ``outer``. */
 function assertInside(inner, outer, what) {
