@@ -134,13 +134,15 @@ class TestConfigConstraints(BjApiSyncCase):
             line.create({"config_id": partner.id, "field_id": name_field.id,
                          "external_key": "name_mapped", "value_type": "relational_mapping",
                          "mapping_config_id": country_config.id})
+        # Each refused line has a key of its own: the refusal checked is not the
+        # duplicate key of a line refused before it.
         with self.assertRaisesRegex(ValidationError, "must be a configuration on Country"):
             line.create({"config_id": partner.id, "field_id": country_field.id,
-                         "value_type": "relational_mapping",
+                         "external_key": "country_partner", "value_type": "relational_mapping",
                          "mapping_config_id": other_partner_config.id})
         with self.assertRaisesRegex(ValidationError, "choose the Mapping Model"):
             line.create({"config_id": partner.id, "field_id": country_field.id,
-                         "value_type": "relational_mapping"})
+                         "external_key": "country_unset", "value_type": "relational_mapping"})
         good = line.create({"config_id": partner.id, "field_id": country_field.id,
                             "value_type": "relational_mapping", "external_key": "country",
                             "mapping_config_id": country_config.id})
