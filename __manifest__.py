@@ -24,6 +24,9 @@
         "demo/bj_api_sync_demo.xml",
     ],
     "assets": {
+        "web.assets_backend": [
+            "bjet_api_sync/static/src/**/*",
+        ],
         "web.assets_tests": [
             "bjet_api_sync/static/tests/tours/**/*",
         ],

@@ -29,6 +29,15 @@ def get_int_param(env, key, default):
     return env["bj.api.log"]._bj_int_param(key, default)
 
 
+def compute_res_model_name(records):
+    """``res_model_name`` of log rows and jobs: the model's name as users know it
+    ("Contact"), its technical name when the model is gone."""
+    ir_model = records.env["ir.model"].sudo()
+    for record in records:
+        model = ir_model._get(record.res_model) if record.res_model else ir_model
+        record.res_model_name = model.name or record.res_model
+
+
 class BjApiLog(models.Model):
     """One row per inbound request and per outbound attempt.
 
@@ -61,11 +70,14 @@ class BjApiLog(models.Model):
     request_body = fields.Text(
         string="Request Body", groups=MANAGER_GROUP, help="Body sent, truncated."
     )
-    status_code = fields.Integer(string="Status Code", help="HTTP status code.")
+    # Group rows must not add codes or attempt numbers up.
+    status_code = fields.Integer(string="Status Code", aggregator=None, help="HTTP status code.")
     response_body = fields.Text(
         string="Response Body", groups=MANAGER_GROUP, help="Body received, truncated."
     )
-    duration_ms = fields.Integer(string="Duration (ms)", help="Time the call took.")
+    duration_ms = fields.Integer(
+        string="Duration (ms)", aggregator="avg", help="Time the call took."
+    )
     state = fields.Selection(
         [("success", "Success"), ("error", "Error")],
         string="State",
@@ -74,13 +86,20 @@ class BjApiLog(models.Model):
     )
     error_message = fields.Text(string="Error", help="What went wrong, in plain words.")
     res_model = fields.Char(string="Related Model", help="Model of the records concerned.")
+    res_model_name = fields.Char(
+        string="Related Model Name",
+        compute=compute_res_model_name,
+        help="Name of the model of the records concerned.",
+    )
     res_ids = fields.Char(string="Record IDs", help="Ids of the records concerned.")
     request_id = fields.Char(
         string="Request ID",
         index="btree_not_null",
         help="X-Request-ID of the call, when given.",
     )
-    attempt = fields.Integer(string="Attempt", default=1, help="Delivery attempt number.")
+    attempt = fields.Integer(
+        string="Attempt", default=1, aggregator=None, help="Delivery attempt number."
+    )
     job_id = fields.Many2one(
         "bj.api.sync.job",
         string="Outbound Job",

@@ -12,6 +12,7 @@ from odoo.exceptions import AccessError, ValidationError
 
 from ..core import http_client
 from ..core.plan import (
+    MODE_EXECUTE,
     RELATIONAL_TYPES,
     SCRIPT_TYPES,
     VALUE_MAPPING,
@@ -44,6 +45,8 @@ DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
 # index sees every row, where a search would only see the user's companies.
 ENDPOINT_INDEX = "bj_api_sync_config_endpoint_unique"
 ENDPOINT_INDEX_WHERE = "request_type = 'in' AND active"
+# Methods that change data: open to anyone on an In configuration without authorization.
+WRITE_METHODS = ("POST", "PUT", "DELETE")
 
 
 class BjApiSyncConfig(models.Model):
@@ -124,7 +127,12 @@ class BjApiSyncConfig(models.Model):
         default="no_auth",
         tracking=True,
         help="How callers authenticate (In) or how Odoo authenticates to the external "
-        "API (Out).",
+        "API (Out). A new In configuration gets Bearer Token with a generated token.",
+    )
+    open_to_writes = fields.Boolean(
+        compute="_compute_open_to_writes",
+        help="An In configuration without authorization lets anyone create, change or "
+        "delete records through its write methods.",
     )
     login = fields.Char(string="Login", help="User name for Basic authentication.")
     password, password_encrypted = secret_fields(
@@ -301,6 +309,11 @@ class BjApiSyncConfig(models.Model):
     def create(self, vals_list):
         for vals in vals_list:
             self.browse()._bj_check_run_as_user_author(vals)
+            # A new In endpoint is not open by default: Bearer Token, with a token.
+            if vals.get("request_type") == "in":
+                vals.setdefault("authorization_type", "bearer_token")
+                if vals["authorization_type"] == "bearer_token" and not vals.get("bearer_token"):
+                    vals["bearer_token"] = secrets.token_urlsafe(GENERATED_TOKEN_BYTES)
         with self._bj_unique_endpoint([vals.get("endpoint") for vals in vals_list]):
             return super().create(vals_list)
 
@@ -328,6 +341,15 @@ class BjApiSyncConfig(models.Model):
                 [config.company_id.id or None, config.id],
             )
         logs.invalidate_model(["company_id"])
+
+    @api.depends("request_type", "authorization_type", "http_method_ids")
+    def _compute_open_to_writes(self):
+        for config in self:
+            config.open_to_writes = (
+                config.request_type == "in"
+                and config.authorization_type == "no_auth"
+                and any(name in WRITE_METHODS for name in config.http_method_ids.mapped("name"))
+            )
 
     # -- constraints -------------------------------------------------------
 
@@ -407,6 +429,28 @@ class BjApiSyncConfig(models.Model):
                     )
                 )
 
+    def _bj_check_external_keys(self):
+        """Two lines cannot share an External API Key: the later would silently
+        overwrite the earlier.  Execute scripts exchange no key."""
+        for config in self:
+            lines_by_key = {}
+            for line in config.line_ids:
+                if line.value_type in SCRIPT_TYPES and line.script_mode == MODE_EXECUTE:
+                    continue
+                key = line.external_key or line.field_id.name
+                if key in lines_by_key:
+                    raise ValidationError(
+                        _(
+                            "Configuration %(name)r: fields %(first)s and %(second)s share the "
+                            "External API Key %(key)r; give each line its own key.",
+                            name=config.name,
+                            first=lines_by_key[key].field_id.field_description,
+                            second=line.field_id.field_description,
+                            key=key,
+                        )
+                    )
+                lines_by_key[key] = line
+
     @api.constrains("request_type", "param_ids")
     def _check_params_inbound_only(self):
         if any(config.request_type != "in" and config.param_ids for config in self):
@@ -423,7 +467,7 @@ class BjApiSyncConfig(models.Model):
                             "Field %(field)s does not belong to model %(model)s of "
                             "configuration %(name)r.",
                             field=field.display_name,
-                            model=config.model_id.model,
+                            model=config.model_id.name,
                             name=config.name,
                         )
                     )
@@ -471,14 +515,6 @@ class BjApiSyncConfig(models.Model):
             raise AccessError(_(
                 "Only Settings administrators may choose another user than themselves as "
                 "the Run As User of a configuration."))
-
-    def copy_data(self, default=None):
-        vals_list = super().copy_data(default)
-        if not self.env.is_system() and "run_as_user_id" not in (default or {}):
-            # Whoever may not choose the Run As User duplicates as themselves.
-            for vals in vals_list:
-                vals["run_as_user_id"] = self.env.uid
-        return vals_list
 
     def _bj_notify_run_as_off(self):
         """Tell the Responsible of each configuration that its Run As User can no
@@ -679,10 +715,50 @@ class BjApiSyncConfig(models.Model):
             send_inbound=self.send_inbound_changes,
         )
 
+    def copy_data(self, default=None):
+        """The copy of an In configuration gets a free endpoint (``<endpoint>-copy``,
+        ``-copy-2``…), and a new token when it uses a Bearer Token; a copy by
+        someone who may not choose the Run As User runs as them."""
+        vals_list = super().copy_data(default=default)
+        default = default or {}
+        for config, vals in zip(self, vals_list, strict=True):
+            if not self.env.is_system() and "run_as_user_id" not in default:
+                # Whoever may not choose the Run As User duplicates as themselves.
+                vals["run_as_user_id"] = self.env.uid
+            if "name" not in default:
+                vals["name"] = _("%s (copy)", config.name)
+            if config.request_type != "in":
+                continue
+            if "endpoint" not in default:
+                vals["endpoint"] = config._bj_free_endpoint(f"{config.endpoint}-copy")
+            if vals.get("authorization_type") == "bearer_token" and "bearer_token" not in default:
+                vals["bearer_token"] = secrets.token_urlsafe(GENERATED_TOKEN_BYTES)
+        return vals_list
+
+    def _bj_free_endpoint(self, base):
+        """``base``, or ``base-2``, ``base-3``… : the first no configuration uses."""
+        taken = set(self.with_context(active_test=False).sudo().search(
+            [("endpoint", "=like", f"{base}%")]).mapped("endpoint"))
+        endpoint, number = base, 1
+        while endpoint in taken:
+            number += 1
+            endpoint = f"{base}-{number}"
+        return endpoint
+
     @api.onchange("request_type")
     def _onchange_request_type(self):
         if self.request_type == "out" and len(self.http_method_ids) > 1:
             self.http_method_ids = self.http_method_ids[:1]
+        if self._origin:
+            return
+        # A new form follows the create() default: In gets a generated Bearer
+        # Token, shown in clear until the first save, masked afterwards.
+        if self.request_type == "in" and self.authorization_type == "no_auth":
+            self.authorization_type = "bearer_token"
+            self.bearer_token = secrets.token_urlsafe(GENERATED_TOKEN_BYTES)
+        elif self.request_type == "out" and self.authorization_type == "bearer_token":
+            self.authorization_type = "no_auth"
+            self.bearer_token = False
 
     @api.onchange("trigger_action_model_id")
     def _onchange_trigger_action_model_id(self):
@@ -704,20 +780,32 @@ class BjApiSyncConfig(models.Model):
             "params": {
                 "type": "success",
                 "title": _("Secrets re-encrypted"),
-                "message": _("%(count)s secrets now use the new key.", count=count),
+                "message": (_("1 secret now uses the new key.") if count == 1 else
+                            _("%(count)s secrets now use the new key.", count=count)),
                 "sticky": False,
             },
         }
 
     def action_generate_bearer_token(self):
-        """Give inbound configurations a fresh random Bearer Token."""
+        """Give inbound configurations a fresh random Bearer Token, shown once: the
+        form masks saved tokens, so the notification is the one place to copy it."""
         check_group(self.env, MANAGER_GROUP)
         for config in self:
             config.write({
                 "authorization_type": "bearer_token",
                 "bearer_token": secrets.token_urlsafe(GENERATED_TOKEN_BYTES),
             })
-        return True
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "type": "warning",
+                "title": _("New Bearer Token: copy it now, it is not shown again"),
+                "message": "\n".join(f"{config.name}: {config.bearer_token}" for config in self),
+                "sticky": True,
+                "next": {"type": "ir.actions.client", "tag": "soft_reload"},
+            },
+        }
 
     def action_view_logs(self):
         check_group(self.env, USER_GROUP)

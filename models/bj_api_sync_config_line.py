@@ -13,7 +13,7 @@ from ..core.plan import (
 )
 from ..services import run_as
 from ..services.scripts import compile_script
-from .bj_api_access import USER_GROUP, check_group, config_company_field
+from .bj_api_access import config_company_field
 
 
 class BjApiSyncConfigLine(models.Model):
@@ -56,6 +56,7 @@ class BjApiSyncConfigLine(models.Model):
         ],
         string="Value Calculation Type",
         required=True,
+        default=VALUE_PLAIN,
         help="Plain: the value is copied and converted. Relational with Mapping Model: "
         "related records go through another configuration. Python Script: a script "
         "computes the value.",
@@ -131,8 +132,8 @@ class BjApiSyncConfigLine(models.Model):
                         "Line %(line)s: the Mapping Model must be a configuration on "
                         "%(relation)s, not on %(model)s.",
                         line=line.display_name,
-                        relation=line.field_id.relation,
-                        model=line.mapping_config_id.model_name,
+                        relation=self.env["ir.model"]._get(line.field_id.relation).name,
+                        model=line.mapping_config_id.model_id.name,
                     )
                 )
             if line.mapping_config_id == line.config_id:
@@ -144,6 +145,10 @@ class BjApiSyncConfigLine(models.Model):
     @api.constrains("is_identifier")
     def _check_record_identifier(self):
         self.config_id._check_record_identifier()
+
+    @api.constrains("external_key", "field_id", "value_type", "script_mode")
+    def _check_external_key(self):
+        self.config_id._bj_check_external_keys()
 
     @api.constrains("value_type", "python_script", "script_mode")
     def _check_script(self):
@@ -166,7 +171,7 @@ class BjApiSyncConfigLine(models.Model):
             if line.field_id.model_id != line.config_id.model_id:
                 raise ValidationError(
                     _("Field %(field)s does not belong to model %(model)s.",
-                      field=line.field_id.display_name, model=line.config_id.model_id.model)
+                      field=line.field_id.display_name, model=line.config_id.model_id.name)
                 )
 
     @api.constrains("field_id", "config_id")
@@ -225,18 +230,11 @@ class BjApiSyncConfigLine(models.Model):
         self._bj_check_script_author([vals])
         return super().write(vals)
 
-    # -- actions -------------------------------------------------------------
+    # -- the Script dialog --------------------------------------------------
 
-    def action_open_script(self):
-        check_group(self.env, USER_GROUP)
-        self.ensure_one()
-        return {
-            "type": "ir.actions.act_window",
-            "name": _("Python Script"),
-            "res_model": self._name,
-            "res_id": self.id,
-            "view_mode": "form",
-            "views": [(self.env.ref("bjet_api_sync.bj_api_sync_config_line_view_form_script").id,
-                       "form")],
-            "target": "new",
-        }
+    @api.model
+    def check_python_script(self, python_script, script_mode):
+        """What the Script dialog shows before it keeps a script: the error that
+        compiling it gives, or False.  Lines in the form may not be saved yet, so
+        the dialog checks the text, not a record."""
+        return compile_script(python_script, script_mode).error or False

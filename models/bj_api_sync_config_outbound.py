@@ -151,6 +151,8 @@ class BjApiSyncConfigOutbound(models.Model):
         unfinished = jobs.filtered(lambda job: job.state in ("pending", "running"))
         if unfinished:
             raise UserError(
+                _("1 delivery of these configurations is still waiting to be sent: let it "
+                  "finish or cancel it in the Outbound Queue first.") if len(unfinished) == 1 else
                 _("%(count)s deliveries of these configurations are still waiting to be sent: "
                   "let them finish or cancel them in the Outbound Queue first.",
                   count=len(unfinished))

@@ -11,7 +11,7 @@ from ..core.record_ids import id_text
 from ..services import retention
 from ..services.delivery_worker import WORKER_CRON, DeliveryWorker
 from .bj_api_access import MANAGER_GROUP, USER_GROUP, check_group
-from .bj_api_log import get_int_param
+from .bj_api_log import compute_res_model_name, get_int_param
 
 _logger = logging.getLogger("bj.api.outbound")
 
@@ -75,6 +75,7 @@ class BjApiSyncJob(models.Model):
         string="Attempts",
         default=0,  # a column default: the claim query increments it in SQL
         readonly=True,
+        aggregator=None,
         help="Attempts made so far, the current one included.",
     )
     attempt_limit = fields.Integer(
@@ -100,6 +101,11 @@ class BjApiSyncJob(models.Model):
         "external API can recognise a repeated delivery.",
     )
     res_model = fields.Char(string="Model", readonly=True, help="Model of the records sent.")
+    res_model_name = fields.Char(
+        string="Model Name",
+        compute=compute_res_model_name,
+        help="Name of the model of the records sent.",
+    )
     res_ids = fields.Char(
         string="Record IDs", readonly=True, help="Ids of the records sent, comma separated."
     )
@@ -114,7 +120,7 @@ class BjApiSyncJob(models.Model):
         string="Last Error", readonly=True, help="Why the last attempt failed, in plain words."
     )
     last_status_code = fields.Integer(
-        string="Last Status Code", readonly=True,
+        string="Last Status Code", readonly=True, aggregator=None,
         help="HTTP status of the last answer; 0 when no answer came.",
     )
     log_ids = fields.One2many(
@@ -336,6 +342,8 @@ class BjApiSyncJob(models.Model):
     def _bj_dead_summary(self):
         """Chatter text about these dead jobs (newest first): how many, the last error."""
         return Markup("%s<br/>%s") % (
+            _("1 outbound delivery failed for good and waits in the Outbound Queue "
+              "(Dead): fix the cause, then Retry it.") if len(self) == 1 else
             _("%(count)s outbound deliveries failed for good and wait in the Outbound Queue "
               "(Dead): fix the cause, then Retry them.", count=len(self)),
             _("Last error: %(error)s", error=self[:1].last_error or "?"),

@@ -15,6 +15,7 @@ from . import test_inbound_mapping
 from . import test_inbound_scripts
 from . import test_outbound_delivery
 from . import test_ui
+from . import test_config_screens
 from . import test_inbound_lists
 from . import test_inbound_batches
 from . import test_outbound_triggers

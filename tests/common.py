@@ -81,6 +81,8 @@ class BjApiSyncTestMixin:
         if request_type == "in":
             values.setdefault("endpoint", f"test-{secrets.token_hex(4)}")
             values.setdefault("http_method_ids", [Command.set(cls.all_methods.ids)])
+            # Open unless a test says otherwise (a new In configuration defaults to a token).
+            values.setdefault("authorization_type", "no_auth")
         else:
             values.setdefault("request_url", "http://127.0.0.1:9/sink")
             values.setdefault("http_method_ids", [Command.set(cls.method_post.ids)])

@@ -151,15 +151,17 @@ class TestConfigConstraints(BjApiSyncCase):
         line = self.env["bj.api.sync.config.line"]
         with self.assertRaisesRegex(ValidationError, "needs a relational field"):
             line.create({"config_id": partner.id, "field_id": name_field.id,
-                         "value_type": "relational_mapping",
+                         "external_key": "name_mapped", "value_type": "relational_mapping",
                          "mapping_config_id": country_config.id})
-        with self.assertRaisesRegex(ValidationError, "must be a configuration on res.country"):
+        # Each refused line has a key of its own: the refusal checked is not the
+        # duplicate key of a line refused before it.
+        with self.assertRaisesRegex(ValidationError, "must be a configuration on Country"):
             line.create({"config_id": partner.id, "field_id": country_field.id,
-                         "value_type": "relational_mapping",
+                         "external_key": "country_partner", "value_type": "relational_mapping",
                          "mapping_config_id": other_partner_config.id})
         with self.assertRaisesRegex(ValidationError, "choose the Mapping Model"):
             line.create({"config_id": partner.id, "field_id": country_field.id,
-                         "value_type": "relational_mapping"})
+                         "external_key": "country_unset", "value_type": "relational_mapping"})
         good = line.create({"config_id": partner.id, "field_id": country_field.id,
                             "value_type": "relational_mapping", "external_key": "country",
                             "mapping_config_id": country_config.id})
@@ -242,8 +244,10 @@ class TestConfigForm(BjApiSyncCase):
                 self.assertFalse(form._get_modifier(visible, "invisible"), visible)
             for hidden in ("request_url", "connection_timeout", "read_timeout",
                            "trigger_action_model_id", "trigger_action_id", "page_size",
-                           "login", "password", "bearer_token"):
+                           "login", "password"):
                 self.assertTrue(form._get_modifier(hidden, "invisible"), hidden)
+            # A new In configuration uses a generated Bearer Token.
+            self.assertFalse(form._get_modifier("bearer_token", "invisible"))
             form.is_paginated = True
             self.assertFalse(form._get_modifier("page_size", "invisible"))
             form.authorization_type = "basic_auth"

@@ -153,9 +153,12 @@ class TestAccessRights(BjApiSyncCase):
             self.assertEqual("readonly=" in run_as[0], not editable, run_as[0])
             line = self.config.line_ids[:1].with_user(user)
             self.assertEqual(line.can_edit_script, editable)
-        dialog = self.env.ref("bjet_api_sync.bj_api_sync_config_line_view_form_script").arch
-        for name in ("script_mode", "python_script"):
-            self.assertRegex(dialog, rf'name="{name}"[^>]*readonly="not can_edit_script"')
+        # The Script dialog is read-only where the lines' script fields are.
+        for view in ("bjet_api_sync.bj_api_sync_config_view_form",
+                     "bjet_api_sync.bj_api_sync_config_line_view_form"):
+            arch = self.env.ref(view).arch
+            for name in ("script_mode", "python_script"):
+                self.assertRegex(arch, rf'name="{name}"[^>]*readonly="not can_edit_script"')
 
     def test_settings_administrators_are_managers(self):
         admin = new_test_user(self.env, login="bj_settings_admin", groups="base.group_system")

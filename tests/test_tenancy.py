@@ -29,7 +29,6 @@ ACTION_GROUPS = {
     ("bj.api.sync.config", "action_create_trigger_action"): SYSTEM_GROUP,
     ("bj.api.sync.config", "action_view_logs"): USER_GROUP,
     ("bj.api.sync.config", "action_view_jobs"): USER_GROUP,
-    ("bj.api.sync.config.line", "action_open_script"): USER_GROUP,
     ("bj.api.sync.job", "action_retry"): MANAGER_GROUP,
     ("bj.api.sync.job", "action_cancel"): MANAGER_GROUP,
     ("bj.api.sync.job", "action_view_logs"): USER_GROUP,
