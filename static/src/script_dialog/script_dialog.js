@@ -3,6 +3,7 @@ import { CodeEditor } from "@web/core/code_editor/code_editor";
 import { Dialog } from "@web/core/dialog/dialog";
 import { evaluateBooleanExpr } from "@web/core/py_js/py";
 import { registry } from "@web/core/registry";
+import { user } from "@web/core/user";
 import { useService } from "@web/core/utils/hooks";
 import { standardWidgetProps } from "@web/views/widgets/standard_widget_props";
 
@@ -71,8 +72,10 @@ export class ScriptButton extends Component {
         const record = this.props.record;
         this.dialog.add(ScriptDialog, {
             record,
+            // Scripts are code: Settings administrators only (the server checks too).
             readonly:
                 !record.model.root.isInEdition ||
+                !user.isSystem ||
                 evaluateBooleanExpr(
                     record.activeFields.python_script.readonly,
                     record.evalContextWithVirtualIds
