@@ -37,3 +37,4 @@ from . import test_secrets
 from . import test_tenancy
 from . import test_script_sandbox
 from . import test_documented_usage
+from . import test_script_imports
