@@ -11,9 +11,19 @@ import logging
 from odoo.tests import BaseCase, tagged
 
 from ..services.filter_domain import compile_domain, evaluate_domain
-from ..services.script_modules import MODULES, SCRIPT_LOGGER_NAME, DateTime
+from ..services.script_modules import (
+    MODULES,
+    SCRIPT_LOGGER,
+    SCRIPT_LOGGER_NAME,
+    DateTime,
+    get_logger,
+)
 from ..services.scripts import IMPORTABLE, compile_script, script_context, script_import
 from .common import BjApiHttpCase
+
+
+def public_names_of(value):
+    return {name for name in dir(value) if not name.startswith("_")}
 
 # The FAQ, "How do I handle different date formats?", as written.
 FAQ_DATE_SNIPPET = """from datetime import datetime
@@ -191,3 +201,17 @@ class TestScriptModules(BaseCase):
         variables = {"__builtins__": {"range": range}}
         exec(script.code, variables)  # noqa: S102 - checked by compile_script
         self.assertEqual(variables["result"], [4, 5])
+
+    def test_classes_and_with_stay_refused(self):
+        for source in ("class A:\n    pass", "with x:\n    pass"):
+            with self.subTest(source=source):
+                self.assertIn("forbidden operation(s)", compile_script(source, "execute").error)
+
+    def test_script_loggers_are_under_the_addons_name(self):
+        self.assertIs(get_logger(), SCRIPT_LOGGER)
+        self.assertIs(get_logger(SCRIPT_LOGGER_NAME), SCRIPT_LOGGER)
+        self.assertIs(MODULES["logging"].getLogger, get_logger)
+        self.assertEqual(get_logger("orders").name, "odoo.addons.bjet_api_sync.script.orders")
+        self.assertEqual(public_names_of(SCRIPT_LOGGER),
+                         {"name", "debug", "info", "warning", "error", "exception", "critical",
+                          "log"})
