@@ -23,6 +23,9 @@ FRAME_NAMES = frozenset({"f_back", "f_trace", "tb_next", "gi_running", "cr_origi
 FRAME_REASON = "frames and tracebacks are out of a script's reach"
 SWALLOW_REASON = ("it would swallow the stop of the script's time or memory budget: "
                   "catch Exception instead")
+# The one dunder name a script may read: its own ``__name__`` (the original's
+# ``logging.getLogger(__name__)``), replaced by a constant before compiling.
+SCRIPT_NAME = "__name__"
 
 
 class ScriptRefused(ValueError):
@@ -44,8 +47,9 @@ def _name_reason(name, unsafe_names):
 
 
 class _Checker(ast.NodeVisitor):
-    def __init__(self, unsafe_names):
+    def __init__(self, unsafe_names, importable):
         self.unsafe_names = unsafe_names
+        self.importable = importable
         self.finally_loops = []
 
     def _refuse_name(self, name, node, allow_plain=False):
@@ -60,13 +64,35 @@ class _Checker(ast.NodeVisitor):
     def visit_Name(self, node):
         # Local variables may be called ``cursor`` or ``commit``: only
         # attributes reach those objects.
-        self._refuse_name(node.id, node, allow_plain=True)
+        if node.id != SCRIPT_NAME or not isinstance(node.ctx, ast.Load):
+            self._refuse_name(node.id, node, allow_plain=True)
+
+    def _refuse_module(self, module, node):
+        if module not in self.importable:
+            allowed = (f"may import only {', '.join(sorted(self.importable))}"
+                       if self.importable else "may not import")
+            raise ScriptRefused(f"import of {module!r} is not allowed: scripts {allowed}.",
+                                node.lineno)
 
     def visit_Import(self, node):
-        raise ScriptRefused("import is not allowed: the Script dialog lists the modules "
-                            "scripts can use.", node.lineno)
+        for alias in node.names:
+            self._refuse_module(alias.name, node)
+            if alias.asname:
+                self._refuse_name(alias.asname, node, allow_plain=True)
 
-    visit_ImportFrom = visit_Import
+    def visit_ImportFrom(self, node):
+        module = "." * node.level + (node.module or "")
+        self._refuse_module(module, node)
+        for alias in node.names:
+            if alias.name == "*":
+                raise ScriptRefused(f"'import *' from {module!r} is not allowed: name what "
+                                    "the script imports.", node.lineno)
+            if alias.name not in self.importable[module]:
+                offered = ", ".join(sorted(self.importable[module]))
+                raise ScriptRefused(f"{module!r} offers scripts no {alias.name!r}: it offers "
+                                    f"{offered}.", node.lineno)
+            if alias.asname:
+                self._refuse_name(alias.asname, node, allow_plain=True)
 
     def visit_ExceptHandler(self, node):
         if node.type is None:
@@ -120,9 +146,27 @@ class _Checker(ast.NodeVisitor):
     visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _new_scope
 
 
-def check_source(source, unsafe_names=frozenset()):
+def check_source(source, unsafe_names=frozenset(), importable=None):
     """Raise ScriptRefused (or SyntaxError) when ``source`` breaks a rule.
 
     ``unsafe_names`` are the attribute names the sandbox itself refuses, so that
-    they are reported with their line too."""
-    _Checker(frozenset(unsafe_names)).visit(ast.parse(source))
+    they are reported with their line too.  ``importable`` maps the modules a
+    script may import to the names ``from <module> import`` may take; any
+    other import is refused, naming them."""
+    _Checker(frozenset(unsafe_names), importable or {}).visit(ast.parse(source))
+
+
+class _ScriptName(ast.NodeTransformer):
+    def __init__(self, name):
+        self.name = name
+
+    def visit_Name(self, node):
+        if node.id != SCRIPT_NAME:
+            return node
+        return ast.copy_location(ast.Constant(self.name), node)
+
+
+def bind_script_name(tree, name):
+    """``tree`` (checked) with its reads of ``__name__`` replaced by ``name``:
+    the sandbox refuses every dunder name in compiled code."""
+    return ast.fix_missing_locations(_ScriptName(name).visit(tree))

@@ -1,19 +1,20 @@
 """The Filter Domain: checked when saved, evaluated whenever the configuration runs.
 
-Its text may use ``datetime`` (the class: the original documentation writes
-``datetime.now()``), ``timedelta``, ``relativedelta`` and ``context_today()``,
+Its text may use ``datetime`` (the scripts' module-and-class stand-in: the
+original documentation writes ``datetime.now()``, Odoo ``datetime.datetime.now()``),
+``timedelta``, ``relativedelta`` and ``context_today()``,
 so that ``[('write_date', '>=', datetime.now() - timedelta(days=7))]`` means the
 last seven days of each call, not of the day it was saved.  The sandbox checks
 the text once, when the plan is compiled; evaluating the code is then cheap.
 """
-
-import datetime
 
 from dateutil.relativedelta import relativedelta
 
 from odoo import fields
 from odoo.osv import expression
 from odoo.tools import safe_eval as sandbox
+
+from .script_modules import DateTime
 
 
 def compile_domain(source):
@@ -30,8 +31,8 @@ def evaluate_domain(code, env):
     if code is None:
         return []
     names = {
-        "datetime": datetime.datetime,
-        "timedelta": datetime.timedelta,
+        "datetime": DateTime,
+        "timedelta": DateTime.timedelta,
         "relativedelta": relativedelta,
         "context_today": lambda: fields.Date.context_today(env.user),
         "__builtins__": dict(sandbox._BUILTINS),

@@ -2,13 +2,16 @@
 with the variables the Script dialog documents, within time and memory budgets,
 on a cursor that cannot end or leave its request's transaction."""
 
+import ast
 import base64
 import ctypes
 import logging
 import resource
+import sys
 import threading
 import time
 from contextlib import contextmanager
+from dis import opmap
 
 from psycopg2 import OperationalError
 
@@ -20,8 +23,9 @@ from odoo.tools import safe_eval as sandbox
 
 from ..core.exceptions import MappingError
 from ..core.plan import MODE_EXECUTE, Script
-from ..core.script_rules import ScriptRefused, check_source
+from ..core.script_rules import ScriptRefused, bind_script_name, check_source
 from ..core.sql_guard import check_statement
+from .script_modules import MODULES, SCRIPT_LOGGER_NAME, DateTime, public_names
 
 _logger = logging.getLogger("bj.api.mapping")
 
@@ -49,14 +53,15 @@ class ScriptTimeout(BaseException):
 class BudgetedTime:
     """The sandbox's ``time`` module, whose ``sleep`` cannot outlast the budget."""
 
+    time = sandbox.time.time
+    strptime = sandbox.time.strptime
+    strftime = sandbox.time.strftime
+
     def __init__(self, deadline):
-        self.deadline = deadline
-        self.time = sandbox.time.time
-        self.strptime = sandbox.time.strptime
-        self.strftime = sandbox.time.strftime
+        self._deadline = deadline
 
     def sleep(self, seconds):
-        remaining = self.deadline - time.monotonic()
+        remaining = self._deadline - time.monotonic()
         if seconds > remaining:
             time.sleep(max(remaining, 0))
             raise ScriptTimeout
@@ -250,6 +255,41 @@ class ScriptCursor(BaseCursor):
         return getattr(self.__cursor, name)
 
 
+# Module name → names ``from <module> import`` may take, for the rules.
+IMPORTABLE = {name: public_names(module) for name, module in MODULES.items()}
+IMPORTABLE["time"] = public_names(BudgetedTime)
+IMPORT_ERROR = "scripts may import only " + ", ".join(sorted(IMPORTABLE))
+
+# Odoo's sandbox opcodes, plus imports (the rules and the script's __import__
+# admit only the stand-ins) and closures (a ``def`` helper's comprehension or
+# inner function reading its variables), which reach nothing but the
+# script's own variables.
+SCRIPT_OPCODES = sandbox._SAFE_OPCODES | {opmap[name] for name in (
+    "IMPORT_NAME", "IMPORT_FROM", "MAKE_CELL", "LOAD_CLOSURE", "LOAD_DEREF", "STORE_DEREF",
+    "DELETE_DEREF", "COPY_FREE_VARS",
+) if name in opmap}
+
+
+def script_import(time_module):
+    """The ``__import__`` of a script run: the stand-ins, its budgeted ``time``."""
+
+    def _import(name, _globals=None, _locals=None, fromlist=(), level=0):
+        if not level and name in IMPORTABLE:
+            module = time_module if name == "time" else MODULES[name]
+            if fromlist:
+                return module
+            # ``import dateutil.parser`` binds ``dateutil``.
+            top = name.partition(".")[0]
+            return time_module if top == "time" else MODULES[top]
+        if not level and name in sys.modules:
+            # C code (datetime.strptime) imports _strptime for its side effect,
+            # as in Odoo's sandbox: it gets nothing.
+            return None
+        raise ImportError(f"import of {name!r} is not allowed: {IMPORT_ERROR}")
+
+    return _import
+
+
 def _script_line(error):
     """Line of the script where ``error`` was raised, if it was raised there."""
     traceback, lineno = error.__traceback__, None
@@ -265,17 +305,13 @@ def compile_script(source, mode):
     Errors name the rule and the line, never the source."""
     code_text = (source or "").strip()
     try:
-        check_source(code_text, sandbox._UNSAFE_ATTRIBUTES)
+        check_source(code_text, sandbox._UNSAFE_ATTRIBUTES, IMPORTABLE)
         if mode != MODE_EXECUTE:
             try:
-                code = sandbox.test_expr(code_text, sandbox._SAFE_OPCODES, mode="eval",
-                                         filename=SCRIPT_FILENAME)
-                return Script(mode, code, True)
+                return Script(mode, _compile(code_text, "eval"), True)
             except SyntaxError:
                 pass  # statements, not an expression
-        code = sandbox.test_expr(code_text, sandbox._SAFE_OPCODES, mode="exec",
-                                 filename=SCRIPT_FILENAME)
-        return Script(mode, code, False)
+        return Script(mode, _compile(code_text, "exec"), False)
     except SyntaxError as error:
         # Its text would be the offending source line.
         return Script(mode, None, False, error=f"SyntaxError: {error.msg} (line {error.lineno})")
@@ -290,6 +326,15 @@ def compile_script(source, mode):
         return Script(mode, None, False, error=f"forbidden operation(s): {opcodes}")
 
 
+def _compile(code_text, mode):
+    """The sandbox-checked code of ``code_text``, whose ``__name__`` is the
+    script logger's name."""
+    tree = bind_script_name(ast.parse(code_text, SCRIPT_FILENAME, mode), SCRIPT_LOGGER_NAME)
+    code = compile(tree, SCRIPT_FILENAME, mode)
+    sandbox.assert_valid_codeobj(SCRIPT_OPCODES, code, code_text)
+    return code
+
+
 def script_environment(env):
     """``env`` on a :class:`ScriptCursor` over its cursor (same transaction)."""
     return api.Environment(ScriptCursor(env.cr), env.uid, env.context, env.su)
@@ -297,22 +342,23 @@ def script_environment(env):
 
 def script_context(env, model, record, request_data, deadline):
     """The variables a configuration line's Python Script can use."""
+    budgeted_time = BudgetedTime(deadline)
     return {
         "env": env,
         "model": model,
         "records": record,
         "record": record,
         "request_data": request_data,
-        "time": BudgetedTime(deadline),
-        "datetime": sandbox.datetime,
-        "dateutil": sandbox.dateutil,
+        "time": budgeted_time,
+        "datetime": DateTime,
+        "dateutil": MODULES["dateutil"],
         "timezone": sandbox.pytz.timezone,
         "float_compare": float_compare,
         "b64encode": base64.b64encode,
         "b64decode": base64.b64decode,
         "UserError": UserError,
         "Command": Command,
-        "__builtins__": dict(sandbox._BUILTINS),
+        "__builtins__": {**sandbox._BUILTINS, "__import__": script_import(budgeted_time)},
     }
 
 

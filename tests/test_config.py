@@ -207,15 +207,14 @@ class TestConfigConstraints(BjApiSyncCase):
         self.assertInvalid("not a valid domain", filter_domain="('is_company', '=', True)")
         self.assertInvalid("not a valid domain", filter_domain="[('name', '=', env.user.name)]")
         self.assertInvalid("not a valid domain", filter_domain="[('name', '=', ().__class__)]")
-        self.assertInvalid("not a valid domain",
-                           filter_domain="[('write_date', '>=', datetime.datetime.now())]")
         config = self.make_config(filter_domain="[('is_company', '=', True)]")
         self.assertEqual(config._bj_get_filter_domain(), [("is_company", "=", True)])
 
     def test_filter_domain_names_are_evaluated_at_each_use(self):
-        """datetime (the class), timedelta, relativedelta and context_today()."""
+        """datetime (module and class), timedelta, relativedelta and context_today()."""
         config = self.make_config(company_id=False, filter_domain=(
             "[('write_date', '>=', datetime.now() - timedelta(days=7)),"
+            " ('write_date', '<=', datetime.datetime.now()),"
             " ('create_date', '>=', datetime.combine(context_today() - relativedelta(months=1),"
             " datetime.min.time()))]"))
         plan = config._bj_plan()
@@ -225,6 +224,7 @@ class TestConfigConstraints(BjApiSyncCase):
             with freeze_time(now):
                 self.assertEqual(scope_domain(env, plan), [
                     ("write_date", ">=", now - timedelta(days=7)),
+                    ("write_date", "<=", now),
                     ("create_date", ">=",
                      datetime.combine(now.date() - relativedelta(months=1), time.min)),
                 ])

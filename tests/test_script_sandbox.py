@@ -9,6 +9,7 @@ from odoo.tests import BaseCase, tagged
 
 from ..core.script_rules import ScriptRefused, check_source
 from ..core.sql_guard import UnsafeStatement, check_statement
+from ..services.scripts import IMPORTABLE
 from .common import BjApiHttpCase, BjOutboundCase
 
 _logger = logging.getLogger(__name__)
@@ -26,6 +27,8 @@ SQL = "cannot control the transaction"
 SWALLOW = "would swallow the stop"
 TIMEOUT = "ran longer than its 1 s budget"
 MEMORY = "more than its 64 MB memory budget"
+IMPORT = "is not allowed: scripts may import only base64, datetime, dateutil"
+STAND_IN = "AttributeError"
 
 # Refused when saved (ValidationError); stored anyway (as before an upgrade),
 # they are refused with the same message when they run.
@@ -49,7 +52,27 @@ SAVE_VECTORS = [
     ("mro to BaseException", "UserError.mro()", FRAME),
     ("helper globals", "b64encode.__globals__['base64']", FRAME),
     ("generator code", "(x for x in [1]).gi_code", FRAME),
-    ("import", "import os\nresult = os.getcwd()", "import is not allowed"),
+    ("import", "import os\nresult = os.getcwd()", IMPORT),
+    ("import sys", "import sys", IMPORT),
+    ("import subprocess", "import subprocess", IMPORT),
+    ("import importlib", "import importlib", IMPORT),
+    ("import builtins", "import builtins", IMPORT),
+    ("import odoo", "import odoo", IMPORT),
+    ("import ctypes", "import ctypes", IMPORT),
+    ("from odoo import", "from odoo.tools import safe_eval", IMPORT),
+    ("import a submodule of an allowed one", "import json.decoder", IMPORT),
+    ("relative import", "from . import scripts", IMPORT),
+    ("star import", "from datetime import *", "name what the script imports"),
+    ("from an allowed module, an internal", "from json import decoder",
+     "'json' offers scripts no 'decoder'"),
+    ("from re, its enum", "from re import enum", "'re' offers scripts no 'enum'"),
+    ("__import__", "__import__('os')", FRAME),
+    ("import as a dunder", "import re as __builtins__", FRAME),
+    ("__name__ overwritten", "__name__ = 'odoo'", FRAME),
+    ("pattern class", "import re\nresult = re.compile('x').__class__", FRAME),
+    ("datetime subclasses", "datetime.__subclasses__()", FRAME),
+    ("datetime mro", "from datetime import datetime\nresult = datetime.mro()", FRAME),
+    ("logger's real logger", "import logging\nresult = logging.info.__self__", FRAME),
     ("commit", "env.cr.commit()", TRANSACTION),
     ("rollback", "env.cr.rollback()", TRANSACTION),
     ("raw connection _cnx", "env.cr._cnx.commit", TRANSACTION),
@@ -115,6 +138,22 @@ RUN_VECTORS = [
     ("bytes bomb", "b'x' * 10 ** 9", MEMORY),
     ("range bomb", "list(range(10 ** 10))", MEMORY),
     ("doubling loop", "s = 'x'\nwhile True:\n    s = s + s", MEMORY),
+    ("logger manager", "import logging\nresult = logging.getLogger('x').manager", STAND_IN),
+    ("logging root", "import logging\nresult = logging.root", STAND_IN),
+    ("logger handlers", "import logging\nresult = logging.getLogger(__name__).handlers",
+     STAND_IN),
+    ("json decoder", "import json\nresult = json.decoder", STAND_IN),
+    ("re internals", "import re\nresult = re.enum", STAND_IN),
+    ("hashlib internals", "import hashlib\nresult = hashlib._hashlib", STAND_IN),
+    ("hmac internals", "import hmac\nresult = hmac._hashopenssl", STAND_IN),
+    ("base64 internals", "import base64\nresult = base64.binascii", STAND_IN),
+    ("dateutil internals", "import dateutil.tz\nresult = dateutil.tz.tzfile", STAND_IN),
+    ("time internals", "import time\nresult = time.get_clock_info('time')", STAND_IN),
+    ("a budgeted time.sleep after import", "import time\ntime.sleep(600)", TIMEOUT),
+    ("a def helper looping", "def spin():\n    while True:\n        pass\nspin()", TIMEOUT),
+    ("nested helpers looping",
+     "def inner(n):\n    return [n for _ in range(10 ** 6)]\n"
+     "def outer():\n    while True:\n        inner(1)\nouter()", TIMEOUT),
 ]
 
 # Written by an API Sync Manager who is not a Settings administrator.
@@ -175,6 +214,21 @@ SOURCES = [
     ("while True:\n    try:\n        pass\n    finally:\n        break", True),
     ("def f():\n    try:\n        pass\n    finally:\n        return 1", True),
     ("global __builtins__", False),  # left to the sandbox's own name check
+    ("import re\nresult = re.sub('a', 'b', 'a')", False),
+    ("from datetime import datetime, timedelta\nresult = datetime.now()", False),
+    ("import datetime as dt", False),
+    ("import dateutil.parser\nfrom dateutil.relativedelta import relativedelta", False),
+    ("import logging\n_logger = logging.getLogger(__name__)", False),
+    ("def f(x):\n    return [y * x for y in range(3)]", False),
+    ("import os", True),
+    ("import re, os", True),
+    ("from os import path", True),
+    ("from datetime import *", True),
+    ("from . import x", True),
+    ("from json import decoder", True),
+    ("import re as __r", True),
+    ("__name__ = 'x'", True),
+    ("del __name__", True),
 ]
 
 
@@ -196,10 +250,14 @@ class TestScriptRules(BaseCase):
             with self.subTest(source=source):
                 if refused:
                     with self.assertRaises(ScriptRefused) as caught:
-                        check_source(source)
+                        check_source(source, importable=IMPORTABLE)
                     self.assertRegex(str(caught.exception), r"^line \d+: ")
                 else:
-                    check_source(source)
+                    check_source(source, importable=IMPORTABLE)
+
+    def test_imports_are_refused_without_an_allowlist(self):
+        with self.assertRaisesRegex(ScriptRefused, "'re' is not allowed: scripts may not import"):
+            check_source("import re")
 
 
 @tagged("post_install", "-at_install")
