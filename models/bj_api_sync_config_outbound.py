@@ -121,7 +121,7 @@ class BjApiSyncConfigOutbound(models.Model):
             if fires and config.model_name in UNWATCHABLE_MODELS:
                 raise ValidationError(
                     _("Model %(model)s cannot fire deliveries: every delivery writes it.",
-                      model=config.model_name)
+                      model=config.model_id.name)
                 )
 
     @api.constrains("request_url", "is_paginated")
