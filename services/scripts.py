@@ -6,6 +6,7 @@ import ast
 import base64
 import ctypes
 import logging
+import math
 import resource
 import sys
 import threading
@@ -14,6 +15,8 @@ from contextlib import contextmanager
 from dis import opmap
 
 from psycopg2 import OperationalError
+from psycopg2.errors import QueryCanceled
+from psycopg2.extensions import TRANSACTION_STATUS_INERROR
 
 from odoo import Command, api
 from odoo.exceptions import UserError
@@ -81,8 +84,9 @@ class _Watchdog:
     Not a trace function: Python removes a trace function that raises (a
     RecursionError in it would do), and the script would then run on without
     a budget; a scheduled exception is raised again after every handler that
-    catches it.  Either stops Python code only: one long C-level operation is
-    bounded by Odoo's worker limits (``limit_time_cpu``, ``limit_time_real``).
+    catches it.  Either stops Python code only: SQL is bounded by
+    ``statement_timeout`` (:class:`ScriptCursor`), and one long C-level operation
+    by Odoo's worker limits (``limit_time_cpu``, ``limit_time_real``).
     """
 
     def __init__(self):
@@ -119,10 +123,10 @@ class _Watchdog:
 watchdog = _Watchdog()
 
 
-def _watched(seconds, function):
-    """``function()``, stopped by ScriptTimeout after ``seconds``."""
+def _watched(deadline, function):
+    """``function()``, stopped by ScriptTimeout at ``deadline``."""
     thread_id = threading.get_ident()
-    watchdog.watch(thread_id, time.monotonic() + seconds)
+    watchdog.watch(thread_id, deadline)
     late = False
     try:
         return function()
@@ -186,14 +190,42 @@ def run_within(seconds, megabytes, function):
     """``function()`` within the time and memory budgets.  A script that runs
     another (an export of the records it changed) runs it within its own
     budgets: the budgets' bookkeeping never runs while a deadline is armed."""
-    if getattr(_running, "script", False):
+    if getattr(_running, "deadline", None) is not None:
         return function()
-    _running.script = True
+    _running.deadline = time.monotonic() + seconds
+    _running.statement_timeout = None
     try:
         with memory_fence(megabytes):
-            return _watched(seconds, function)
+            return _watched(_running.deadline, function)
     finally:
-        _running.script = False
+        _running.deadline = None
+        _restore_statement_timeout()
+
+
+def _budget_statement(cursor, deadline):
+    """Bound the next statement on ``cursor`` by the script's remaining time:
+    ``statement_timeout``, local to the transaction.  The value it had (a
+    smaller one is kept) is read once per run and restored after the run."""
+    if _running.statement_timeout is None:
+        cursor.execute("SELECT setting::int FROM pg_settings WHERE name = 'statement_timeout'")
+        _running.statement_timeout = (cursor, cursor.fetchone()[0])
+    previous = _running.statement_timeout[1]
+    milliseconds = math.ceil((deadline - time.monotonic()) * 1000)
+    if milliseconds <= 0:  # 0 would mean no timeout at all
+        raise ScriptTimeout
+    if previous:
+        milliseconds = min(milliseconds, previous)
+    cursor.execute(SQL("SELECT set_config('statement_timeout', %s, true)", str(milliseconds)))
+
+
+def _restore_statement_timeout():
+    """After a run, the ``statement_timeout`` from before it.  A failed
+    transaction is left as it is: the rollback it needs restores the value."""
+    budgeted, _running.statement_timeout = _running.statement_timeout, None
+    if budgeted:
+        cursor, previous = budgeted
+        if cursor.connection.info.transaction_status != TRANSACTION_STATUS_INERROR:
+            cursor.execute(SQL("SELECT set_config('statement_timeout', %s, true)", str(previous)))
 
 
 class ScriptSavepoint:
@@ -223,7 +255,8 @@ class ScriptSavepoint:
 class ScriptCursor(BaseCursor):
     """The cursor of scripts' environments: the request's (or job's) cursor and
     transaction, without commit, rollback, close or the raw connection, and
-    whose ``execute`` refuses transaction and session control.
+    whose ``execute`` refuses transaction and session control and, while a
+    script runs, stops a statement at the script's deadline like its Python.
 
     The real cursor sits in a name the sandbox refuses (it contains ``__``)."""
 
@@ -243,7 +276,17 @@ class ScriptCursor(BaseCursor):
 
     def execute(self, query, params=None, log_exceptions=True):
         check_statement(query.code if isinstance(query, SQL) else str(query))
-        return self.__cursor.execute(query, params, log_exceptions)
+        deadline = getattr(_running, "deadline", None)
+        if deadline is None:  # the script's records, used after it
+            return self.__cursor.execute(query, params, log_exceptions)
+        _budget_statement(self.__cursor, deadline)
+        try:
+            # Not logged as a bad query: a failure is the script's error, reported as such.
+            return self.__cursor.execute(query, params, log_exceptions=False)
+        except QueryCanceled:
+            if time.monotonic() < deadline:
+                raise  # cancelled by someone else
+            raise ScriptTimeout from None
 
     def savepoint(self, flush=True):
         return ScriptSavepoint(self.__cursor.savepoint(flush))
@@ -337,7 +380,8 @@ def _compile(code_text, mode):
 
 def script_environment(env):
     """``env`` on a :class:`ScriptCursor` over its cursor (same transaction)."""
-    return api.Environment(ScriptCursor(env.cr), env.uid, env.context, env.su)
+    cursor = env.cr if isinstance(env.cr, ScriptCursor) else ScriptCursor(env.cr)
+    return api.Environment(cursor, env.uid, env.context, env.su)
 
 
 def script_context(env, model, record, request_data, deadline):

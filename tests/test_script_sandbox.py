@@ -3,6 +3,7 @@ on save, or refused when it runs with a 400 or a dead job naming the line),
 logged, and the worker serving the next call."""
 
 import logging
+import time
 
 from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import BaseCase, tagged
@@ -123,6 +124,7 @@ RUN_VECTORS = [
      "env['ir.config_parameter'].get_param('database.secret')",
      r"not allowed to access 'System Parameter'"),
     ("sleep", "time.sleep(600)", TIMEOUT),
+    ("SQL sleep", "env.cr.execute('SELECT pg_sleep(30)')", TIMEOUT),
     ("endless loop", "while True:\n    pass", TIMEOUT),
     ("loop catching Exception",
      "while True:\n    try:\n        while True:\n            pass\n    except Exception:\n"
@@ -230,6 +232,11 @@ SOURCES = [
     ("__name__ = 'x'", True),
     ("del __name__", True),
 ]
+
+
+def statement_timeout(cr):
+    cr.execute("SHOW statement_timeout")
+    return cr.fetchone()[0]
 
 
 @tagged("post_install", "-at_install")
@@ -357,6 +364,31 @@ class TestScriptSandbox(BjApiHttpCase):
         self.assertEqual(created["code"], "commit; rollback False True")
         self.assertFalse(self.env["res.partner.category"].search([("name", "=", "bj undone")]))
 
+    def test_sql_stops_at_the_budget_and_the_timeout_comes_back(self):
+        # The request shares the test's transaction: the value before it is ours.
+        self.env.cr.execute("SET LOCAL statement_timeout = '7s'")
+        code = "env.cr.execute('SELECT pg_sleep(30)')"
+        self.line.write({"python_script": code, "script_mode": "evaluate"})
+        started = time.monotonic()
+        self.assertContainedAtRun("SQL sleep", code, TIMEOUT)
+        elapsed = time.monotonic() - started
+        _logger.info("SQL sleep stopped after %.2f s with a 1 s budget", elapsed)
+        self.assertLess(elapsed, 2)
+        self.assertEqual(statement_timeout(self.env.cr), "7s", "restored by the request's rollback")
+        self.assertStillServing()
+        # A normal script's statements run within the budget, under a smaller
+        # timeout if one was set; the value comes back after the script.
+        self.line.write({"script_mode": "evaluate", "python_script": (
+            "env.cr.execute('SHOW statement_timeout')\nresult = env.cr.fetchone()[0]")})
+        for before, during in (("7s", r"^(\d{3}ms|1s)$"), ("300ms", r"^300ms$")):
+            with self.subTest(before=before):
+                self.env.cr.execute("SELECT set_config('statement_timeout', %s, true)", [before])
+                created = self.assertApiSuccess(
+                    self.api("POST", "sandbox", body={"name": f"Timeout {before}", "code": ""}),
+                    201)
+                self.assertRegex(created["code"], during)
+                self.assertEqual(statement_timeout(self.env.cr), before)
+
 
 @tagged("post_install", "-at_install")
 class TestOutboundScriptSandbox(BjOutboundCase):
@@ -365,6 +397,7 @@ class TestOutboundScriptSandbox(BjOutboundCase):
 
     OUT_VECTORS = [
         ("sleep", "time.sleep(600)", TIMEOUT),
+        ("SQL sleep", "env.cr.execute('SELECT pg_sleep(30)')", TIMEOUT),
         ("endless loop", "while True:\n    pass", TIMEOUT),
         ("COMMIT", "env.cr.execute('COMMIT')", SQL),
         ("ROLLBACK TO", "env.cr.execute('ROLLBACK TO SAVEPOINT x')", SQL),
@@ -389,19 +422,24 @@ class TestOutboundScriptSandbox(BjOutboundCase):
         super().tearDownClass()
 
     def test_refused_script_kills_its_job_and_the_next_one_goes(self):
+        before = statement_timeout(self.env.cr)
         for name, code, message in self.OUT_VECTORS:
             with self.subTest(vector=name):
                 self.line.write({"python_script": code,
                                  "script_mode": "execute" if "\n" in code else "evaluate"})
                 partner = self.env["res.partner"].create({"name": f"out {name}"})
                 job = self.enqueue(partner)
+                started = time.monotonic()
                 self.deliver()
+                # A budget of 1 s per try: the worker tries a failed export once more alone.
+                self.assertLess(time.monotonic() - started, 5)
                 self.assertEqual(job.state, "dead")
                 self.assertRegex(job.last_error, message)
                 self.assertIn("'phone'", job.last_error, "the message names the line")
                 self.assertNotIn(code, job.last_error, "never the script's source")
                 self.assertRegex(job.log_ids[-1:].error_message, message)
                 self.assertFalse(self.server.requests)
+                self.assertEqual(statement_timeout(self.env.cr), before)
                 self.line.write({"python_script": "record.name.upper()",
                                  "script_mode": "evaluate"})
                 healthy = self.enqueue(self.env["res.partner"].create({"name": "healthy"}))
