@@ -11,10 +11,6 @@ configuration changing.
 from odoo import SUPERUSER_ID
 from odoo.exceptions import AccessError, UserError
 
-# Odoo grants this group only in debug mode (``res.users.has_group``); calls
-# never run in debug mode, so a line's field restricted to it is never readable.
-DEBUG_ONLY_GROUP = "base.group_no_one"
-
 
 class RunAsUserError(UserError):
     """The Run As User cannot run the configuration now: the integration is off."""
@@ -56,26 +52,9 @@ def user_env(env, plan, **context):
     ))
 
 
-def user_has_groups(user, group_spec):
-    """Whether ``user`` passes a field's ``groups=`` (as ``res.users.has_groups``,
-    without the debug mode of the request that asks)."""
-    if group_spec == ".":
-        return False
-    positives, negatives = [], []
-    for name in (part.strip() for part in group_spec.split(",")):
-        if name.startswith("!"):
-            negatives.append(name[1:])
-        else:
-            positives.append(name)
-    if any(user._has_group(name) for name in negatives):
-        return False
-    return not positives or any(
-        name != DEBUG_ONLY_GROUP and user._has_group(name) for name in positives)
-
-
 def field_readable(user, field):
-    """Whether ``user`` passes ``field``'s ``groups=``."""
-    return not field.groups or user_has_groups(user, field.groups)
+    """Whether ``user`` passes ``field``'s ``groups=``, as the ORM checks it."""
+    return not field.groups or user.has_groups(field.groups)
 
 
 def group_names(env, group_spec):

@@ -419,10 +419,13 @@ class ScriptRunner:
 
     def __call__(self, line, handle, request_data, index):
         script = line.script
-        label = line.label
+
+        def failure(what):
+            return MappingError(f"Script of line {line.label!r}{what}",
+                                line_id=line.line_id, index=index)
+
         if script.code is None:
-            raise MappingError(f"Script of line {label!r} does not compile: {script.error}",
-                               line_id=line.line_id, index=index)
+            raise failure(f" does not compile: {script.error}")
         model = self.env[line.model]
         record = handle.with_env(self.env) if handle is not None else model
         variables = script_context(self.env, model, record, request_data,
@@ -432,31 +435,21 @@ class ScriptRunner:
         try:
             value = run_within(self.seconds, self.megabytes, run)
         except ScriptTimeout:
-            raise MappingError(
-                f"Script of line {label!r} ran longer than its {self.seconds} s budget "
-                f"(system parameter {PARAM_SCRIPT_SECONDS}).",
-                line_id=line.line_id, index=index,
-            ) from None
+            raise failure(f" ran longer than its {self.seconds} s budget "
+                          f"(system parameter {PARAM_SCRIPT_SECONDS}).") from None
         except MemoryError:
-            raise MappingError(
-                f"Script of line {label!r} needed more than its {self.megabytes} MB memory "
-                f"budget (system parameter {PARAM_SCRIPT_MEGABYTES}).",
-                line_id=line.line_id, index=index,
-            ) from None
+            raise failure(f" needed more than its {self.megabytes} MB memory "
+                          f"budget (system parameter {PARAM_SCRIPT_MEGABYTES}).") from None
         except OperationalError:
             raise  # concurrency failures: Odoo retries the whole request
         except UserError as error:
-            raise MappingError(f"Script of line {label!r}: {error.args[0]}",
-                               line_id=line.line_id, index=index) from error
+            raise failure(f": {error.args[0]}") from error
         except Exception as error:  # noqa: BLE001 - any script failure is the caller's error
             where = _script_line(error)
             where = f" at line {where}" if where else ""
             _logger.info("Script of configuration line %s failed%s: %s",
                          line.line_id, where, error)
-            raise MappingError(
-                f"Script of line {label!r} failed{where}: {type(error).__name__}: {error}",
-                line_id=line.line_id, index=index,
-            ) from error
+            raise failure(f" failed{where}: {type(error).__name__}: {error}") from error
         if script.is_expression:
             return True, value
         if script.evaluates:
