@@ -143,9 +143,9 @@ class ConfigPlan:
     model: str
     company_id: int | None
     run_as_uid: int | None
-    # The Filter Domain's sandbox-checked code (None when empty), evaluated at
+    # The parsed Filter Domain (core/domain_terms.py), evaluated at
     # each use: it may compare with the current time (services/filter_domain.py).
-    filter_code: object = field(repr=False, compare=False)
+    filter_template: object = field(repr=False, compare=False)
     filtered: bool  # the Filter Domain is not empty
     company_domain: tuple  # the records of the configuration's company
     lines: tuple  # LinePlan, in sequence order

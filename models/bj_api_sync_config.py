@@ -11,6 +11,7 @@ from odoo import _, api, fields, models, tools
 from odoo.exceptions import AccessError, ValidationError
 
 from ..core import http_client
+from ..core.domain_terms import parse_domain
 from ..core.plan import (
     MODE_EXECUTE,
     RELATIONAL_TYPES,
@@ -25,7 +26,7 @@ from ..core.plan import (
     strip_bearer,
 )
 from ..services import run_as
-from ..services.filter_domain import compile_domain, evaluate_domain
+from ..services.filter_domain import evaluate_domain
 from ..services.scripts import compile_script
 from .bj_api_access import MANAGER_GROUP, USER_GROUP, check_group
 from .bj_api_log import get_int_param
@@ -545,7 +546,7 @@ class BjApiSyncConfig(models.Model):
     def _bj_get_filter_domain(self):
         """The Filter Domain as a list, evaluated now and validated against the Model."""
         self.ensure_one()
-        domain = evaluate_domain(compile_domain(self.filter_domain), self.env)
+        domain = evaluate_domain(parse_domain(self.filter_domain), self.env)
         if self.model_name:
             # Raises ValueError on unknown fields or bad operators.
             self.env[self.model_name].sudo()._search(domain)
@@ -621,7 +622,7 @@ class BjApiSyncConfig(models.Model):
             for line in config.line_ids.sorted(lambda line: (line.sequence, line.id))
             if line.field_id.name in self.env[config.model_name]._fields
         )
-        filter_code = compile_domain(config.filter_domain)
+        filter_template = parse_domain(config.filter_domain)
         return ConfigPlan(
             config_id=config.id,
             name=config.name,
@@ -629,8 +630,8 @@ class BjApiSyncConfig(models.Model):
             model=config.model_name,
             company_id=config.company_id.id or None,
             run_as_uid=config.run_as_user_id.id or None,
-            filter_code=filter_code,
-            filtered=bool(evaluate_domain(filter_code, self.env)),
+            filter_template=filter_template,
+            filtered=bool(evaluate_domain(filter_template, self.env)),
             company_domain=tuple(config._bj_get_company_domain()),
             lines=lines,
             identifier=next((line for line in lines if line.is_identifier), None),

@@ -6,6 +6,7 @@ from freezegun import freeze_time
 from odoo import Command
 from odoo.exceptions import ValidationError
 from odoo.tests import Form, tagged
+from odoo.tools import config as config_options
 from odoo.tools import mute_logger
 
 from ..services.filter_domain import scope_domain
@@ -210,13 +211,46 @@ class TestConfigConstraints(BjApiSyncCase):
         config = self.make_config(filter_domain="[('is_company', '=', True)]")
         self.assertEqual(config._bj_get_filter_domain(), [("is_company", "=", True)])
 
+    def test_filter_domain_is_data_for_everyone(self):
+        """The reviewers' vector read the master password through a callable of the
+        old evaluation context; the text is now parsed, never evaluated, whoever
+        writes it, over the ORM as over the form."""
+        vector = ("[('id', '=', int('{0.__globals__[sandbox].odoo.tools.config.options"
+                  "[admin_passwd]}'.format(context_today)))]")
+        admin = self.env.ref("base.user_admin")
+        for user in (self.sync_manager, admin):
+            values = {"name": "Walk", "request_type": "out", "request_url": "http://127.0.0.1:9/",
+                      "model_id": self.partner_model.id, "filter_domain": vector,
+                      "run_as_user_id": user.id}
+            with self.subTest(user=user.login), self.assertRaises(ValidationError) as caught:
+                self.env["bj.api.sync.config"].with_user(user).create(values)
+            self.assertIn("is not allowed in a Filter Domain", str(caught.exception))
+            self.assertNotIn(config_options.get("admin_passwd") or "admin", str(caught.exception))
+
+    def test_filter_domain_of_the_domain_editor(self):
+        """What Odoo's domain editor writes for "today" and "in the last 7 days"
+        (datetime.combine(...).to_utc() in the user's time zone)."""
+        user = self.env.user
+        user.tz = "Asia/Tokyo"
+        config = self.make_config(company_id=False, filter_domain=(
+            "[('create_date', '>=', datetime.datetime.combine(context_today() + "
+            "relativedelta(days=-7), datetime.time(0, 0, 0)).to_utc()"
+            ".strftime(\"%Y-%m-%d %H:%M:%S\")), "
+            "('write_date', '<', context_today().strftime(\"%Y-%m-%d\")), ('user_id', '=', uid)]"))
+        with freeze_time(datetime(2031, 3, 15, 22, 30)):
+            self.assertEqual(scope_domain(self.env, config._bj_plan()), [
+                ("create_date", ">=", "2031-03-08 15:00:00"),
+                ("write_date", "<", "2031-03-16"),
+                ("user_id", "=", self.env.uid),
+            ])
+
     def test_filter_domain_names_are_evaluated_at_each_use(self):
         """datetime (module and class), timedelta, relativedelta and context_today()."""
         config = self.make_config(company_id=False, filter_domain=(
             "[('write_date', '>=', datetime.now() - timedelta(days=7)),"
             " ('write_date', '<=', datetime.datetime.now()),"
             " ('create_date', '>=', datetime.combine(context_today() - relativedelta(months=1),"
-            " datetime.min.time()))]"))
+            " datetime.time(0, 0, 0)))]"))
         plan = config._bj_plan()
         self.assertTrue(plan.filtered)
         env = self.env(context=dict(self.env.context, tz="UTC"))

@@ -10,7 +10,6 @@ import logging
 
 from odoo.tests import BaseCase, tagged
 
-from ..services.filter_domain import compile_domain, evaluate_domain
 from ..services.script_modules import (
     MODULES,
     SCRIPT_LOGGER,
@@ -159,18 +158,10 @@ class TestScriptModules(BaseCase):
             "date", "datetime", "time", "timedelta", "timezone", "tzinfo", "MINYEAR",
             "MAXYEAR"}))
 
-    def test_one_datetime_for_scripts_and_filter_domains(self):
-        domain = evaluate_domain(compile_domain(
-            "[('a', '=', datetime), ('b', '=', datetime.datetime), ('c', '=', timedelta)]"),
-            None)
-        self.assertEqual([term[2] for term in domain],
-                         [DateTime, DateTime, datetime.timedelta])
+    def test_scripts_datetime_and_dateutil_are_the_stand_ins(self):
         variables = script_context(None, None, None, {}, 0)
         self.assertIs(variables["datetime"], DateTime)
         self.assertIs(variables["dateutil"], MODULES["dateutil"])
-        value = evaluate_domain(compile_domain(
-            "[('d', '>=', datetime.now() - relativedelta(days=1))]"), None)[0][2]
-        self.assertIs(type(value), datetime.datetime)
 
     def test_import_binds_stand_ins_only(self):
         time_module = object()
