@@ -78,24 +78,27 @@ STATEMENTS = {
 }
 
 # Functions refused by name (the last part of a qualified name, in any case).
+TEXT_SQL = "runs SQL given as text, which no check sees"
+OTHER_SESSIONS = "acts on other sessions"
+SERVER_FILES = "reaches the server's files"
 FUNCTIONS = {
     "set_config": "changes the session's settings",
     "pg_advisory_unlock_all": "releases the session's advisory locks",
-    "pg_notify": "reaches other sessions",
-    "pg_cancel_backend": "acts on other sessions",
-    "pg_terminate_backend": "acts on other sessions",
+    "pg_notify": OTHER_SESSIONS,
+    "pg_cancel_backend": OTHER_SESSIONS,
+    "pg_terminate_backend": OTHER_SESSIONS,
     "pg_reload_conf": "acts on the server",
-    "query_to_xml": "runs SQL given as text, which no check sees",
-    "query_to_xmlschema": "runs SQL given as text, which no check sees",
-    "query_to_xml_and_xmlschema": "runs SQL given as text, which no check sees",
-    "ts_stat": "runs SQL given as text, which no check sees",
-    "ts_rewrite": "runs SQL given as text, which no check sees",
-    "lo_import": "reads the server's files",
-    "lo_export": "writes the server's files",
-    "pg_read_file": "reads the server's files",
-    "pg_read_binary_file": "reads the server's files",
-    "pg_ls_dir": "reads the server's files",
-    "pg_stat_file": "reads the server's files",
+    "query_to_xml": TEXT_SQL,
+    "query_to_xmlschema": TEXT_SQL,
+    "query_to_xml_and_xmlschema": TEXT_SQL,
+    "ts_stat": TEXT_SQL,
+    "ts_rewrite": TEXT_SQL,
+    "lo_import": SERVER_FILES,
+    "lo_export": SERVER_FILES,
+    "pg_read_file": SERVER_FILES,
+    "pg_read_binary_file": SERVER_FILES,
+    "pg_ls_dir": SERVER_FILES,
+    "pg_stat_file": SERVER_FILES,
 }
 # Families refused by prefix: extensions' connections to other databases, and
 # replication state that outlives the transaction.

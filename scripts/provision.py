@@ -5,9 +5,10 @@ bare or not, or a plain source folder; default: the official repository) at
 ``ODOO_REF`` (branch, tag or commit; default ``18.0`` for a URL, ``HEAD`` for a
 local repository), and makes ``<cache>/bjet_api_sync-odoo-<commit>-py<X.Y>/``
 with the source, a virtual environment holding Odoo's ``requirements.txt`` and a
-``.complete`` marker written last.  The addon's own requirements (its manifest's
-``external_dependencies``) are added to a cached build on every run when missing.  Work happens in a ``.partial-<pid>`` sibling
-renamed at the end, so a half-built cache is never taken for a finished one.
+``.complete`` marker written last.  Work happens in a ``.partial-<pid>`` sibling
+renamed at the end, so a half-built cache is never taken for a finished one.  The
+addon's own requirements (its manifest's ``external_dependencies``) are added to a
+cached build on every run when missing.
 
 Standard library only: this runs before anything is installed.
 """
