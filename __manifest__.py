@@ -6,7 +6,9 @@
     "license": "LGPL-3",
     "author": "bjet_api_sync contributors",
     "depends": ["base", "web", "mail", "base_automation"],
-    "external_dependencies": {"python": ["requests", "cryptography", "python-dateutil"]},
+    "external_dependencies": {
+        "python": ["requests", "cryptography", "python-dateutil", "pglast==7.22"],
+    },
     "data": [
         "security/bj_api_sync_security.xml",
         "security/ir.model.access.csv",

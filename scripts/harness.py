@@ -59,6 +59,7 @@ from provision import (
     CHROMIUM,
     POSTGRES,
     OdooInstall,
+    ensure_addon_requirements,
     ensure_system_packages,
     find_odoo,
     ruff_for,
@@ -654,6 +655,7 @@ def runtime_needs(*, browser: bool) -> list:
 def prepared_odoo(*, browser: bool) -> OdooInstall:
     odoo = find_odoo()
     say(f"Odoo {odoo.version}: {odoo.origin}")
+    ensure_addon_requirements(odoo)
     ensure_system_packages(runtime_needs(browser=browser), "running Odoo and its tests")
     return odoo
 

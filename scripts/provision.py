@@ -6,13 +6,16 @@ bare or not, or a plain source folder; default: the official repository) at
 local repository), and makes ``<cache>/bjet_api_sync-odoo-<commit>-py<X.Y>/``
 with the source, a virtual environment holding Odoo's ``requirements.txt`` and a
 ``.complete`` marker written last.  Work happens in a ``.partial-<pid>`` sibling
-renamed at the end, so a half-built cache is never taken for a finished one.
+renamed at the end, so a half-built cache is never taken for a finished one.  The
+addon's own requirements (its manifest's ``external_dependencies``) are added to a
+cached build on every run when missing.
 
 Standard library only: this runs before anything is installed.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import json
@@ -27,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from hutil import MODULE, HarnessError, run_quiet, say
+from hutil import MODULE, REPO, HarnessError, run_quiet, say
 
 DEFAULT_SRC = "https://github.com/odoo/odoo.git"
 DEFAULT_URL_REF = "18.0"
@@ -400,6 +403,67 @@ def build(source: Source, key: str, base_python: str, target: Path) -> None:
         (target / COMPLETE_MARKER).write_text("")
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# The addon's own Python requirements
+# --------------------------------------------------------------------------
+
+# Which of the requirements (argv[1], JSON) the interpreter lacks, judged as
+# Odoo judges a manifest's external_dependencies: installed distribution,
+# version specifier, environment marker.
+_REQUIREMENTS_PROBE = """
+import importlib.metadata, json, sys
+from packaging.requirements import Requirement
+missing = []
+for text in json.loads(sys.argv[1]):
+    requirement = Requirement(text)
+    if requirement.marker and not requirement.marker.evaluate():
+        continue
+    try:
+        version = importlib.metadata.version(requirement.name)
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    if version is None or not requirement.specifier.contains(version):
+        missing.append(text)
+print(json.dumps(missing))
+"""
+
+
+def manifest_requirements(manifest: Path = REPO / "__manifest__.py") -> list[str]:
+    """The Python packages the addon's manifest declares (external_dependencies)."""
+    values = ast.literal_eval(manifest.read_text())
+    return list(values.get("external_dependencies", {}).get("python", []))
+
+
+def missing_requirements(python: str, requirements: list[str]) -> list[str]:
+    out = checked(
+        f"{python} (requirements probe)",
+        [python, "-c", _REQUIREMENTS_PROBE, json.dumps(requirements)],
+    )
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def ensure_addon_requirements(odoo: OdooInstall) -> None:
+    """Install what the manifest needs and Odoo lacks: into a cached build on
+    every run (a build made before a requirement was added gets it too), else
+    say the command to run."""
+    missing = missing_requirements(odoo.python, manifest_requirements())
+    if not missing:
+        return
+    line = shlex.join([odoo.python, "-m", "pip", "install", *missing])
+    if not odoo.cached:
+        raise HarnessError(
+            f"the addon needs Python packages that {odoo.python} lacks: {' '.join(missing)}\n"
+            f"install them and run the command again:\n  {line}",
+            2,
+        )
+    constraints = odoo.bin_dir.parent.parent / "constraints.txt"
+    pip_env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    if constraints.is_file():
+        pip_env["PIP_CONSTRAINT"] = str(constraints)
+    with step(f"installing the addon's requirements {' '.join(missing)}", retry=line):
+        checked(line, [odoo.python, "-m", "pip", "install", "-q", *missing], env=pip_env)
 
 
 # --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from dis import opmap
 
 from psycopg2 import OperationalError
 from psycopg2.errors import QueryCanceled
-from psycopg2.extensions import TRANSACTION_STATUS_INERROR
+from psycopg2.extensions import TRANSACTION_STATUS_INERROR, encodings
 
 from odoo import Command, api
 from odoo.exceptions import UserError
@@ -28,6 +28,7 @@ from ..core.exceptions import MappingError
 from ..core.plan import MODE_EXECUTE, Script
 from ..core.script_rules import ScriptRefused, bind_script_name, check_source
 from ..core.sql_guard import check_statement
+from . import script_connection
 from .script_modules import MODULES, SCRIPT_LOGGER_NAME, DateTime, public_names
 
 _logger = logging.getLogger("bj.api.mapping")
@@ -255,8 +256,10 @@ class ScriptSavepoint:
 class ScriptCursor(BaseCursor):
     """The cursor of scripts' environments: the request's (or job's) cursor and
     transaction, without commit, rollback, close or the raw connection, and
-    whose ``execute`` refuses transaction and session control and, while a
-    script runs, stops a statement at the script's deadline like its Python.
+    whose ``execute`` runs only the SQL :mod:`..core.sql_guard` allows (judged on
+    the text PostgreSQL receives) and, while a script runs, stops a statement at
+    the script's deadline like its Python; the connection is checked after the
+    script (:mod:`.script_connection`).
 
     The real cursor sits in a name the sandbox refuses (it contains ``__``)."""
 
@@ -275,10 +278,11 @@ class ScriptCursor(BaseCursor):
         self.postrollback = cursor.postrollback
 
     def execute(self, query, params=None, log_exceptions=True):
-        check_statement(query.code if isinstance(query, SQL) else str(query))
+        check_statement(self.__text(query, params))
         deadline = getattr(_running, "deadline", None)
         if deadline is None:  # the script's records, used after it
             return self.__cursor.execute(query, params, log_exceptions)
+        script_connection.note(self.__cursor)
         _budget_statement(self.__cursor, deadline)
         try:
             # Not logged as a bad query: a failure is the script's error, reported as such.
@@ -287,6 +291,14 @@ class ScriptCursor(BaseCursor):
             if time.monotonic() < deadline:
                 raise  # cancelled by someone else
             raise ScriptTimeout from None
+
+    def __text(self, query, params):
+        """The text PostgreSQL receives for ``execute(query, params)``: the
+        parameters interpolated as Odoo's cursor and psycopg2 do."""
+        if isinstance(query, SQL):
+            query, params = query.code, query.params
+        cursor = self.__cursor._obj
+        return cursor.mogrify(query, params or None).decode(encodings[cursor.connection.encoding])
 
     def savepoint(self, flush=True):
         return ScriptSavepoint(self.__cursor.savepoint(flush))
@@ -433,7 +445,8 @@ class ScriptRunner:
         run = (lambda: eval(script.code, variables)) if script.is_expression else (  # noqa: S307
             lambda: exec(script.code, variables))  # noqa: S102 - sandbox-checked code
         try:
-            value = run_within(self.seconds, self.megabytes, run)
+            with script_connection.connection_kept():
+                value = run_within(self.seconds, self.megabytes, run)
         except ScriptTimeout:
             raise failure(f" ran longer than its {self.seconds} s budget "
                           f"(system parameter {PARAM_SCRIPT_SECONDS}).") from None

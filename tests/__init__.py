@@ -42,3 +42,7 @@ from . import test_run_as_user
 from . import test_hostile_input
 from . import test_script_imports
 from . import test_domain_terms
+from . import test_sql_guard
+from . import test_sql_guard_differential
+from . import test_script_connection
+from . import test_inbound_script_sql

@@ -9,7 +9,6 @@ from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import BaseCase, tagged
 
 from ..core.script_rules import ScriptRefused, check_source
-from ..core.sql_guard import UnsafeStatement, check_statement
 from ..services.scripts import IMPORTABLE
 from .common import BjApiHttpCase, BjOutboundCase
 
@@ -24,7 +23,7 @@ TEST_BUDGETS = {
 FORMAT = "str.format and format_map"
 FRAME = "out of a script's reach"
 TRANSACTION = "shares its request's transaction"
-SQL = "cannot control the transaction"
+SQL = r"UnsafeStatement: statement \d: (TransactionStmt|VariableSetStmt) "
 SWALLOW = "would swallow the stop"
 TIMEOUT = "ran longer than its 1 s budget"
 MEMORY = "more than its 64 MB memory budget"
@@ -109,7 +108,7 @@ RUN_VECTORS = [
     ("PREPARE TRANSACTION", "env.cr.execute(\"PREPARE TRANSACTION 'bj'\")", SQL),
     ("COMMIT behind a comment", "model.env.cr.execute('/* x */ COMMIT')", SQL),
     ("set_config role", "env.cr.execute(\"SELECT set_config('role', 'x', false)\")",
-     "cannot change the session"),
+     r"set_config\(\) changes the session's settings"),
     ("commit method at run time", "env.cr.execute('SELECT 1')\nresult = env.cr.fetchall()\n"
                                   "env['res.partner'].env.cr.execute('COMMIT')", SQL),
     ("scheduled action as a limited user",
@@ -167,39 +166,6 @@ MANAGER_VECTORS = [
 
 SAFE_SCRIPT = "(request_data.get('code') or '').upper()"
 
-# (SQL, refused): the guard reads keywords, not the text of literals or comments.
-STATEMENTS = [
-    ("SELECT 1", False),
-    ("select 'COMMIT; ROLLBACK'", False),
-    ("SELECT $x$ ; COMMIT $x$", False),
-    ("SELECT E'\\' ; COMMIT'", False),
-    ('SELECT "commit" FROM t', False),
-    ("-- COMMIT\nSELECT 1", False),
-    ("/* outer /* inner */ COMMIT */ SELECT 1", False),
-    ("PREPARE q AS SELECT 1", False),
-    ("UPDATE res_partner SET name = 'x' WHERE false", False),
-    ("COMMIT", True),
-    ("commit;", True),
-    ("SELECT 1; COMMIT", True),
-    ("SELECT 1;\n  rollback", True),
-    ("END", True),
-    ("ABORT", True),
-    ("BEGIN", True),
-    ("START TRANSACTION", True),
-    ("SAVEPOINT a", True),
-    ("RELEASE SAVEPOINT a", True),
-    ("ROLLBACK TO SAVEPOINT a", True),
-    ("SET SESSION AUTHORIZATION DEFAULT", True),
-    ("SET ROLE NONE", True),
-    ("SET LOCAL ROLE x", True),
-    ("RESET ALL", True),
-    ("DISCARD ALL", True),
-    ("PREPARE TRANSACTION 'x'", True),
-    ("COMMIT PREPARED 'x'", True),
-    ("SELECT set_config('role', 'x', false)", True),
-    ("/* x */ COMMIT", True),
-]
-
 # (source, refused): the rules on the syntax tree.
 SOURCES = [
     ("record.name.upper()", False),
@@ -241,16 +207,7 @@ def statement_timeout(cr):
 
 @tagged("post_install", "-at_install")
 class TestScriptRules(BaseCase):
-    """The SQL guard and the source rules as plain functions (no database)."""
-
-    def test_transaction_control_is_refused(self):
-        for sql, refused in STATEMENTS:
-            with self.subTest(sql=sql):
-                if refused:
-                    with self.assertRaises(UnsafeStatement):
-                        check_statement(sql)
-                else:
-                    check_statement(sql)
+    """The source rules as plain functions (no database)."""
 
     def test_source_rules(self):
         for source, refused in SOURCES:

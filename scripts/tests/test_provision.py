@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import subprocess
+import sys
 import tempfile
 import unittest
 from pathlib import Path
@@ -300,6 +302,68 @@ class TestSystemPackages(unittest.TestCase):
     def test_nothing_missing_runs_nothing(self):
         with mock.patch.object(provision, "checked") as checked:
             provision.ensure_system_packages([SystemNeed("x", lambda: True)], "running")
+        checked.assert_not_called()
+
+
+class TestAddonRequirements(unittest.TestCase):
+    def test_the_manifest_pins_the_sql_parser(self):
+        self.assertIn("pglast==7.22", provision.manifest_requirements())
+
+    def test_missing_requirements_are_judged_as_odoo_does(self):
+        try:
+            import packaging  # noqa: F401 - what the probe imports, as Odoo does
+        except ImportError:
+            self.skipTest("this interpreter has no packaging; Odoo's always has")
+        requirements = [
+            "packaging",  # installed, any version
+            "packaging==0.0.1",  # installed, another version
+            "bj-surely-not-installed==1.0",
+            "bj-surely-not-installed; python_version < '3'",  # marker: not here
+        ]
+        self.assertEqual(
+            provision.missing_requirements(sys.executable, requirements),
+            ["packaging==0.0.1", "bj-surely-not-installed==1.0"],
+        )
+
+    def odoo(self, cached):
+        build = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, build)
+        (build / "venv" / "bin").mkdir(parents=True)
+        (build / "constraints.txt").write_text(provision.PIP_CONSTRAINTS)
+        python = str(build / "venv" / "bin" / "python")
+        return provision.OdooInstall(python, "odoo-bin", "18.0", [], "test", cached=cached)
+
+    def test_a_cached_build_gets_what_it_lacks_without_a_rebuild(self):
+        odoo = self.odoo(cached=True)
+        with (
+            mock.patch.object(provision, "missing_requirements", return_value=["pglast==7.22"]),
+            mock.patch.object(provision, "checked") as checked,
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
+            provision.ensure_addon_requirements(odoo)
+        (_label, command), kwargs = checked.call_args
+        self.assertEqual(command, [odoo.python, "-m", "pip", "install", "-q", "pglast==7.22"])
+        self.assertEqual(kwargs["env"]["PIP_CONSTRAINT"],
+                         str(Path(odoo.python).parent.parent.parent / "constraints.txt"))
+
+    def test_an_installed_odoo_is_told_the_command(self):
+        odoo = self.odoo(cached=False)
+        with (
+            mock.patch.object(provision, "missing_requirements", return_value=["pglast==7.22"]),
+            mock.patch.object(provision, "checked") as checked,
+            self.assertRaises(HarnessError) as caught,
+        ):
+            provision.ensure_addon_requirements(odoo)
+        checked.assert_not_called()
+        self.assertIn(f"{odoo.python} -m pip install pglast==7.22", str(caught.exception))
+        self.assertEqual(caught.exception.exit_code, 2)
+
+    def test_nothing_missing_installs_nothing(self):
+        with (
+            mock.patch.object(provision, "missing_requirements", return_value=[]),
+            mock.patch.object(provision, "checked") as checked,
+        ):
+            provision.ensure_addon_requirements(self.odoo(cached=True))
         checked.assert_not_called()
 
 
