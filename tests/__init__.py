@@ -42,3 +42,4 @@ from . import test_run_as_user
 from . import test_hostile_input
 from . import test_script_imports
 from . import test_url_masking
+from . import test_inbound_storage_limits
