@@ -64,12 +64,7 @@ class TestInboundStorageLimits(BjApiHttpCase):
 
     def setUp(self):
         super().setUp()
-        self.records = []
-        handler = logging.Handler(logging.NOTSET)
-        handler.emit = self.records.append
-        root = logging.getLogger()
-        root.addHandler(handler)
-        self.addCleanup(root.removeHandler, handler)
+        self.records = self.capture_server_log()
 
     def line_id(self, key, endpoint=ENDPOINT):
         configs = self.banks if endpoint == BANKS else self.config | self.accounts
@@ -97,8 +92,7 @@ class TestInboundStorageLimits(BjApiHttpCase):
         self.assertEqual(after[3], before[3] + 1, "one log row per request")
         sent = [value for value in self.strings(body) if len(value) > 3]
         for record in self.records:
-            text = record.getMessage() + (
-                logging.Formatter().formatException(record.exc_info) if record.exc_info else "")
+            text = self.logged_text(record)
             self.assertLess(record.levelno, logging.ERROR, text[:2000])
             for value in sent:
                 self.assertNotIn(value[:200], text, f"{record.name} logged a value sent")

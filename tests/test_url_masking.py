@@ -9,7 +9,6 @@ stored text of any model of the addon (except the configuration's own Request
 URL), no message, activity, notification or log record holds a credential.
 """
 
-import logging
 import socket
 
 from odoo.tests import BaseCase, tagged
@@ -123,12 +122,7 @@ class TestUrlMaskingExits(BjOutboundCase):
 
     def setUp(self):
         super().setUp()
-        self.records = []
-        handler = logging.Handler(logging.NOTSET)
-        handler.emit = self.records.append
-        root = logging.getLogger()
-        root.addHandler(handler)
-        self.addCleanup(root.removeHandler, handler)
+        self.records = self.capture_server_log()
 
     def test_no_exit_shows_a_credential(self):
         password, key, token = (generated_secret(name) for name in ("pw", "key", "tok"))
@@ -157,8 +151,7 @@ class TestUrlMaskingExits(BjOutboundCase):
         self.assertIn(f"api_key={key}", self.server.requests[-1].path)
 
         texts = [*notifications, *(answer["error"] or "" for answer in answers)]
-        texts += [record.getMessage() for record in self.records]
-        texts += [self.formatted(record) for record in self.records if record.exc_info]
+        texts += [self.logged_text(record) for record in self.records]
         texts += self.stored_texts()
         messages = self.env["mail.message"].sudo().search([
             ("model", "=", configs._name), ("res_id", "in", (refused | refusing).ids)])
@@ -192,10 +185,6 @@ class TestUrlMaskingExits(BjOutboundCase):
             for row in records.read(fields):
                 texts += [str(value) for value in row.values() if value]
         return texts
-
-    @staticmethod
-    def formatted(record):
-        return logging.Formatter().formatException(record.exc_info)
 
     def test_a_log_row_masks_whatever_its_writer_passes(self):
         token = generated_secret()
