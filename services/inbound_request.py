@@ -35,7 +35,13 @@ from ..core.plan import RELATIONAL_TYPES, X2MANY_TYPES
 from . import run_as
 from .filter_domain import scope_domain
 from .quiet_cursor import QuietCursor
-from .records import StorableCheck, export_records, import_values, line_of_column
+from .records import (
+    StorableCheck,
+    export_records,
+    import_values,
+    line_of_column,
+    line_of_index,
+)
 
 _logger = logging.getLogger("bj.api.inbound")
 
@@ -52,6 +58,8 @@ UNSORTABLE_TYPES = (*X2MANY_TYPES, "binary")
 DATABASE_CLIENT_ERRORS = (psycopg2.DataError, psycopg2.IntegrityError,
                           psycopg2.errors.ProgramLimitExceeded)
 CLIENT_ERRORS = (UserError, *DATABASE_CLIENT_ERRORS, OverflowError)
+# The index an entry too large was for, as PostgreSQL names it.
+INDEX_NAME = re.compile(r'for index "([^"]+)"')
 # Context key set on every inbound write, so outbound triggers can tell the
 # change came from an external system and not echo it back.
 INBOUND_CONTEXT_KEY = "bj_api_sync_inbound_config_id"
@@ -134,9 +142,12 @@ class InboundRequest:
 
     def _database_error(self, error, index):
         """The 400 answering what the database refused of the caller's values,
-        naming the line when the database names the column."""
+        naming the line when the database names the column or the index."""
         line = line_of_column(self.env.registry, self.plan, error.diag.table_name,
                               error.diag.column_name)
+        index_name = INDEX_NAME.search(error.diag.message_primary or "")
+        if not line and index_name:
+            line = line_of_index(self.env.cr, self.env.registry, self.plan, index_name[1])
         if isinstance(error, psycopg2.IntegrityError):
             # Read as the superuser: it names the model and fields of the constraint.
             message = _as_validation_error(self.env(su=True), error).args[0]

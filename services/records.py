@@ -121,12 +121,37 @@ def line_of_field(plan, model, field):
 
 
 def line_of_column(registry, plan, table, column):
-    """The line filling ``table``'s ``column`` (as the database names them), or None."""
+    """The line filling ``table``'s ``column`` (as the database names them), or
+    else one filling a field that the column's stored field is computed from;
+    None when no line does."""
     if not (plan and table and column):
         return None
-    model = next((name for name, cls in registry.items()
+    model = next((cls for cls in registry.values()
                   if cls._table == table and not cls._abstract), None)
-    return model and line_of_field(plan, model, column)
+    if model is None:
+        return None
+    line = line_of_field(plan, model._name, column)
+    field = model._fields.get(column)
+    if line or field is None:
+        return line
+    # Text first: a too large index entry is made of text (the name of a contact
+    # rather than whether it is a company).
+    sources = sorted({path.split(".")[0] for path in registry.field_depends[field]},
+                     key=lambda name: (model._fields[name].type not in TEXT_TYPES, name))
+    return next((line for name in sources if (line := line_of_field(plan, model._name, name))),
+                None)
+
+
+def line_of_index(cr, registry, plan, index):
+    """The line filling a column of the database index named ``index``, or None."""
+    cr.execute("""
+        SELECT t.relname, a.attname FROM pg_index i
+        JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
+        JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY(i.indkey)
+        WHERE x.relname = %s
+    """, [index])
+    return next((line for table, column in cr.fetchall()
+                 if (line := line_of_column(registry, plan, table, column))), None)
 
 
 class StorableCheck:

@@ -141,15 +141,16 @@ class BjApiSyncTestMixin:
 
     # -- the server log ----------------------------------------------------
 
-    def capture_server_log(self, level=logging.NOTSET):
-        """The list of every record the root logger handles at ``level`` or
-        above, from now to the end of the test (the HTTP server's threads too)."""
+    def capture_server_log(self, level=logging.NOTSET, logger=None):
+        """The list of every record ``logger`` (the root logger) handles at
+        ``level`` or above, from now to the end of the test (the HTTP server's
+        threads too)."""
         records = []
         handler = logging.Handler(level)
         handler.emit = records.append
-        root = logging.getLogger()
-        root.addHandler(handler)
-        self.addCleanup(root.removeHandler, handler)
+        logger = logger or logging.getLogger()
+        logger.addHandler(handler)
+        self.addCleanup(logger.removeHandler, handler)
         return records
 
     @staticmethod

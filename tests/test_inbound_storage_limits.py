@@ -11,9 +11,11 @@ caller sent.
 
 import logging
 import secrets
+from unittest.mock import patch
 
 from odoo.tests import tagged
 
+from ..services.inbound_request import InboundRequest
 from ..services.records import INDEXED_TEXT_MAX_BYTES
 from .common import BjApiHttpCase
 
@@ -162,7 +164,33 @@ class TestInboundStorageLimits(BjApiHttpCase):
     def test_computed_index_entry_too_large(self):
         """The contact's name fits, its complete_name ("<company>, <name>") does not."""
         self.refused("POST", {"name": incompressible(INDEXED_TEXT_MAX_BYTES - 100),
-                              "parent": self.company.id}, "too large for the database")
+                              "parent": self.company.id},
+                     "'name'.*too large for the database.*complete_name", "name")
+
+    # -- not about the values: a 500, logged without them ------------------------------
+
+    def test_unexpected_database_error_is_logged_without_values(self):
+        """A broken statement whose text quotes the values sent: the server log
+        gets its kind, SQLSTATE and place, not its text."""
+        value = incompressible(40)
+
+        def create(request, model, payload):
+            request.cr.execute("SELECT no_such_column FROM res_partner WHERE name = %s",
+                               [payload["name"]])
+
+        # Kept from the root logger: make test fails on any ERROR line in Odoo's log.
+        inbound_logger = logging.getLogger("bj.api.inbound")
+        records = self.capture_server_log(logger=inbound_logger)
+        with patch.object(InboundRequest, "_create", create), \
+                patch.object(inbound_logger, "propagate", False):
+            response = self.api("POST", ENDPOINT, body={"name": value})
+        self.assertApiError(response, 500, "Internal server error")
+        [error] = [record for record in records if record.levelno >= logging.ERROR]
+        text = self.logged_text(error)
+        self.assertIn("UndefinedColumn (SQLSTATE 42703)", text)
+        self.assertIn("in create", text)
+        for record in [error, *self.records]:
+            self.assertNotIn(value, self.logged_text(record))
 
     # -- refused by the mapping -------------------------------------------------------
 
