@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
+from .masking import mask_url_secrets
 from .plan import strip_bearer
 
 JSON_CONTENT_TYPE = "application/json"
@@ -58,6 +59,9 @@ class PlaceholderError(ValueError):
 
 @dataclass
 class HttpResult:
+    """What became of one request, safe to store and show: its ``url`` and
+    ``error`` have their credentials masked (``masking.mask_url_secrets``)."""
+
     method: str
     url: str
     status_code: int | None = None
@@ -260,7 +264,7 @@ def send(method, url, *, body=None, headers=None, timeout=None, options=None):
     ``(connect, read)`` pair of seconds; ``options`` the ``environment_options``
     of the URL's host when the caller has them already.
     """
-    result = HttpResult(method=method, url=url)
+    result = HttpResult(method=method, url=mask_url_secrets(url))
     started = time.monotonic()
     try:
         response = session().request(
@@ -269,7 +273,8 @@ def send(method, url, *, body=None, headers=None, timeout=None, options=None):
         )
     except requests.exceptions.RequestException as error:
         result.error_kind = classify_error(error)
-        result.error = f"{ERROR_LABELS[result.error_kind]} ({error})"
+        # The library's text quotes the URL (path and query, or whole).
+        result.error = mask_url_secrets(f"{ERROR_LABELS[result.error_kind]} ({error})")
     else:
         result.status_code = response.status_code
         result.reason = response.reason or ""
@@ -288,7 +293,7 @@ def send_json(method, url_template, body, payload, headers, timeout, options=Non
     try:
         url = fill_placeholders(url_template, payload)
     except PlaceholderError as error:
-        return HttpResult(method=method, url=url_template, error_kind=INVALID_URL,
-                          error=str(error))
+        return HttpResult(method=method, url=mask_url_secrets(url_template),
+                          error_kind=INVALID_URL, error=str(error))
     return send(method, url, body=body.encode(), headers=headers, timeout=timeout,
                 options=options)

@@ -10,7 +10,7 @@ from psycopg2 import errors
 from odoo import _, api, fields, models, tools
 from odoo.exceptions import AccessError, ValidationError
 
-from ..core import http_client
+from ..core import http_client, masking
 from ..core.domain_terms import parse_domain
 from ..core.plan import (
     MODE_EXECUTE,
@@ -377,7 +377,7 @@ class BjApiSyncConfig(models.Model):
             if parsed.scheme not in ("http", "https") or not parsed.netloc:
                 raise ValidationError(
                     _("Request URL %(url)r must be an http:// or https:// URL.",
-                      url=config.request_url)
+                      url=masking.mask_url_secrets(config.request_url))
                 )
 
     @api.constrains("request_type", "http_method_ids")

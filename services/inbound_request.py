@@ -14,8 +14,10 @@ import json
 import logging
 import re
 import time
+import traceback
 
 import psycopg2
+import psycopg2.errors
 
 from odoo import models, tools
 from odoo.exceptions import AccessError, UserError
@@ -32,7 +34,14 @@ from ..core.inbound import InboundError, InboundResponse
 from ..core.plan import RELATIONAL_TYPES, X2MANY_TYPES
 from . import run_as
 from .filter_domain import scope_domain
-from .records import export_records, import_values
+from .quiet_cursor import QuietCursor
+from .records import (
+    StorableCheck,
+    export_records,
+    import_values,
+    line_of_column,
+    line_of_index,
+)
 
 _logger = logging.getLogger("bj.api.inbound")
 
@@ -42,9 +51,15 @@ RESERVED_QUERY_KEYS = ("limit", "offset", "page", "order")
 ORDER_TERM = re.compile(r"^(?P<key>[^\s]+)(?:\s+(?P<direction>asc|desc))?$", re.IGNORECASE)
 UNSORTABLE_TYPES = (*X2MANY_TYPES, "binary")
 # Errors of the ORM or the database that a caller's values cause: a 400 naming
-# the batch item at fault.  OverflowError: a number the ORM cannot round to the
-# field's precision (1e308 on a monetary field).
-CLIENT_ERRORS = (UserError, psycopg2.IntegrityError, psycopg2.DataError, OverflowError)
+# the batch item at fault.  The database's: its classes of errors about the
+# values (22 data exception, 23 integrity constraint violation, 54 program limit
+# exceeded: an index entry too large).  OverflowError: a number the ORM cannot
+# round to the field's precision (1e308 on a monetary field).
+DATABASE_CLIENT_ERRORS = (psycopg2.DataError, psycopg2.IntegrityError,
+                          psycopg2.errors.ProgramLimitExceeded)
+CLIENT_ERRORS = (UserError, *DATABASE_CLIENT_ERRORS, OverflowError)
+# The index an entry too large was for, as PostgreSQL names it.
+INDEX_NAME = re.compile(r'for index "([^"]+)"')
 # Context key set on every inbound write, so outbound triggers can tell the
 # change came from an external system and not echo it back.
 INBOUND_CONTEXT_KEY = "bj_api_sync_inbound_config_id"
@@ -68,6 +83,9 @@ class InboundRequest:
         self.started = time.monotonic()
         self.plan = None
         self.secrets = inbound.submitted_secrets(call.header("Authorization"))
+        # The work on the caller's values: a statement the database refuses is
+        # answered, not logged with the caller's data (see QuietCursor).
+        self.cr = QuietCursor(env.cr)
 
     # -- entry point ------------------------------------------------------------
 
@@ -79,7 +97,7 @@ class InboundRequest:
             self.secrets += list(self.plan.secrets)
             self._authorize()
             payload = self._payload()
-            with self.env.cr.savepoint():
+            with self.cr.savepoint():
                 response = self._execute(payload)
         except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
             if not self.last_try:
@@ -108,18 +126,38 @@ class InboundRequest:
             return InboundError(403, f"Access refused: {error.args[0]}", index=index)
         if isinstance(error, UserError):  # ValidationError included
             return InboundError(400, error.args[0], index=index)
+        if isinstance(error, DATABASE_CLIENT_ERRORS):
+            return self._database_error(error, index)
+        if isinstance(error, OverflowError):
+            return InboundError(400, f"A number is out of range: {error}.", index=index)
+        if isinstance(error, psycopg2.Error):
+            # Its text may quote the caller's values (DETAIL): the server log gets
+            # the kind of error and where it happened, not the values.
+            _logger.error("Inbound API request failed unexpectedly: %s (SQLSTATE %s) %s\n%s",
+                          type(error).__name__, error.pgcode, error.diag.message_primary,
+                          "".join(traceback.format_tb(error.__traceback__)))
+        else:
+            _logger.exception("Inbound API request failed unexpectedly")
+        return InboundError(500, "Internal server error: the server log has the details.")
+
+    def _database_error(self, error, index):
+        """The 400 answering what the database refused of the caller's values,
+        naming the line when the database names the column or the index."""
+        line = line_of_column(self.env.registry, self.plan, error.diag.table_name,
+                              error.diag.column_name)
+        index_name = INDEX_NAME.search(error.diag.message_primary or "")
+        if not line and index_name:
+            line = line_of_index(self.env.cr, self.env.registry, self.plan, index_name[1])
         if isinstance(error, psycopg2.IntegrityError):
             # Read as the superuser: it names the model and fields of the constraint.
             message = _as_validation_error(self.env(su=True), error).args[0]
-            return InboundError(400, message, index=index)
-        if isinstance(error, psycopg2.DataError):
-            return InboundError(
-                400, f"The database refused a value: {error.diag.message_primary}", index=index
-            )
-        if isinstance(error, OverflowError):
-            return InboundError(400, f"A number is out of range: {error}.", index=index)
-        _logger.exception("Inbound API request failed unexpectedly")
-        return InboundError(500, "Internal server error: the server log has the details.")
+        elif isinstance(error, psycopg2.DataError):
+            message = f"The database refused a value: {error.diag.message_primary}"
+        else:
+            message = f"A value is too large for the database: {error.diag.message_primary}"
+        if line:
+            message = f"Invalid value for {line.label!r}: {message}"
+        return InboundError(400, message, line_id=line and line.line_id, index=index)
 
     # -- resolve, authenticate, read the body -------------------------------------
 
@@ -227,7 +265,7 @@ class InboundRequest:
                                   **{INBOUND_CONTEXT_KEY: plan.config_id})
         except run_as.RunAsUserError as error:
             raise InboundError(RUN_AS_OFF_STATUS, error.args[0]) from None
-        return env[plan.model]
+        return env(cr=self.cr)[plan.model]
 
     def _execute(self, payload):
         """Replay a stored answer, or run the operation (and store its answer)."""
@@ -547,9 +585,12 @@ class InboundRequest:
         return self._respond_written(records, many=many)
 
     def _import(self, model, items, existing, many):
-        """ORM values of ``items``; a single object's errors carry no index."""
+        """ORM values of ``items``, refused (400) where the database would refuse
+        them; a single object's errors carry no index."""
         try:
-            return import_values(self.plan, model, items, existing)
+            vals_list = import_values(self.plan, model, items, existing)
+            StorableCheck(self.plan).check(model, vals_list, existing)
+            return vals_list
         except MappingError as error:
             if not many:
                 error.index = None
@@ -569,7 +610,7 @@ class InboundRequest:
             # A single object: the request's savepoint undoes it, no index to find.
             return model.create(vals_list)
         try:
-            with self.env.cr.savepoint():
+            with self.cr.savepoint():
                 return model.create(vals_list)
         except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
             raise
@@ -579,7 +620,7 @@ class InboundRequest:
             # Slow path, errors only: create one by one to name the culprit.
             for index, vals in zip(indexes, vals_list, strict=True):
                 try:
-                    with self.env.cr.savepoint():
+                    with self.cr.savepoint():
                         model.create(vals)
                 except CLIENT_ERRORS as item_error:
                     raise self._error(item_error, index) from item_error
@@ -591,7 +632,7 @@ class InboundRequest:
             return
         # In a batch, flush each write on its own so that an error names its item.
         try:
-            with self.env.cr.savepoint():
+            with self.cr.savepoint():
                 record.write(vals)
         except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
             raise

@@ -46,3 +46,5 @@ from . import test_sql_guard
 from . import test_sql_guard_differential
 from . import test_script_connection
 from . import test_inbound_script_sql
+from . import test_url_masking
+from . import test_inbound_storage_limits

@@ -3,6 +3,7 @@ local HTTP server and log assertions."""
 
 import base64
 import json
+import logging
 import secrets
 import socket
 import sys
@@ -137,6 +138,28 @@ class BjApiSyncTestMixin:
     def assertNoSecretIn(self, text, *secret_values):
         for secret in secret_values:
             self.assertNotIn(secret, text or "", "a secret leaked")
+
+    # -- the server log ----------------------------------------------------
+
+    def capture_server_log(self, level=logging.NOTSET, logger=None):
+        """The list of every record ``logger`` (the root logger) handles at
+        ``level`` or above, from now to the end of the test (the HTTP server's
+        threads too)."""
+        records = []
+        handler = logging.Handler(level)
+        handler.emit = records.append
+        logger = logger or logging.getLogger()
+        logger.addHandler(handler)
+        self.addCleanup(logger.removeHandler, handler)
+        return records
+
+    @staticmethod
+    def logged_text(record):
+        """A log record as the server log shows it: message and traceback."""
+        text = record.getMessage()
+        if record.exc_info:
+            text += logging.Formatter().formatException(record.exc_info)
+        return text
 
 
 class BjApiSyncCase(BjApiSyncTestMixin, TransactionCase):

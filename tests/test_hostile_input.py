@@ -170,13 +170,8 @@ class TestHostileInput(BjApiHttpCase):
     def setUp(self):
         super().setUp()
         self.statuses = Counter()
-        self.records = []
+        self.records = self.capture_server_log(logging.WARNING)
         self.problems = []
-        handler = logging.Handler(logging.WARNING)
-        handler.emit = self.records.append
-        root = logging.getLogger()
-        root.addHandler(handler)
-        self.addCleanup(root.removeHandler, handler)
 
     # -- sending -----------------------------------------------------------------
 
