@@ -404,21 +404,32 @@ class DeliveryWorker:
     def _give_back_abandoned(self, abandoned):
         _logger.warning("Reclaiming %s outbound jobs left running by a stopped worker: %s",
                         len(abandoned), abandoned.ids)
-        message = _("The worker sending this delivery stopped before recording the result.")
+        # The claim committed the attempt before the payload was built: a job
+        # without one lost its worker while its export and scripts ran.
+        reasons = {
+            False: _("The worker stopped while building this delivery's payload: its export "
+                     "or a script of its lines ran past Odoo's worker limits (time or memory), "
+                     "or the server stopped."),
+            True: _("The worker sending this delivery stopped before recording the result."),
+        }
         log_model = self.env["bj.api.log"]
         for job in abandoned:
             plan = job.config_id._bj_plan()
             log_model._bj_write_in_transaction(
                 outbound.log_values(plan, None, records_text=job.res_ids, attempt=job.attempt,
                                     error=_("Attempt %(attempt)s cut short: %(message)s",
-                                            attempt=job.attempt, message=message),
+                                            attempt=job.attempt,
+                                            message=reasons[bool(job.payload)]),
                                     job_id=job.id),
                 plan.secrets,
             )
-        exhausted = abandoned.filtered(lambda job: job.attempt >= job.attempt_limit)
-        (abandoned - exhausted)._bj_release(message)
-        exhausted._bj_finish("dead", message)
-        exhausted._bj_notify_dead()
+        dead = self.jobs.browse()
+        for built, jobs in abandoned.grouped(lambda job: bool(job.payload)).items():
+            exhausted = jobs.filtered(lambda job: job.attempt >= job.attempt_limit)
+            (jobs - exhausted)._bj_release(reasons[built])
+            exhausted._bj_finish("dead", reasons[built])
+            dead |= exhausted
+        dead._bj_notify_dead()
 
     def _count_due(self):
         return self.jobs.search_count([("state", "=", "pending"),

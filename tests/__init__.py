@@ -41,3 +41,4 @@ from . import test_documented_usage
 from . import test_run_as_user
 from . import test_hostile_input
 from . import test_script_imports
+from . import test_script_budget
