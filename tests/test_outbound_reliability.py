@@ -142,15 +142,20 @@ class TestCommittedOutbox(CommittedDataMixin, BaseCase):
         its worker until Odoo's watchdog kills it (here: SIGKILL from the test,
         as the master does past limit_time_real).  The attempt was committed
         before the script ran; the next run gives the job back, and after its
-        Maximum Attempts it is dead, with the reason on the job."""
+        Maximum Attempts it is dead, with the reason on the job.  The job of
+        another configuration, queued by the same change, loses nothing."""
         with self.committed_env() as env:
             config = env["bj.api.sync.config"].browse(self.config_id)
+            other = config.copy({"name": "Committed outbox, no script", "max_attempts": 2})
+            self.addCleanup(self.delete_config, other.id)
             config.max_attempts = 2
             config.line_ids.filtered(lambda line: line.external_key == "name").write({
                 "value_type": "python_plain", "python_script": "sum(range(10 ** 15))"})
         self.create_partner("Runaway")
         with self.committed_env() as env:
             job_id = env["bj.api.sync.job"].search([("config_id", "=", self.config_id)]).id
+            other_job_id = env["bj.api.sync.job"].search([("config_id", "=", other.id)]).id
+        self.assertGreater(other_job_id, job_id, "claimed after the runaway, were it batched")
         for attempt in (1, 2):
             pid = self.run_worker_process()
             try:
@@ -182,7 +187,14 @@ class TestCommittedOutbox(CommittedDataMixin, BaseCase):
             logs = env["bj.api.log"].search([("job_id", "=", job_id)], order="id")
             self.assertEqual(logs.mapped("attempt"), [1, 2])
             self.assertTrue(all("cut short" in log.error_message for log in logs))
-        self.assertFalse(self.server.requests)
+        self.assertEqual(self.job_row(other_job_id)[:2], ("done", 1))
+        self.assertEqual(self.names_received(), ["Runaway"])
+
+    def delete_config(self, config_id):
+        with self.committed_env() as env:
+            env["bj.api.log"].search([("config_id", "=", config_id)]).unlink()
+            env["bj.api.sync.job"].search([("config_id", "=", config_id)]).unlink()
+            env["bj.api.sync.config"].browse(config_id).unlink()
 
     def test_an_answer_is_committed_within_about_a_second(self):
         """While a slow request is still in flight, the outcome of a quick one is

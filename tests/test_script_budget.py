@@ -219,12 +219,14 @@ class TestScriptBudget(BaseCase):
         with self.assertRaises(ZeroDivisionError):
             exec(compile(source, "<plain>", "exec"), plain)  # noqa: S102 - our own source
         variables = script_context(None, None, None, {}, Budget(math.inf))
-        with self.assertRaises(ZeroDivisionError) as caught:
+        try:
             exec(compile_script(source, "execute").code, variables)  # noqa: S102 - checked
+        except ZeroDivisionError as error:
+            self.assertEqual(error.__traceback__.tb_next.tb_lineno, source.count("\n") + 1)
+        else:
+            self.fail("the script's last line divides by zero")
         self.assertEqual(variables["result"], plain["result"])
         self.assertEqual(plain["result"][-3:], [[2, 3, 3], [2, 3, 3], 1])
-        self.assertEqual(caught.exception.__traceback__.tb_next.tb_lineno,
-                         source.count("\n") + 1)
 
     def test_code_left_after_its_run_stops_at_once(self):
         """A generator the script leaves behind runs nothing after the run,
