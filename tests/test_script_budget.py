@@ -289,7 +289,7 @@ class TestScriptBudgetConcurrency(CommittedDataMixin, BaseCase):
         "while True:\n    pass",
         "time.sleep(600)",
         "env.cr.execute('SELECT pg_sleep(600)')",
-        "data = b'x' * (200 * 1024 * 1024)\nwhile True:\n    pass",
+        "data = b'x' * (400 * 1024 * 1024)\nwhile True:\n    pass",
         GENERATOR + "while True:\n    g = spin()\n    for _x in g:\n        break\n    g = None",
         "def f():\n    try:\n        f()\n    finally:\n        f()\nf()",
         "result = sum(1 for _ in range(10 ** 12))",
@@ -323,7 +323,7 @@ class TestScriptBudgetConcurrency(CommittedDataMixin, BaseCase):
         with self.registry.cursor() as cr:
             while not stop.is_set():
                 try:
-                    block = bytearray(64 * 1024 * 1024)
+                    block = bytearray(256 * 1024 * 1024)
                     block[-1] = 1
                     del block
                     helper = threading.Thread(target=time.sleep, args=(0.01,))
@@ -361,14 +361,14 @@ class TestScriptBudgetConcurrency(CommittedDataMixin, BaseCase):
                      "(slowest stop %.2f s: %r); %s other operations succeeded meanwhile",
                      len(stops), self.SECONDS, self.SCRIPT_THREADS, elapsed, slowest[0],
                      slowest[1], len(done))
+        self.assertEqual(other_failures, [])
+        self.assertGreater(len(done), 10)
         self.assertEqual(failures, [])
         self.assertEqual(len(stops), self.RUNS)
         for seconds, _source, message in stops:
             self.assertIn("ran longer than its 1 s budget (system parameter "
                           "bjet_api_sync.script_time_budget)", message)
             self.assertLess(seconds, self.SECONDS + 1)
-        self.assertEqual(other_failures, [])
-        self.assertGreater(len(done), 10)
         # The next script still has a budget.
         outcome = run_script("while True:\n    pass")
         self.assertEqual(outcome[0], "stopped")
