@@ -2,7 +2,8 @@
 source's syntax tree when a script is saved and when it is compiled.
 
 Odoo's sandbox checks the names a script's bytecode uses; these rules close
-what that check cannot see and what would let a script outlive its budgets.
+what that check cannot see.  (No rule is needed against swallowing the stop of
+the time budget: it is raised again at every line, core/script_budget.py.)
 """
 
 import ast
@@ -21,8 +22,6 @@ TRANSACTION_REASON = ("a script shares its request's transaction: it cannot end 
 # Frame and traceback links the sandbox's own list leaves open.
 FRAME_NAMES = frozenset({"f_back", "f_trace", "tb_next", "gi_running", "cr_origin"})
 FRAME_REASON = "frames and tracebacks are out of a script's reach"
-SWALLOW_REASON = ("it would swallow the stop of the script's time or memory budget: "
-                  "catch Exception instead")
 # The one dunder name a script may read: its own ``__name__`` (the original's
 # ``logging.getLogger(__name__)``), replaced by a constant before compiling.
 SCRIPT_NAME = "__name__"
@@ -50,7 +49,6 @@ class _Checker(ast.NodeVisitor):
     def __init__(self, unsafe_names, importable):
         self.unsafe_names = unsafe_names
         self.importable = importable
-        self.finally_loops = []
 
     def _refuse_name(self, name, node, allow_plain=False):
         reason = _name_reason(name, self.unsafe_names)
@@ -93,57 +91,6 @@ class _Checker(ast.NodeVisitor):
                                     f"{offered}.", node.lineno)
             if alias.asname:
                 self._refuse_name(alias.asname, node, allow_plain=True)
-
-    def visit_ExceptHandler(self, node):
-        if node.type is None:
-            raise ScriptRefused(f"a bare 'except:' is not allowed: {SWALLOW_REASON}.",
-                                node.lineno)
-        self.generic_visit(node)
-
-    def visit_Try(self, node):
-        for child in node.body + node.handlers + node.orelse:
-            self.visit(child)
-        # Loops entered since the innermost finally: break and continue inside
-        # them stay in the finally block.
-        self.finally_loops.append(0)
-        for child in node.finalbody:
-            self.visit(child)
-        self.finally_loops.pop()
-
-    visit_TryStar = visit_Try
-
-    def _loop(self, node):
-        if self.finally_loops:
-            self.finally_loops[-1] += 1
-        self.generic_visit(node)
-        if self.finally_loops:
-            self.finally_loops[-1] -= 1
-
-    visit_For = visit_AsyncFor = visit_While = _loop
-
-    def _refuse_leaving_finally(self, node):
-        raise ScriptRefused(
-            f"'{type(node).__name__.lower()}' in a 'finally' block is not allowed: "
-            f"{SWALLOW_REASON}.", node.lineno)
-
-    def visit_Return(self, node):
-        if self.finally_loops:
-            self._refuse_leaving_finally(node)
-        self.generic_visit(node)
-
-    def visit_Break(self, node):
-        if self.finally_loops and not self.finally_loops[-1]:
-            self._refuse_leaving_finally(node)
-
-    visit_Continue = visit_Break
-
-    def _new_scope(self, node):
-        # A function defined in a finally block has its own flow.
-        outer, self.finally_loops = self.finally_loops, []
-        self.generic_visit(node)
-        self.finally_loops = outer
-
-    visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _new_scope
 
 
 def check_source(source, unsafe_names=frozenset(), importable=None):

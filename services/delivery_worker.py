@@ -180,15 +180,20 @@ class DeliveryWorker:
 
     def _next_requests(self):
         """Claim a few due jobs, build their payloads, and return the requests
-        that fit in the run's remaining time (the others go back to the queue)."""
-        claimed = self._claim(CLAIM_BATCH_SIZE)
-        if not claimed:
-            return []
-        requests = [self._outbound_request(job) for job in self._prepare_payloads(claimed)]
-        self._commit()
-        # Jobs finished while preparing (cancelled, dead, retried later) are settled.
-        self._unlock(set(claimed.ids) - {request.job_id for request in requests})
-        return requests
+        that fit in the run's remaining time (the others go back to the queue).
+        A claim whose jobs all finished while preparing (cancelled, dead,
+        retried later) is followed by the next one."""
+        while self._time_left() > RUN_MARGIN:
+            claimed = self._claim(CLAIM_BATCH_SIZE)
+            if not claimed:
+                break
+            requests = [self._outbound_request(job) for job in self._prepare_payloads(claimed)]
+            self._commit()
+            # Jobs finished while preparing are settled.
+            self._unlock(set(claimed.ids) - {request.job_id for request in requests})
+            if requests:
+                return requests
+        return []
 
     def _wait_for_work(self):
         """With nothing on the wire: wait for the next retry, polling every
@@ -310,7 +315,7 @@ class DeliveryWorker:
         still hold back younger jobs of their records.
         """
         cr, now = self.env.cr, self.jobs._bj_now()
-        seen, chosen, after = set(), [], 0
+        seen, chosen, after, configs = set(), [], 0, {}
         while len(chosen) < wanted:
             cr.execute(
                 """
@@ -324,6 +329,7 @@ class DeliveryWorker:
             due = cr.fetchall()
             if not due:
                 break
+            configs.update((job_id, config_id) for job_id, config_id, _res_ids in due)
             cr.execute(
                 """
                 SELECT id, config_id, res_ids FROM bj_api_sync_job
@@ -341,7 +347,23 @@ class DeliveryWorker:
             if len(due) < wanted:
                 break
             after = due[-1][0]
-        return chosen
+        return self._scripts_claimed_alone(chosen, configs)
+
+    def _scripts_claimed_alone(self, ids, configs):
+        """``ids`` (in id order; ``configs`` maps them to their configuration)
+        narrowed so that a configuration whose lines run scripts is claimed
+        alone.  Its scripts run in this worker: one that runs past Odoo's
+        worker limits gets the worker killed, and the attempt the claim
+        counted is then lost by that configuration's jobs only."""
+        if not ids:
+            return ids
+        config_model = self.env["bj.api.sync.config"]
+        scripted = {config_id for config_id in {configs[i] for i in ids}
+                    if config_model.browse(config_id)._bj_plan().has_scripts}
+        first = configs[ids[0]]
+        if first in scripted:
+            return [i for i in ids if configs[i] == first]
+        return [i for i in ids if configs[i] not in scripted]
 
     def _unlock(self, ids):
         ids = [job_id for job_id in ids if job_id in self.locked]
@@ -404,21 +426,32 @@ class DeliveryWorker:
     def _give_back_abandoned(self, abandoned):
         _logger.warning("Reclaiming %s outbound jobs left running by a stopped worker: %s",
                         len(abandoned), abandoned.ids)
-        message = _("The worker sending this delivery stopped before recording the result.")
+        # The claim committed the attempt before the payload was built: a job
+        # without one lost its worker while its export and scripts ran.
+        reasons = {
+            False: _("The worker stopped while building this delivery's payload: its export "
+                     "or a script of its lines ran past Odoo's worker limits (time or memory), "
+                     "or the server stopped."),
+            True: _("The worker sending this delivery stopped before recording the result."),
+        }
         log_model = self.env["bj.api.log"]
         for job in abandoned:
             plan = job.config_id._bj_plan()
             log_model._bj_write_in_transaction(
                 outbound.log_values(plan, None, records_text=job.res_ids, attempt=job.attempt,
                                     error=_("Attempt %(attempt)s cut short: %(message)s",
-                                            attempt=job.attempt, message=message),
+                                            attempt=job.attempt,
+                                            message=reasons[bool(job.payload)]),
                                     job_id=job.id),
                 plan.secrets,
             )
-        exhausted = abandoned.filtered(lambda job: job.attempt >= job.attempt_limit)
-        (abandoned - exhausted)._bj_release(message)
-        exhausted._bj_finish("dead", message)
-        exhausted._bj_notify_dead()
+        dead = self.jobs.browse()
+        for built, jobs in abandoned.grouped(lambda job: bool(job.payload)).items():
+            exhausted = jobs.filtered(lambda job: job.attempt >= job.attempt_limit)
+            (jobs - exhausted)._bj_release(reasons[built])
+            exhausted._bj_finish("dead", reasons[built])
+            dead |= exhausted
+        dead._bj_notify_dead()
 
     def _count_due(self):
         return self.jobs.search_count([("state", "=", "pending"),

@@ -1,17 +1,14 @@
 """Python Scripts of configuration lines: compiled once in Odoo's sandbox, run
-with the variables the Script dialog documents, within time and memory budgets,
-on a cursor that cannot end or leave its request's transaction."""
+with the variables the Script dialog documents, within a time budget, on a
+cursor that cannot end or leave its request's transaction."""
 
 import ast
 import base64
-import ctypes
 import logging
 import math
-import resource
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from dis import opmap
 
 from psycopg2 import OperationalError
@@ -26,6 +23,7 @@ from odoo.tools import safe_eval as sandbox
 
 from ..core.exceptions import MappingError
 from ..core.plan import MODE_EXECUTE, Script
+from ..core.script_budget import CHECKPOINT, Budget, ScriptTimeout, add_checkpoints
 from ..core.script_rules import ScriptRefused, bind_script_name, check_source
 from ..core.sql_guard import check_statement
 from . import script_connection
@@ -41,17 +39,6 @@ SCRIPT_FILENAME = "<configuration line script>"
 # with an error naming its line, and its request or job fails alone.
 PARAM_SCRIPT_SECONDS = "bjet_api_sync.script_time_budget"
 DEFAULT_SCRIPT_SECONDS = 5
-# Megabytes of address space scripts may add to their process (a system
-# parameter): past it, allocations fail with MemoryError, reported like an
-# error of the script.
-PARAM_SCRIPT_MEGABYTES = "bjet_api_sync.script_memory_budget"
-DEFAULT_SCRIPT_MEGABYTES = 512
-
-
-class ScriptTimeout(BaseException):
-    """Raised inside a script past its budget.  A BaseException, so that the
-    script's own ``except Exception`` cannot swallow it (and the rules refuse
-    bare ``except:`` and leaving a ``finally`` block)."""
 
 
 class BudgetedTime:
@@ -61,146 +48,38 @@ class BudgetedTime:
     strptime = sandbox.time.strptime
     strftime = sandbox.time.strftime
 
-    def __init__(self, deadline):
-        self._deadline = deadline
+    def __init__(self, budget):
+        self._budget = budget
 
     def sleep(self, seconds):
-        remaining = self._deadline - time.monotonic()
+        remaining = self._budget.remaining()
         if seconds > remaining:
             time.sleep(max(remaining, 0))
             raise ScriptTimeout
         time.sleep(seconds)
 
 
-_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
-# How often the watchdog looks at the running scripts' deadlines.
-WATCHDOG_SECONDS = 0.05
-
-
-class _Watchdog:
-    """One daemon thread that stops scripts past their deadline, by scheduling
-    ScriptTimeout in their thread (``PyThreadState_SetAsyncExc``) until they
-    are gone.
-
-    Not a trace function: Python removes a trace function that raises (a
-    RecursionError in it would do), and the script would then run on without
-    a budget; a scheduled exception is raised again after every handler that
-    catches it.  Either stops Python code only: SQL is bounded by
-    ``statement_timeout`` (:class:`ScriptCursor`), and one long C-level operation
-    by Odoo's worker limits (``limit_time_cpu``, ``limit_time_real``).
-    """
-
-    def __init__(self):
-        self.lock = threading.Condition()
-        self.deadlines = {}
-        self.thread = None
-
-    def watch(self, thread_id, deadline):
-        with self.lock:
-            self.deadlines[thread_id] = deadline
-            # A forked worker inherits the object, not the thread.
-            if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self._run, name="bj-script-watchdog",
-                                               daemon=True)
-                self.thread.start()
-            self.lock.notify()
-
-    def release(self, thread_id):
-        """Idempotent: the stop may interrupt it, and it is called again."""
-        with self.lock:
-            self.deadlines.pop(thread_id, None)
-            _set_async_exc(ctypes.c_ulong(thread_id), None)  # one already scheduled
-
-    def _run(self):
-        with self.lock:
-            while True:
-                now = time.monotonic()
-                for thread_id, deadline in self.deadlines.items():
-                    if now > deadline:
-                        _set_async_exc(ctypes.c_ulong(thread_id), ctypes.py_object(ScriptTimeout))
-                self.lock.wait(WATCHDOG_SECONDS if self.deadlines else None)
-
-
-watchdog = _Watchdog()
-
-
-def _watched(deadline, function):
-    """``function()``, stopped by ScriptTimeout at ``deadline``."""
-    thread_id = threading.get_ident()
-    watchdog.watch(thread_id, deadline)
-    late = False
-    try:
-        return function()
-    finally:
-        # The stop may land here, after the script: release until released.
-        while True:
-            try:
-                watchdog.release(thread_id)
-                break
-            except ScriptTimeout:
-                late = True
-        if late:
-            raise ScriptTimeout  # noqa: B012 - the deadline passed: the script's value is late
-
-
-def _address_space():
-    """Bytes of address space of this process (Linux)."""
-    with open("/proc/self/statm", "rb") as statm:
-        return int(statm.read().split()[0]) * resource.getpagesize()
-
-
-class _MemoryFence:
-    """Lowers this process's address-space limit (RLIMIT_AS) while scripts run,
-    so that an allocation past the budget fails with MemoryError at once,
-    before the memory is touched, instead of swapping or killing the worker.
-
-    Scripts running at the same time in one process share the first one's
-    fence; the last one out restores the limit."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.running = 0
-        self.saved = None
-
-    @contextmanager
-    def __call__(self, megabytes):
-        with self.lock:
-            if not self.running:
-                self.saved = resource.getrlimit(resource.RLIMIT_AS)
-                soft, hard = self.saved
-                limit = _address_space() + megabytes * 1024 * 1024
-                for bound in (soft, hard):
-                    if bound != resource.RLIM_INFINITY:
-                        limit = min(limit, bound)
-                resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-            self.running += 1
-        try:
-            yield
-        finally:
-            with self.lock:
-                self.running -= 1
-                if not self.running:
-                    resource.setrlimit(resource.RLIMIT_AS, self.saved)
-
-
-memory_fence = _MemoryFence()
 _running = threading.local()
 
 
-def run_within(seconds, megabytes, function):
-    """``function()`` within the time and memory budgets.  A script that runs
-    another (an export of the records it changed) runs it within its own
-    budgets: the budgets' bookkeeping never runs while a deadline is armed."""
-    if getattr(_running, "deadline", None) is not None:
-        return function()
-    _running.deadline = time.monotonic() + seconds
-    _running.statement_timeout = None
+def run_within(budget, function):
+    """``function()`` (a script's run) within ``budget``, a :class:`Budget`: its
+    SQL statements end at the deadline too (:class:`ScriptCursor`), and once
+    it returns or raises, any code of the script left over stops at its first
+    line.  A script that runs another (an export of the records it changed)
+    shares its deadline: the budget's bookkeeping is the outermost run's."""
     try:
-        with memory_fence(megabytes):
-            return _watched(_running.deadline, function)
+        if getattr(_running, "deadline", None) is not None:
+            return function()
+        _running.deadline = budget.deadline
+        _running.statement_timeout = None
+        try:
+            return function()
+        finally:
+            _running.deadline = None
+            _restore_statement_timeout()
     finally:
-        _running.deadline = None
-        _restore_statement_timeout()
+        budget.close()
 
 
 def _budget_statement(cursor, deadline):
@@ -383,8 +262,9 @@ def compile_script(source, mode):
 
 def _compile(code_text, mode):
     """The sandbox-checked code of ``code_text``, whose ``__name__`` is the
-    script logger's name."""
-    tree = bind_script_name(ast.parse(code_text, SCRIPT_FILENAME, mode), SCRIPT_LOGGER_NAME)
+    script logger's name, with the budget's checkpoints."""
+    tree = add_checkpoints(bind_script_name(ast.parse(code_text, SCRIPT_FILENAME, mode),
+                                            SCRIPT_LOGGER_NAME))
     code = compile(tree, SCRIPT_FILENAME, mode)
     sandbox.assert_valid_codeobj(SCRIPT_OPCODES, code, code_text)
     return code
@@ -396,9 +276,16 @@ def script_environment(env):
     return api.Environment(cursor, env.uid, env.context, env.su)
 
 
-def script_context(env, model, record, request_data, deadline):
-    """The variables a configuration line's Python Script can use."""
-    budgeted_time = BudgetedTime(deadline)
+def script_budget(seconds):
+    """The :class:`Budget` of a run starting now; a script run by a running
+    script (an export of the records it changed) gets that one's deadline."""
+    return Budget(getattr(_running, "deadline", None) or time.monotonic() + seconds)
+
+
+def script_context(env, model, record, request_data, budget):
+    """The variables a configuration line's Python Script can use, and the
+    checkpoint of ``budget`` (a :class:`Budget`), out of the script's reach."""
+    budgeted_time = BudgetedTime(budget)
     return {
         "env": env,
         "model": model,
@@ -415,6 +302,7 @@ def script_context(env, model, record, request_data, deadline):
         "UserError": UserError,
         "Command": Command,
         "__builtins__": {**sandbox._BUILTINS, "__import__": script_import(budgeted_time)},
+        CHECKPOINT: budget.checkpoint,
     }
 
 
@@ -427,7 +315,6 @@ class ScriptRunner:
         self.env = script_environment(env)
         log = env["bj.api.log"].sudo()
         self.seconds = log._bj_int_param(PARAM_SCRIPT_SECONDS, DEFAULT_SCRIPT_SECONDS)
-        self.megabytes = log._bj_int_param(PARAM_SCRIPT_MEGABYTES, DEFAULT_SCRIPT_MEGABYTES)
 
     def __call__(self, line, handle, request_data, index):
         script = line.script
@@ -440,19 +327,16 @@ class ScriptRunner:
             raise failure(f" does not compile: {script.error}")
         model = self.env[line.model]
         record = handle.with_env(self.env) if handle is not None else model
-        variables = script_context(self.env, model, record, request_data,
-                                   time.monotonic() + self.seconds)
+        budget = script_budget(self.seconds)
+        variables = script_context(self.env, model, record, request_data, budget)
         run = (lambda: eval(script.code, variables)) if script.is_expression else (  # noqa: S307
             lambda: exec(script.code, variables))  # noqa: S102 - sandbox-checked code
         try:
             with script_connection.connection_kept():
-                value = run_within(self.seconds, self.megabytes, run)
+                value = run_within(budget, run)
         except ScriptTimeout:
             raise failure(f" ran longer than its {self.seconds} s budget "
                           f"(system parameter {PARAM_SCRIPT_SECONDS}).") from None
-        except MemoryError:
-            raise failure(f" needed more than its {self.megabytes} MB memory "
-                          f"budget (system parameter {PARAM_SCRIPT_MEGABYTES}).") from None
         except OperationalError:
             raise  # concurrency failures: Odoo retries the whole request
         except UserError as error:

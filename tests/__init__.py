@@ -48,3 +48,4 @@ from . import test_script_connection
 from . import test_inbound_script_sql
 from . import test_url_masking
 from . import test_inbound_storage_limits
+from . import test_script_budget

@@ -1,12 +1,14 @@
 """The outbox cannot lose, repeat or stall a change: lost updates, failure
 isolation, the watchdog budget, fencing, commit latency and retry timing."""
 
+import os
+import signal
 import threading
 import time
 from datetime import timedelta
 from unittest.mock import patch
 
-from odoo import Command, fields
+from odoo import Command, fields, sql_db
 from odoo.exceptions import AccessError
 from odoo.sql_db import db_connect
 from odoo.tests import BaseCase, tagged
@@ -105,6 +107,94 @@ class TestCommittedOutbox(CommittedDataMixin, BaseCase):
         self.run_worker().join(60)
         self.assertEqual(self.names_received(), ["v2"])
         self.assertEqual(self.jobs(), [("create", "done"), ("write", "cancelled")])
+
+    def run_worker_process(self):
+        """One delivery run in a forked process, as in a cron worker of its own;
+        its pid.  The child opens connections of its own: the ones it inherits
+        belong to this process and are left untouched (never closed)."""
+        pid = os.fork()
+        if pid:
+            return pid
+        status = 1
+        try:
+            pool = sql_db._Pool
+            inherited = list(pool._connections)  # noqa: F841 - kept open until _exit
+            pool._connections.clear()
+            pool._lock = threading.Lock()
+            threading.current_thread().testing = False  # commit, as a cron worker does
+            with self.committed_env() as env:
+                env["bj.api.sync.job"]._cron_deliver_jobs()
+            status = 0
+        finally:
+            os._exit(status)
+
+    def job_row(self, job_id):
+        with self.committed_env() as env:
+            env.cr.execute(
+                "SELECT state, attempt, last_error, EXISTS (SELECT 1 FROM pg_locks WHERE "
+                "locktype = 'advisory' AND classid = %s AND objid = %s AND granted) "
+                "FROM bj_api_sync_job WHERE id = %s",
+                [delivery_worker.JOB_LOCK_SPACE, job_id, job_id])
+            return env.cr.fetchone()
+
+    def test_a_runaway_script_costs_its_worker_and_an_attempt(self):
+        """A script that no budget check reaches (one long operation in C) holds
+        its worker until Odoo's watchdog kills it (here: SIGKILL from the test,
+        as the master does past limit_time_real).  The attempt was committed
+        before the script ran; the next run gives the job back, and after its
+        Maximum Attempts it is dead, with the reason on the job.  The job of
+        another configuration, queued by the same change, loses nothing."""
+        with self.committed_env() as env:
+            config = env["bj.api.sync.config"].browse(self.config_id)
+            other = config.copy({"name": "Committed outbox, no script", "max_attempts": 2})
+            self.addCleanup(self.delete_config, other.id)
+            config.max_attempts = 2
+            config.line_ids.filtered(lambda line: line.external_key == "name").write({
+                "value_type": "python_plain", "python_script": "sum(range(10 ** 15))"})
+        self.create_partner("Runaway")
+        with self.committed_env() as env:
+            job_id = env["bj.api.sync.job"].search([("config_id", "=", self.config_id)]).id
+            other_job_id = env["bj.api.sync.job"].search([("config_id", "=", other.id)]).id
+        self.assertGreater(other_job_id, job_id, "claimed after the runaway, were it batched")
+        for attempt in (1, 2):
+            pid = self.run_worker_process()
+            try:
+                deadline = time.monotonic() + 60
+                while self.job_row(job_id)[:2] != ("running", attempt) or not self.job_row(
+                        job_id)[3]:
+                    self.assertLess(time.monotonic(), deadline, "the worker claims the job")
+                    time.sleep(0.1)
+                time.sleep(0.5)  # the script is running away
+                state, counted, _error, locked = self.job_row(job_id)
+                self.assertEqual((state, counted, locked), ("running", attempt, True),
+                                 "the attempt is committed while the script runs")
+            finally:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            deadline = time.monotonic() + 30
+            while self.job_row(job_id)[3]:  # its connection ends with it
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.1)
+        # The next run (a process too, as it could claim the job again) reclaims it.
+        pid = self.run_worker_process()
+        _pid, status = os.waitpid(pid, 0)
+        self.assertEqual(status, 0)
+        state, attempt, error, _locked = self.job_row(job_id)
+        self.assertEqual((state, attempt), ("dead", 2))
+        self.assertIn("stopped while building this delivery's payload", error)
+        self.assertIn("worker limits", error)
+        with self.committed_env() as env:
+            logs = env["bj.api.log"].search([("job_id", "=", job_id)], order="id")
+            self.assertEqual(logs.mapped("attempt"), [1, 2])
+            self.assertTrue(all("cut short" in log.error_message for log in logs))
+        self.assertEqual(self.job_row(other_job_id)[:2], ("done", 1))
+        self.assertEqual(self.names_received(), ["Runaway"])
+
+    def delete_config(self, config_id):
+        with self.committed_env() as env:
+            env["bj.api.log"].search([("config_id", "=", config_id)]).unlink()
+            env["bj.api.sync.job"].search([("config_id", "=", config_id)]).unlink()
+            env["bj.api.sync.config"].browse(config_id).unlink()
 
     def test_an_answer_is_committed_within_about_a_second(self):
         """While a slow request is still in flight, the outcome of a quick one is

@@ -7,9 +7,11 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 
 from odoo.tests import BaseCase, tagged
 
+from ..core.script_budget import CHECKPOINT, Budget
 from ..services.script_modules import (
     MODULES,
     SCRIPT_LOGGER,
@@ -36,6 +38,7 @@ def convert_date(date_string):
 # The FAQ, "How do I debug transformation scripts?", as written; ``data`` is
 # its name for what the line receives.
 FAQ_LOGGING_SNIPPET = """import logging
+import math
 _logger = logging.getLogger(__name__)
 _logger.info(f"Processing data: {data}")
 """
@@ -159,7 +162,7 @@ class TestScriptModules(BaseCase):
             "MAXYEAR"}))
 
     def test_scripts_datetime_and_dateutil_are_the_stand_ins(self):
-        variables = script_context(None, None, None, {}, 0)
+        variables = script_context(None, None, None, {}, Budget(0))
         self.assertIs(variables["datetime"], DateTime)
         self.assertIs(variables["dateutil"], MODULES["dateutil"])
 
@@ -189,7 +192,7 @@ class TestScriptModules(BaseCase):
                                 "    return [inner() + m for m in range(n)]\n"
                                 "result = outer(2)", "evaluate")
         self.assertFalse(script.error)
-        variables = {"__builtins__": {"range": range}}
+        variables = {"__builtins__": {"range": range}, CHECKPOINT: Budget(math.inf).checkpoint}
         exec(script.code, variables)  # noqa: S102 - checked by compile_script
         self.assertEqual(variables["result"], [4, 5])
 

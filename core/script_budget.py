@@ -1,0 +1,96 @@
+"""The time budget of Python Scripts, enforced inside the script's own frames.
+
+Before a script is compiled, its checked syntax tree gets a call to a
+checkpoint before every statement (of the module, functions, loops, branches,
+``try`` bodies, every ``except`` handler and ``finally`` block, ``match``
+cases), as an extra ``if`` of every comprehension and generator expression,
+and at the start of every ``lambda``.  Past the deadline the checkpoint raises
+ScriptTimeout, and raises it again at the next line the script reaches: an
+``except`` handler, a ``finally`` block or a generator's cleanup that catches
+the stop runs at most the statement it is on.  Nothing is raised from another
+thread and no limit of the process changes: the stop happens only in the
+script's frames, so it can never land in the code that runs the script.
+
+The checkpoint is bound in the script's globals under :data:`CHECKPOINT`, a
+name that is not a Python identifier: no script source can read, rebind or
+delete it (``budget-checkpoint`` in source is a subtraction), and scripts get
+no ``globals()``, ``locals()`` or ``vars()``.
+
+A single long operation in C (``sum(range(10 ** 12))``, ``'x' * 10 ** 10``)
+reaches no checkpoint: Odoo's worker limits bound it (README, Script reference).
+"""
+
+import ast
+import math
+import time
+
+# Not an identifier (so out of every script's reach), and free of ``__``,
+# which Odoo's sandbox refuses in compiled names.
+CHECKPOINT = "budget-checkpoint"
+
+
+class ScriptTimeout(BaseException):
+    """Raised inside a script past its budget.  A BaseException, so that the
+    script's own ``except Exception`` cannot catch it; a handler that catches
+    it anyway (``except BaseException``) meets it again at its first line."""
+
+
+class Budget:
+    """One run's deadline (``time.monotonic()`` seconds) and its checkpoint."""
+
+    __slots__ = ("deadline",)
+
+    def __init__(self, deadline):
+        self.deadline = deadline
+
+    def checkpoint(self):
+        """True while time is left (so that ``checkpoint() and value`` is
+        ``value``), else raise ScriptTimeout."""
+        if time.monotonic() >= self.deadline:
+            raise ScriptTimeout
+        return True
+
+    def remaining(self):
+        return self.deadline - time.monotonic()
+
+    def close(self):
+        """End the run: the script's code that outlives it (a generator closed
+        later by the garbage collector, in whatever thread) stops at its first line."""
+        self.deadline = -math.inf
+
+
+def _checkpoint_call(node):
+    return ast.copy_location(ast.Call(ast.Name(CHECKPOINT, ast.Load()), [], []), node)
+
+
+class _Checkpoints(ast.NodeTransformer):
+    def generic_visit(self, node):
+        super().generic_visit(node)
+        # Statement lists: module, def, loop, if/else, try/except/else/finally,
+        # with, match case bodies.  (A lambda's or an IfExp's body is an expression.)
+        for field in ("body", "orelse", "finalbody"):
+            statements = getattr(node, field, None)
+            if isinstance(statements, list) and statements and isinstance(statements[0],
+                                                                           ast.stmt):
+                setattr(node, field, [checked for statement in statements for checked in (
+                    ast.copy_location(ast.Expr(_checkpoint_call(statement)), statement),
+                    statement)])
+        return node
+
+    def visit_comprehension(self, node):
+        self.generic_visit(node)
+        node.ifs.insert(0, _checkpoint_call(node.iter))
+        return node
+
+    def visit_Lambda(self, node):
+        self.generic_visit(node)
+        node.body = ast.copy_location(
+            ast.BoolOp(ast.And(), [_checkpoint_call(node.body), node.body]), node.body)
+        return node
+
+
+def add_checkpoints(tree):
+    """``tree`` (a checked ``ast.Module`` or ``ast.Expression``) with the
+    budget's checkpoints; compile it with :data:`CHECKPOINT` bound to
+    :meth:`Budget.checkpoint` in the globals it runs with."""
+    return ast.fix_missing_locations(_Checkpoints().visit(tree))
