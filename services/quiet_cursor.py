@@ -10,6 +10,20 @@ Nothing else changes: the same connection, savepoints and hooks.
 
 from odoo.sql_db import BaseCursor
 
+HOOKS = ("precommit", "postcommit", "prerollback", "postrollback")
+
+
+def share_transaction(view, cursor):
+    """Give ``view``, a cursor that wraps ``cursor``, its transaction and hooks:
+    BaseCursor.__init__ would make new ones, and these are the request's.
+
+    Wrappers keep the wrapped cursor in a name with ``__``, which scripts (whose
+    environments may sit on a wrapper of a wrapper) can neither read nor write:
+    any other name would hand them the raw cursor through ``__getattr__``."""
+    view.transaction = cursor.transaction
+    for hook in HOOKS:
+        setattr(view, hook, getattr(cursor, hook))
+
 
 class QuietCursor(BaseCursor):
     """``cursor`` with ``execute(..., log_exceptions=False)``.
@@ -21,26 +35,21 @@ class QuietCursor(BaseCursor):
     """
 
     def __init__(self, cursor):  # pylint: disable=super-init-not-called
-        # BaseCursor.__init__ would make new hooks: these are the request's.
-        self._cursor = cursor
-        self.transaction = cursor.transaction
-        self.precommit = cursor.precommit
-        self.postcommit = cursor.postcommit
-        self.prerollback = cursor.prerollback
-        self.postrollback = cursor.postrollback
+        share_transaction(self, cursor)
+        self.__cursor = cursor
 
     def execute(self, query, params=None, log_exceptions=True):
-        return self._cursor.execute(query, params, log_exceptions=False)
+        return self.__cursor.execute(query, params, log_exceptions=False)
 
     def flush(self):
         # The transaction flushes through any of its environments, maybe one on
         # the logging cursor: flush through one of this cursor's instead.
         env = next((env for env in self.transaction.envs if env.cr is self), None)
         if env is None:
-            self._cursor.flush()
+            self.__cursor.flush()
         else:
             env.flush_all()
             self.precommit.run()
 
     def __getattr__(self, name):
-        return getattr(self._cursor, name)
+        return getattr(self.__cursor, name)

@@ -27,6 +27,7 @@ from ..core.script_budget import CHECKPOINT, Budget, ScriptTimeout, add_checkpoi
 from ..core.script_rules import ScriptRefused, bind_script_name, check_source
 from ..core.sql_guard import check_statement
 from . import script_connection
+from .quiet_cursor import share_transaction
 from .script_modules import MODULES, SCRIPT_LOGGER_NAME, DateTime, public_names
 
 _logger = logging.getLogger("bj.api.mapping")
@@ -134,7 +135,8 @@ class ScriptSavepoint:
 
 class ScriptCursor(BaseCursor):
     """The cursor of scripts' environments: the request's (or job's) cursor and
-    transaction, without commit, rollback, close or the raw connection, and
+    transaction, offering only what reads results (OFFERED: no commit, rollback,
+    close, raw connection, nor what a later Odoo or psycopg2 adds), and
     whose ``execute`` runs only the SQL :mod:`..core.sql_guard` allows (judged on
     the text PostgreSQL receives) and, while a script runs, stops a statement at
     the script's deadline like its Python; the connection is checked after the
@@ -142,19 +144,17 @@ class ScriptCursor(BaseCursor):
 
     The real cursor sits in a name the sandbox refuses (it contains ``__``)."""
 
-    REFUSED = frozenset({
-        "commit", "rollback", "close", "_close", "_cnx", "_obj", "connection",
-        "executemany", "execute_values", "callproc", "copy_expert", "copy_from", "copy_to",
+    # Besides execute, savepoint, flush and the transaction's hooks (this
+    # cursor's own), what scripts and the ORM code they call use of a cursor.
+    OFFERED = frozenset({
+        "fetchone", "fetchmany", "fetchall", "dictfetchone", "dictfetchmany", "dictfetchall",
+        "rowcount", "description", "statusmessage", "dbname", "cache", "now", "readonly",
+        "closed", "split_for_in_conditions", "mogrify", "IN_MAX",
     })
 
     def __init__(self, cursor):  # pylint: disable=super-init-not-called
-        # BaseCursor.__init__ would make new hooks: these are the request's.
+        share_transaction(self, cursor)
         self.__cursor = cursor
-        self.transaction = cursor.transaction
-        self.precommit = cursor.precommit
-        self.postcommit = cursor.postcommit
-        self.prerollback = cursor.prerollback
-        self.postrollback = cursor.postrollback
 
     def execute(self, query, params=None, log_exceptions=True):
         check_statement(self.__text(query, params))
@@ -183,10 +183,16 @@ class ScriptCursor(BaseCursor):
         return ScriptSavepoint(self.__cursor.savepoint(flush))
 
     def __getattr__(self, name):
-        if name in self.REFUSED:
+        if name not in self.OFFERED:
             raise AttributeError(f"Scripts cannot use cr.{name}: the transaction belongs to "
                                  "the request or the job.")
         return getattr(self.__cursor, name)
+
+    def clear(self):
+        # BaseCursor's: it would drop the request's pending writes.
+        self.__getattr__("clear")
+
+    reset = clear
 
 
 # Module name → names ``from <module> import`` may take, for the rules.
