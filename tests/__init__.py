@@ -41,3 +41,6 @@ from . import test_documented_usage
 from . import test_run_as_user
 from . import test_hostile_input
 from . import test_script_imports
+from . import test_field_access
+from . import test_acting_fields
+from . import test_script_lock
