@@ -21,8 +21,9 @@ NEVER = 4  # above every user: only the addon's own code
 #   names_self: below ADMIN_LEVEL, the value may only be the writing user;
 #   clear_only: emptying the field needs only MANAGER_LEVEL (keep or clear what
 #       an administrator chose);
-#   requires: (field, value) the record must have for this one to be set:
-#       the condition of the view's readonly attribute; value None: any non-empty.
+#   requires: (field, value) the record must have for this one to be set: the
+#       condition of the view's readonly attribute; value a selection key, or
+#       None for any value.
 Rule = namedtuple("Rule", "level create_only names_self clear_only requires",
                   defaults=(False, False, False, None))
 

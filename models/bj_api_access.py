@@ -7,7 +7,7 @@ can call it over RPC, whatever ``groups=`` its view sets.  Every ``action_*``
 method therefore checks its group first, with :func:`check_group`.
 """
 
-from odoo import _, fields
+from odoo import fields
 from odoo.exceptions import AccessError
 
 from ..core import field_access
@@ -29,7 +29,7 @@ def check_group(env, group):
     """Raise AccessError unless the user of ``env`` is in ``group`` (an XML id)."""
     if not (env.su or env.user.has_group(group)):
         raise AccessError(
-            _("This action is reserved for the group %(group)s.", group=env.ref(group).name)
+            env._("This action is reserved for the group %(group)s.", group=env.ref(group).name)
         )
 
 
@@ -131,13 +131,18 @@ def _check_requirement(records, field, requires, vals, creating):
         values = [condition.default(records) if condition.default else None]
     else:
         values = [record[name] for record in records]
+    _ = records.env._  # the user's language: no env in this frame for odoo's _
+    label = {"field": field.string, "name": field.name, "model": records._description,
+             "condition": condition.string}
     for value in values:
         cached = _cache_value(condition, value, records)
-        if (cached is None) if wanted is None else cached != wanted:
-            raise AccessError(records.env._(
-                "%(field)s (%(name)s) of %(model)s cannot be set while %(condition)s is "
-                "not set accordingly.", field=field.string, name=field.name,
-                model=records._description, condition=condition.string))
+        if wanted is None and cached is None:
+            raise AccessError(_("%(field)s (%(name)s) of %(model)s can only be set once "
+                                "%(condition)s is chosen.", **label))
+        if wanted is not None and cached != wanted:
+            choices = dict(condition._description_selection(records.env))
+            raise AccessError(_("%(field)s (%(name)s) of %(model)s can only be set when "
+                                "%(condition)s is %(value)s.", value=choices[wanted], **label))
 
 
 def _refusal(records, field, rule, needed):

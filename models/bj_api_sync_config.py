@@ -555,8 +555,10 @@ class BjApiSyncConfig(models.Model):
         if view_type == "form":
             for node in arch.xpath("//field[not(ancestor::field)]"):
                 readonly = node.get("readonly")
-                node.set("readonly", f"script_locked or ({readonly})" if readonly
-                         else "script_locked")
+                if readonly:
+                    node.set("readonly", f"script_locked or ({readonly})")
+                elif not self._fields[node.get("name")].readonly:
+                    node.set("readonly", "script_locked")
             if not arch.xpath("//field[@name='script_locked']"):
                 etree.SubElement(arch, "field", name="script_locked", invisible="1")
         return arch, view

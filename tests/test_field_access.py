@@ -57,6 +57,7 @@ VIEW_READONLY = {
     ("bj.api.sync.config", "run_as_user_id", "1"): "names self",
     ("bj.api.sync.config.line", "value_type", "id and has_script and not can_edit_script"):
         "lock",
+    ("bj.api.sync.config.line", "value_type", "has_script and not can_edit_script"): "lock",
     ("bj.api.sync.config.line", "mapping_config_id", "value_type != 'relational_mapping'"):
         "requires value_type",
     ("bj.api.sync.config.line", "script_mode", "id and not can_edit_script"): "admin",
@@ -404,6 +405,17 @@ class TestFieldAccessPaths(BjApiSyncCase):
                                    user_id=self.sync_manager.id)
         with self.assertRaisesRegex(AccessError, r"\(run_as_user_id\)"):
             configs.create(values)
+
+    def test_read_only_conditions_of_the_views_hold(self):
+        plain = self.config.line_ids[1].with_user(self.sync_manager)
+        other = self.make_partner_config(endpoint="paths-mapping")
+        with self.assertRaisesRegex(AccessError, r"\(mapping_config_id\).* when Value "
+                                                 r"Calculation Type is Relational with"):
+            plain.write({"mapping_config_id": other.id})
+        plain.write({"mapping_config_id": False})  # no value: nothing to hold
+        with self.assertRaisesRegex(AccessError, r"\(trigger_action_id\).* once Trigger "
+                                                 r"Action Model is chosen"):
+            self.config.with_user(self.admin).write({"trigger_action_id": 3})
 
     def test_managers_name_themselves_and_keep_what_is_there(self):
         self.managed.write({"run_as_user_id": self.sync_manager.id,

@@ -7,10 +7,10 @@ import logging
 
 from odoo import Command
 from odoo.exceptions import AccessError
-from odoo.tests import new_test_user, tagged
+from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import mute_logger
 
-from .common import BjApiSyncCase
+from .common import BjApiSyncCase, BjApiSyncTestMixin
 
 _logger = logging.getLogger(__name__)
 
@@ -142,7 +142,18 @@ class TestScriptLock(BjApiSyncCase):
                 {"external_key": "label"}),
             "a shared HTTP method renamed": lambda: self.as_manager(self.method_get).write(
                 {"name": "POST"}),
+            "its lines taken by the manager's configuration": lambda: self.as_manager(
+                self.own).write({"line_ids": [Command.set(self.scripted.line_ids.ids)]}),
+            "a script waiting on a plain line": lambda: self.as_manager(
+                self.own.line_ids[1]).write({"python_script": "'x'"}),
+            "a script as the manager's personal default": lambda: self.default_script(),
         }
+
+    def default_script(self):
+        self.env["ir.default"].set("bj.api.sync.config.line", "python_script", "'x'",
+                                   user_id=self.actor.id)
+        self.as_manager(self.env["bj.api.sync.config.line"]).create(
+            {"config_id": self.own.id, "field_id": self.partner_field("email").id})
 
     @staticmethod
     def raise_load(result):
@@ -178,11 +189,26 @@ class TestScriptLock(BjApiSyncCase):
                 try:
                     call()
                 except AccessError as error:
-                    self.fail(f"{name}: {error}")
+                    # Moving a line to another configuration is nobody's (field table).
+                    if "is set when the record is created" not in str(error):
+                        self.fail(f"{name}: {error}")
                 except Exception:  # noqa: BLE001 - constraints: not the lock's concern
                     _logger.debug("vector %s", name, exc_info=True)
                 finally:
                     savepoint.close(rollback=True)
+
+    def test_http_methods_are_administrators(self):
+        """Every configuration shares them, scripted ones included."""
+        methods = self.as_manager(self.env["bj.http.method"])
+        for name, call in {"create": lambda: methods.create({"name": "PATCH"}),
+                           "rename": lambda: self.as_manager(self.method_post).write(
+                               {"name": "GET"}),
+                           "delete": lambda: self.as_manager(self.method_delete).unlink()}.items():
+            with self.subTest(name), self.assertRaises(AccessError), self.env.cr.savepoint():
+                call()
+        self.assertTrue(self.method_delete.exists())
+        self.method_put.with_user(self.admin).write({"sequence": 99})
+        self.env["bj.http.method"].with_user(self.admin).create({"name": "PATCH"})
 
     def test_the_manager_keeps_configurations_without_scripts(self):
         own = self.as_manager(self.own)
@@ -209,3 +235,22 @@ class TestScriptLock(BjApiSyncCase):
                 for name in ("name", "model_id", "filter_domain", "line_ids", "header_ids",
                              "param_ids", "endpoint", "authorization_type"):
                     self.assertRegex(arch, rf'<field name="{name}"[^>]*readonly="script_locked')
+
+
+@tagged("post_install", "-at_install")
+class TestScriptLockForm(BjApiSyncTestMixin, HttpCase):
+    """In Chromium, as an API Sync Manager: the banner, and a read-only form."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.setup_bj_fixtures()
+        cls.config = cls.make_config(
+            name="Admin scripted", endpoint="lock-form", authorization_type="bearer_token",
+            bearer_token="lock-form-token",
+            lines=[("id", "id", {"is_identifier": True}),
+                   ("comment", "note", {"value_type": "python_plain", "python_script": "'x'"})])
+
+    def test_the_form_is_read_only_with_a_banner(self):
+        self.start_tour(f"/odoo/action-bjet_api_sync.action_bj_api_sync_config/{self.config.id}",
+                        "bjet_api_sync_locked_form_tour", login=self.sync_manager.login)
