@@ -1,6 +1,7 @@
 from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
 
+from ..core import field_access
 from ..core.plan import (
     MODE_EVALUATE,
     MODE_EXECUTE,
@@ -13,7 +14,7 @@ from ..core.plan import (
 )
 from ..services import run_as
 from ..services.scripts import compile_script
-from .bj_api_access import config_company_field
+from .bj_api_access import config_company_field, user_level
 
 
 class BjApiSyncConfigLine(models.Model):
@@ -93,8 +94,7 @@ class BjApiSyncConfigLine(models.Model):
     has_script = fields.Boolean(compute="_compute_has_script", help="Technical field.")
     can_edit_script = fields.Boolean(
         compute="_compute_can_edit_script",
-        help="Technical field: only Settings administrators write scripts (field table, "
-        "core/field_access.py).",
+        help="Technical field: whether the user may write scripts (core/field_access.py).",
     )
 
     @api.depends("value_type")
@@ -104,7 +104,8 @@ class BjApiSyncConfigLine(models.Model):
 
     @api.depends_context("uid")
     def _compute_can_edit_script(self):
-        self.can_edit_script = self.env.is_system()
+        rule = field_access.rule_of(self._name, "python_script")
+        self.can_edit_script = user_level(self.env) >= rule.level
 
     @api.depends("field_id", "external_key")
     def _compute_display_name(self):

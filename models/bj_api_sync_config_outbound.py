@@ -10,7 +10,7 @@ from collections import defaultdict
 from datetime import timedelta
 
 from odoo import Command, _, api, fields, models, tools
-from odoo.exceptions import AccessError, UserError, ValidationError
+from odoo.exceptions import UserError, ValidationError
 from odoo.osv import expression
 from odoo.tools import split_every
 
@@ -20,7 +20,7 @@ from ..services import outbound, run_as
 from ..services.filter_domain import scope_domain
 from ..services.inbound_request import INBOUND_CONTEXT_KEY
 from ..services.outbound_call import EXPORT_ERRORS, OutboundCall
-from .bj_api_access import MANAGER_GROUP, USER_GROUP, check_group
+from .bj_api_access import ADMIN_GROUP, MANAGER_GROUP, USER_GROUP, check_group
 from .bj_api_sync_job import DEAD_ACTIVITY_TYPE
 
 _logger = logging.getLogger("bj.api.outbound")
@@ -549,10 +549,9 @@ class BjApiSyncConfigOutbound(models.Model):
         automation and a native trigger both queue is delivered once (the
         worker merges the younger, never attempted job into the older one).
         """
+        # The action runs code: Odoo lets Settings administrators alone write it.
+        check_group(self.env, ADMIN_GROUP)
         self.ensure_one()
-        if not self.env.is_system():
-            # The action runs code: Odoo lets Settings administrators alone write it.
-            raise AccessError(_("Only Settings administrators may create Trigger Actions."))
         kind = self.trigger_action_model_id.model
         if self.request_type != "out":
             raise UserError(_("Only Out configurations have a Trigger Action."))

@@ -139,7 +139,7 @@ class TestAccessRights(BjApiSyncCase):
         out = self.make_partner_config(
             request_type="out",
             trigger_action_model_id=self.env["ir.model"]._get_id("ir.actions.server"))
-        with self.assertRaisesRegex(AccessError, "Trigger Actions"):
+        with self.assertRaisesRegex(AccessError, "reserved for the group"):
             out.with_user(self.sync_manager).action_create_trigger_action()
         self.assertFalse(out.trigger_action_id)
         action = out.action_create_trigger_action()
