@@ -11,7 +11,7 @@ from lxml import etree
 
 from odoo import Command
 from odoo.exceptions import AccessError
-from odoo.tests import BaseCase, new_test_user, tagged
+from odoo.tests import BaseCase, Form, new_test_user, tagged
 from odoo.tools import mute_logger
 
 from ..core import field_access
@@ -405,6 +405,24 @@ class TestFieldAccessPaths(BjApiSyncCase):
                                    user_id=self.sync_manager.id)
         with self.assertRaisesRegex(AccessError, r"\(run_as_user_id\)"):
             configs.create(values)
+
+    def test_a_manager_saves_new_forms(self):
+        """What the form sends for a new configuration passes the table."""
+        with Form(self.env["bj.api.sync.config"].with_user(self.sync_manager)) as form:
+            form.name = "Form by a manager"
+            form.request_type = "out"
+            form.model_id = self.partner_model
+            form.request_url = "https://api.example.com/form"
+            form.http_method_ids.add(self.method_post)
+            with form.line_ids.new() as line:
+                line.field_id = self.partner_field("id")
+                line.is_identifier = True
+            with form.header_ids.new() as header:
+                header.key = "X-Form"
+        config = form.record
+        self.assertEqual((config.run_as_user_id, config.user_id),
+                         (self.sync_manager, self.sync_manager))
+        self.assertEqual((len(config.line_ids), len(config.header_ids)), (1, 1))
 
     def test_read_only_conditions_of_the_views_hold(self):
         plain = self.config.line_ids[1].with_user(self.sync_manager)

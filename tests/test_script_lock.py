@@ -7,7 +7,7 @@ import logging
 
 from odoo import Command
 from odoo.exceptions import AccessError
-from odoo.tests import HttpCase, new_test_user, tagged
+from odoo.tests import Form, HttpCase, new_test_user, tagged
 from odoo.tools import mute_logger
 
 from .common import BjApiSyncCase, BjApiSyncTestMixin
@@ -220,6 +220,18 @@ class TestScriptLock(BjApiSyncCase):
             "mapping_config_id": self.make_partner_config(endpoint="lock-plain").id})
         own.copy({"endpoint": "lock-own-copy"})
         self.assertFalse(own.script_locked)
+
+    def test_the_form_is_read_only_for_the_manager(self):
+        form = Form(self.scripted.with_user(self.sync_manager))
+        for name in ("name", "request_type", "model_id", "filter_domain", "endpoint",
+                     "authorization_type", "line_ids", "header_ids", "param_ids"):
+            self.assertTrue(form._get_modifier(name, "readonly"), name)
+        with self.assertRaises(AssertionError):
+            form.name = "Renamed"
+        admin_form = Form(self.scripted.with_user(self.admin))
+        self.assertFalse(admin_form._get_modifier("name", "readonly"))
+        self.assertFalse(Form(self.own.with_user(self.sync_manager))._get_modifier(
+            "name", "readonly"))
 
     def test_the_form_tells_the_manager(self):
         for user, locked in ((self.sync_manager, True), (self.admin, False)):
