@@ -71,11 +71,12 @@ FIELD_ACCESS = {
     "bj.api.sync.config.line": {
         **dict.fromkeys(ORM_FIELDS + ("company_id",), NOBODY),
         "config_id": ON_CREATE,
+        # A script type makes the whole configuration Settings administrators'
+        # (bj.api.plan.source.mixin), so a manager cannot choose one.
         **dict.fromkeys(("sequence", "field_id", "value_type", "external_key",
                          "is_identifier"), MANAGER),
         "mapping_config_id": Rule(MANAGER_LEVEL, requires=("value_type", "relational_mapping")),
-        # Scripts are code: administrators' alone (and a line with one makes its
-        # configuration theirs: see bj.api.plan.source.mixin).
+        # Scripts are code: administrators' alone.
         "script_mode": ADMIN,
         "python_script": ADMIN,
     },
