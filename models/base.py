@@ -1,4 +1,5 @@
-"""Native outbound triggers: create, write and unlink of any model queue deliveries.
+"""Native outbound triggers: create, write and unlink of any model queue deliveries;
+and the field table (``core/field_access.py``) on every create and write.
 
 base_automation patches the model classes in ``_register_hook`` instead, but its
 ``_unregister_hook`` deletes *every* ``create``/``write``/``unlink`` attribute of
@@ -10,6 +11,8 @@ every worker when a configuration changes (``registry.clear_cache()``).
 """
 
 from odoo import api, models
+
+from .bj_api_access import check_field_access
 
 
 class Base(models.AbstractModel):
@@ -24,6 +27,9 @@ class Base(models.AbstractModel):
 
     @api.model_create_multi
     def create(self, vals_list):
+        # Every create and write of the addon's models, RPC's load(), copy and
+        # one2many commands included, passes the field table first.
+        check_field_access(self.browse(), vals_list, creating=True)
         records = super().create(vals_list)
         plans = records._bj_outbound_plans("create")
         if plans:
@@ -31,6 +37,7 @@ class Base(models.AbstractModel):
         return records
 
     def write(self, vals):
+        check_field_access(self, [vals], creating=False)
         plans = self._bj_outbound_plans("write")
         if not plans:
             return super().write(vals)

@@ -1,4 +1,5 @@
-from odoo import api, models
+from odoo import _, api, models
+from odoo.exceptions import AccessError
 
 POSTCOMMIT_FLAG = "bj_api_sync_plans_dropped"
 
@@ -16,6 +17,10 @@ class BjApiPlanSourceMixin(models.AbstractModel):
       between;
     * in every other worker on its next request, through Odoo's cache signaling
       (``registry.clear_cache()``), as for access rights and record rules.
+
+    A plan that runs a Python Script is an administrator's: only Settings
+    administrators create, change or delete the records it is built from
+    (``_bj_check_script_lock``, before and after every change).
     """
 
     _name = "bj.api.plan.source.mixin"
@@ -33,19 +38,47 @@ class BjApiPlanSourceMixin(models.AbstractModel):
             postcommit.data[POSTCOMMIT_FLAG] = True
             postcommit.add(registry.clear_cache)
 
+    def _bj_configs(self):
+        """The configurations whose plans these records are part of: that of
+        their ``config_id`` (lines, headers, parameters)."""
+        if "config_id" in self._fields:
+            return self.sudo().config_id
+        return self.env["bj.api.sync.config"]  # HTTP methods: administrators' (field table)
+
+    def _bj_check_script_lock(self):
+        """Refuse a user who is not a Settings administrator a change of a
+        configuration that a script runs through (see
+        ``bj.api.sync.config._bj_script_locked``), or of its lines, headers,
+        parameters: what it sees, when, for whom and as whom."""
+        if self.env.is_system():
+            return
+        locked = self._bj_configs()._bj_script_locked()
+        if locked:
+            raise AccessError(_(
+                "Only Settings administrators may change configuration %(name)r, its lines, "
+                "headers and parameters, or map through it: a Python Script runs through it "
+                "(its own, or one of a configuration on its Mapping Model chain).",
+                name=locked[0].name))
+
     @api.model_create_multi
     def create(self, vals_list):
         records = super().create(vals_list)
+        records._bj_check_script_lock()
         self._bj_drop_cached_plans()
         return records
 
     def write(self, vals):
+        if vals:
+            self._bj_check_script_lock()
         result = super().write(vals)
+        if vals:
+            self._bj_check_script_lock()
         if not self._plan_neutral_fields.issuperset(vals):
             self._bj_drop_cached_plans()
         return result
 
     def unlink(self):
+        self._bj_check_script_lock()
         result = super().unlink()
         self._bj_drop_cached_plans()
         return result

@@ -2,13 +2,15 @@ import ipaddress
 import logging
 import re
 import secrets
+from collections import defaultdict
 from contextlib import contextmanager
 from urllib.parse import urlparse
 
+from lxml import etree
 from psycopg2 import errors
 
 from odoo import _, api, fields, models, tools
-from odoo.exceptions import AccessError, ValidationError
+from odoo.exceptions import ValidationError
 
 from ..core import http_client, masking
 from ..core.domain_terms import parse_domain
@@ -130,6 +132,11 @@ class BjApiSyncConfig(models.Model):
         help="How callers authenticate (In) or how Odoo authenticates to the external "
         "API (Out). A new In configuration gets Bearer Token with a generated token.",
     )
+    script_locked = fields.Boolean(
+        compute="_compute_script_locked",
+        help="A Python Script runs through this configuration (its own, or one of a "
+        "configuration on its Mapping Model chain): only Settings administrators may change it.",
+    )
     open_to_writes = fields.Boolean(
         compute="_compute_open_to_writes",
         help="An In configuration without authorization lets anyone create, change or "
@@ -175,6 +182,7 @@ class BjApiSyncConfig(models.Model):
     )
     trigger_action_id = fields.Many2oneReference(
         string="Trigger Action",
+        copy=False,  # the automation of this configuration, not of its copies
         model_field="trigger_action_model_name",
         help="The automation that calls this configuration. Choose the Trigger Action "
         "Model first.",
@@ -309,7 +317,6 @@ class BjApiSyncConfig(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         for vals in vals_list:
-            self.browse()._bj_check_run_as_user_author(vals)
             # A new In endpoint is not open by default: Bearer Token, with a token.
             if vals.get("request_type") == "in":
                 vals.setdefault("authorization_type", "bearer_token")
@@ -319,7 +326,6 @@ class BjApiSyncConfig(models.Model):
             return super().create(vals_list)
 
     def write(self, vals):
-        self._bj_check_run_as_user_author(vals)
         if {"endpoint", "request_type", "active"}.isdisjoint(vals):
             result = super().write(vals)
         else:
@@ -500,22 +506,63 @@ class BjApiSyncConfig(models.Model):
         for config in self:
             config._bj_get_ip_networks()
 
-    # -- the Run As User is chosen by Settings administrators only ----------
+    # -- configurations a script runs through are administrators' -----------
 
-    def _bj_check_run_as_user_author(self, vals):
-        """Inbound calls and scripts run as the Run As User: choosing it grants its
-        rights, like writing a server action's code."""
-        if self.env.is_system() or "run_as_user_id" not in vals:
-            return
-        chosen = vals["run_as_user_id"] or False
-        # Running as oneself grants nothing: the default (the creator) stays open.
-        if chosen == self.env.uid:
-            return
-        if (any((config.run_as_user_id.id or False) != chosen for config in self)
-                if self else chosen):
-            raise AccessError(_(
-                "Only Settings administrators may choose another user than themselves as "
-                "the Run As User of a configuration."))
+    def _bj_configs(self):
+        return self
+
+    def _bj_script_locked(self):
+        """Those of these configurations that a Python Script runs through: one
+        that holds a script (a line of a script type, or with a script waiting to
+        be switched on), every configuration that reaches it through Mapping
+        Models, and every one it reaches.  Changing any of them changes what the
+        script sees, when, for whom or as whom."""
+        if not self:
+            return self
+        self.env["bj.api.sync.config.line"].flush_model(
+            ["config_id", "value_type", "python_script", "mapping_config_id"])
+        self.env.cr.execute(
+            """
+            SELECT config_id, CASE WHEN value_type = %s THEN mapping_config_id END,
+                   value_type IN %s OR COALESCE(BTRIM(python_script), '') <> ''
+            FROM bj_api_sync_config_line
+            """,
+            [VALUE_MAPPING, tuple(SCRIPT_TYPES)],
+        )
+        scripted, children, parents = set(), defaultdict(set), defaultdict(set)
+        for config_id, mapping_id, script in self.env.cr.fetchall():
+            if script:
+                scripted.add(config_id)
+            if mapping_id:
+                children[config_id].add(mapping_id)
+                parents[mapping_id].add(config_id)
+        locked = _reachable(scripted, parents) | _reachable(scripted, children)
+        return self.filtered(lambda config: config.id in locked)
+
+    @api.depends("line_ids.value_type", "line_ids.python_script", "line_ids.mapping_config_id")
+    @api.depends_context("uid")
+    def _compute_script_locked(self):
+        origins = self._origin  # the saved configurations, in a form's onchange too
+        locked = origins.browse() if self.env.is_system() else origins._bj_script_locked()
+        for config in self:
+            config.script_locked = config._origin in locked
+
+    @api.model
+    def _get_view(self, view_id=None, view_type="form", **options):
+        """Every field of the form is read-only while ``script_locked``: for the
+        users who may not change the configuration (fields of the lines' lists
+        follow their one2many)."""
+        arch, view = super()._get_view(view_id, view_type, **options)
+        if view_type == "form":
+            for node in arch.xpath("//field[not(ancestor::field)]"):
+                readonly = node.get("readonly")
+                if readonly:
+                    node.set("readonly", f"script_locked or ({readonly})")
+                elif not self._fields[node.get("name")].readonly:
+                    node.set("readonly", "script_locked")
+            if not arch.xpath("//field[@name='script_locked']"):
+                etree.SubElement(arch, "field", name="script_locked", invisible="1")
+        return arch, view
 
     def _bj_notify_run_as_off(self):
         """Tell the Responsible of each configuration that its Run As User can no
@@ -719,13 +766,15 @@ class BjApiSyncConfig(models.Model):
     def copy_data(self, default=None):
         """The copy of an In configuration gets a free endpoint (``<endpoint>-copy``,
         ``-copy-2``…), and a new token when it uses a Bearer Token; a copy by
-        someone who may not choose the Run As User runs as them."""
+        someone who may not choose other users runs as them and notifies them."""
         vals_list = super().copy_data(default=default)
         default = default or {}
         for config, vals in zip(self, vals_list, strict=True):
-            if not self.env.is_system() and "run_as_user_id" not in default:
-                # Whoever may not choose the Run As User duplicates as themselves.
-                vals["run_as_user_id"] = self.env.uid
+            if not self.env.is_system():
+                # Whoever may not choose other users duplicates as themselves.
+                for name in ("run_as_user_id", "user_id"):
+                    if name not in default:
+                        vals[name] = self.env.uid
             if "name" not in default:
                 vals["name"] = _("%s (copy)", config.name)
             if config.request_type != "in":
@@ -815,3 +864,13 @@ class BjApiSyncConfig(models.Model):
         action["domain"] = [("config_id", "=", self.id)]
         action["context"] = {"default_config_id": self.id}
         return action
+
+
+def _reachable(starts, edges):
+    """``starts`` and every node reachable from them through ``edges``."""
+    seen, todo = set(starts), list(starts)
+    while todo:
+        for node in edges[todo.pop()] - seen:
+            seen.add(node)
+            todo.append(node)
+    return seen

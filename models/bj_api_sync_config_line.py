@@ -1,6 +1,7 @@
 from odoo import _, api, fields, models
-from odoo.exceptions import AccessError, ValidationError
+from odoo.exceptions import ValidationError
 
+from ..core import field_access
 from ..core.plan import (
     MODE_EVALUATE,
     MODE_EXECUTE,
@@ -13,7 +14,7 @@ from ..core.plan import (
 )
 from ..services import run_as
 from ..services.scripts import compile_script
-from .bj_api_access import config_company_field
+from .bj_api_access import config_company_field, user_level
 
 
 class BjApiSyncConfigLine(models.Model):
@@ -93,7 +94,7 @@ class BjApiSyncConfigLine(models.Model):
     has_script = fields.Boolean(compute="_compute_has_script", help="Technical field.")
     can_edit_script = fields.Boolean(
         compute="_compute_can_edit_script",
-        help="Technical field: only Settings administrators write scripts.",
+        help="Technical field: whether the user may write scripts (core/field_access.py).",
     )
 
     @api.depends("value_type")
@@ -103,7 +104,8 @@ class BjApiSyncConfigLine(models.Model):
 
     @api.depends_context("uid")
     def _compute_can_edit_script(self):
-        self.can_edit_script = self.env.is_system()
+        rule = field_access.rule_of(self._name, "python_script")
+        self.can_edit_script = user_level(self.env) >= rule.level
 
     @api.depends("field_id", "external_key")
     def _compute_display_name(self):
@@ -190,45 +192,6 @@ class BjApiSyncConfigLine(models.Model):
                       field=line.field_id.display_name,
                       groups=run_as.group_names(self.env, field.groups), login=user.login)
                 )
-
-    # -- scripts are for Settings administrators only ----------------------
-
-    def _bj_script_changes(self, vals):
-        """Whether ``vals`` writes a script, its mode, a script type, or moves a
-        script line to another configuration (where it would run as another
-        user)."""
-        if not self:  # create: any script, or a line that would run one
-            return bool((vals.get("python_script") or "").strip()
-                        or vals.get("value_type") in SCRIPT_TYPES)
-        for line in self:
-            if "python_script" in vals and (vals["python_script"] or "") != (
-                    line.python_script or ""):
-                return True  # even on a plain line: a script waiting to be switched on
-            if vals.get("value_type", line.value_type) not in SCRIPT_TYPES:
-                continue
-            if (vals.get("script_mode", line.script_mode) != line.script_mode
-                    or vals.get("value_type", line.value_type) != line.value_type
-                    or vals.get("config_id", line.config_id.id) != line.config_id.id):
-                return True
-        return False
-
-    def _bj_check_script_author(self, vals_list):
-        if self.env.is_system():
-            return
-        if any(self._bj_script_changes(vals) for vals in vals_list):
-            raise AccessError(_(
-                "Only Settings administrators may write Python Scripts, change their mode "
-                "or make a line a script (nor duplicate a configuration that has scripts): "
-                "scripts are code, like server actions."))
-
-    @api.model_create_multi
-    def create(self, vals_list):
-        self.browse()._bj_check_script_author(vals_list)
-        return super().create(vals_list)
-
-    def write(self, vals):
-        self._bj_check_script_author([vals])
-        return super().write(vals)
 
     # -- the Script dialog --------------------------------------------------
 

@@ -10,7 +10,7 @@ from collections import defaultdict
 from datetime import timedelta
 
 from odoo import Command, _, api, fields, models, tools
-from odoo.exceptions import AccessError, UserError, ValidationError
+from odoo.exceptions import UserError, ValidationError
 from odoo.osv import expression
 from odoo.tools import split_every
 
@@ -20,7 +20,7 @@ from ..services import outbound, run_as
 from ..services.filter_domain import scope_domain
 from ..services.inbound_request import INBOUND_CONTEXT_KEY
 from ..services.outbound_call import EXPORT_ERRORS, OutboundCall
-from .bj_api_access import MANAGER_GROUP, USER_GROUP, check_group
+from .bj_api_access import ADMIN_GROUP, MANAGER_GROUP, USER_GROUP, check_group
 from .bj_api_sync_job import DEAD_ACTIVITY_TYPE
 
 _logger = logging.getLogger("bj.api.outbound")
@@ -176,7 +176,7 @@ class BjApiSyncConfigOutbound(models.Model):
         return result
 
     def unlink(self):
-        crons = self.sudo().schedule_cron_id
+        crons = self._bj_own_schedule_cron()
         result = super().unlink()
         crons.unlink()
         return result
@@ -370,6 +370,21 @@ class BjApiSyncConfigOutbound(models.Model):
 
     # -- the schedule ------------------------------------------------------------------------
 
+    def _bj_schedule_code(self):
+        return f"model._cron_send_scheduled({self.id})"
+
+    def _bj_own_schedule_cron(self):
+        """The Scheduled Actions that the addon created for these configurations:
+        on this model, running their own schedule.  Any other cron in
+        ``schedule_cron_id`` (written there by hand) is never touched."""
+        crons = self.env["ir.cron"].sudo().with_context(active_test=False)
+        model_id = self.env["ir.model"]._get_id(self._name)
+        for config in self.sudo():
+            cron = config.schedule_cron_id.with_context(active_test=False)
+            if cron.model_id.id == model_id and cron.code == config._bj_schedule_code():
+                crons |= cron
+        return crons
+
     def _bj_sync_schedule_cron(self):
         """Create, update or deactivate each configuration's scheduled action."""
         model_id = self.env["ir.model"]._get_id(self._name)
@@ -381,16 +396,19 @@ class BjApiSyncConfigOutbound(models.Model):
                 "interval_type": config.schedule_interval_type,
                 "active": wanted,
             }
-            if config.schedule_cron_id:
-                config.schedule_cron_id.write(values)
+            cron = config._bj_own_schedule_cron()
+            if cron:
+                cron.write(values)
             elif wanted:
                 config.schedule_cron_id = self.env["ir.cron"].sudo().create({
                     **values,
                     "model_id": model_id,
                     "state": "code",
-                    "code": f"model._cron_send_scheduled({config.id})",
+                    "code": config._bj_schedule_code(),
                     "user_id": self.env.ref("base.user_root").id,
                 })
+            elif config.schedule_cron_id:
+                config.schedule_cron_id = False
 
     @api.model
     def _bj_schedule_bound(self):
@@ -531,10 +549,9 @@ class BjApiSyncConfigOutbound(models.Model):
         automation and a native trigger both queue is delivered once (the
         worker merges the younger, never attempted job into the older one).
         """
+        # The action runs code: Odoo lets Settings administrators alone write it.
+        check_group(self.env, ADMIN_GROUP)
         self.ensure_one()
-        if not self.env.is_system():
-            # The action runs code: Odoo lets Settings administrators alone write it.
-            raise AccessError(_("Only Settings administrators may create Trigger Actions."))
         kind = self.trigger_action_model_id.model
         if self.request_type != "out":
             raise UserError(_("Only Out configurations have a Trigger Action."))

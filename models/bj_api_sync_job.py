@@ -308,7 +308,10 @@ class BjApiSyncJob(models.Model):
         Idempotency-Key.
         """
         check_group(self.env, MANAGER_GROUP)
-        jobs = self.filtered(lambda job: job.state in ("dead", "cancelled"))
+        # Jobs are the addon's bookkeeping (field table): written as superuser,
+        # those the user may change.
+        self.check_access("write")
+        jobs = self.sudo().filtered(lambda job: job.state in ("dead", "cancelled"))
         if not jobs:
             raise UserError(_("Only dead or cancelled deliveries can be retried."))
         for job in jobs:
@@ -326,7 +329,8 @@ class BjApiSyncJob(models.Model):
 
     def action_cancel(self):
         check_group(self.env, MANAGER_GROUP)
-        jobs = self.filtered(lambda job: job.state in ("pending", "dead"))
+        self.check_access("write")
+        jobs = self.sudo().filtered(lambda job: job.state in ("pending", "dead"))
         if not jobs:
             raise UserError(_("Only pending or dead deliveries can be cancelled."))
         jobs._bj_finish("cancelled", _("Cancelled by %(user)s.", user=self.env.user.name))

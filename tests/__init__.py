@@ -49,3 +49,6 @@ from . import test_inbound_script_sql
 from . import test_url_masking
 from . import test_inbound_storage_limits
 from . import test_script_budget
+from . import test_field_access
+from . import test_acting_fields
+from . import test_script_lock

@@ -94,11 +94,13 @@ class TestAccessRights(BjApiSyncCase):
         with self.assertRaisesRegex(AccessError, "Only Settings administrators"):
             plain.with_user(self.sync_manager).write(
                 {"value_type": "python_plain", "python_script": "'z'"})
-        # Everything else stays the managers' to configure, on script lines too;
-        # turning a script off runs no code.
-        line.with_user(self.sync_manager).write({"external_key": "note", "sequence": 50,
-                                                 "python_script": "'x'"})
-        line.with_user(self.sync_manager).write({"value_type": "plain"})
+        # A configuration with a script is the administrators' as a whole
+        # (TestScriptLock): its other lines too, and turning the script off.
+        for values in ({"external_key": "note"}, {"value_type": "plain"}):
+            with self.subTest(values=values), self.assertRaisesRegex(
+                    AccessError, "Only Settings administrators"):
+                line.with_user(self.sync_manager).write(values)
+        line.with_user(admin).write({"external_key": "note", "value_type": "plain"})
         self.assertEqual((line.external_key, line.value_type), ("note", "plain"))
         with self.assertRaises(AccessError):
             line.with_user(self.sync_user).write({"external_key": "y"})
@@ -128,8 +130,8 @@ class TestAccessRights(BjApiSyncCase):
         ])
         configs = self.env["bj.api.sync.config"].search_count([])
         # The savepoint stands for the transaction of the refused request.
-        with self.assertRaisesRegex(AccessError, "nor duplicate a configuration that has "
-                                                 "scripts"), self.env.cr.savepoint():
+        with self.assertRaisesRegex(AccessError, "Only Settings administrators"), \
+                self.env.cr.savepoint():
             out.with_user(self.sync_manager).copy()
         self.assertEqual(self.env["bj.api.sync.config"].search_count([]), configs)
 
@@ -137,7 +139,7 @@ class TestAccessRights(BjApiSyncCase):
         out = self.make_partner_config(
             request_type="out",
             trigger_action_model_id=self.env["ir.model"]._get_id("ir.actions.server"))
-        with self.assertRaisesRegex(AccessError, "Trigger Actions"):
+        with self.assertRaisesRegex(AccessError, "reserved for the group"):
             out.with_user(self.sync_manager).action_create_trigger_action()
         self.assertFalse(out.trigger_action_id)
         action = out.action_create_trigger_action()
@@ -150,7 +152,8 @@ class TestAccessRights(BjApiSyncCase):
             arch = configs.get_views([(False, "form")])["views"]["form"]["arch"]
             run_as = re.findall(r'<field name="run_as_user_id"[^>]*>', arch)
             self.assertEqual(len(run_as), 1, arch)
-            self.assertEqual("readonly=" in run_as[0], not editable, run_as[0])
+            # script_locked: read-only for everyone but administrators (TestScriptLock).
+            self.assertEqual("or (1)" in run_as[0], not editable, run_as[0])
             line = self.config.line_ids[:1].with_user(user)
             self.assertEqual(line.can_edit_script, editable)
         # The Script dialog is read-only where the lines' script fields are.

