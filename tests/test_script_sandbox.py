@@ -5,12 +5,17 @@ logged, and the worker serving the next call."""
 import logging
 import time
 
+import psycopg2.extensions
+
+from odoo.api import Transaction
 from odoo.exceptions import AccessError, ValidationError
+from odoo.sql_db import BaseCursor
 from odoo.tests import BaseCase, tagged
 
 from ..core.script_rules import ScriptRefused, check_source
-from ..services.scripts import IMPORTABLE
-from .common import BjApiHttpCase, BjOutboundCase
+from ..services.quiet_cursor import QuietCursor
+from ..services.scripts import IMPORTABLE, ScriptCursor, script_environment
+from .common import BjApiHttpCase, BjApiSyncCase, BjOutboundCase
 
 _logger = logging.getLogger(__name__)
 
@@ -412,3 +417,45 @@ class TestOutboundScriptSandbox(BjOutboundCase):
 
     def enqueue(self, records):
         return self.env["bj.api.sync.config"]._enqueue_outbound_records(records, self.config)
+
+
+@tagged("post_install", "-at_install")
+class TestScriptCursorSurface(BjApiSyncCase):
+    """Every name of the cursors under a script's ``env.cr`` (Odoo's, psycopg2's, the
+    inbound request's quiet wrapper), whatever a later version adds: a script reaches
+    only the offered ones, and none of them hands out a cursor, a connection or the
+    transaction."""
+
+    def script_cursors(self):
+        quiet = QuietCursor(self.env.cr)
+        return {"job": script_environment(self.env).cr,
+                "inbound request": script_environment(self.env(cr=quiet)).cr}
+
+    def names(self):
+        raw = self.env.cr
+        names = set(dir(raw)) | set(vars(raw)) | set(dir(raw._obj)) | set(dir(QuietCursor)) | set(
+            vars(QuietCursor(raw)))
+        return sorted(name for name in names if "__" not in name)
+
+    def test_only_the_offered_names_reach_the_request_cursor(self):
+        own = {"execute", "savepoint", "flush", "transaction", "precommit", "postcommit",
+               "prerollback", "postrollback", "OFFERED"}
+        dangerous = (BaseCursor, psycopg2.extensions.connection, psycopg2.extensions.cursor,
+                     Transaction)
+        for where, cursor in self.script_cursors().items():
+            for name in self.names():
+                with self.subTest(where=where, name=name):
+                    if name in ScriptCursor.OFFERED or name in own:
+                        value = getattr(cursor, name)
+                        if name not in own:
+                            self.assertNotIsInstance(value, dangerous)
+                        continue
+                    with self.assertRaisesRegex(AttributeError, "Scripts cannot use"):
+                        getattr(cursor, name)()
+
+    def test_clear_and_reset_keep_the_request_pending_writes(self):
+        cursor = script_environment(self.env).cr
+        for name in ("clear", "reset"):
+            with self.subTest(name=name), self.assertRaisesRegex(AttributeError,
+                                                                 "Scripts cannot use"):
+                getattr(cursor, name)()
