@@ -42,6 +42,15 @@ RELATIVEDELTA_KEYS = frozenset({
     "microseconds", "year", "month", "day", "weekday", "hour", "minute", "second",
     "microsecond",
 })
+YEARS = (2, 9998)
+# relativedelta's arguments that must be whole numbers, with the range of the
+# absolute ones: a fraction or an out-of-range value would fail only on some
+# dates (day=30.5 in a 31-day month).
+WHOLE_NUMBERS = {
+    "years": None, "months": None, "leapdays": None,
+    "year": (1, 9999), "month": (1, 12), "day": (1, 31), "weekday": (0, 6),
+    "hour": (0, 23), "minute": (0, 59), "second": (0, 59), "microsecond": (0, 999_999),
+}
 # strftime formats: plain directives only (no widths or flags, which glibc would
 # honour with a buffer of that size), short.
 STRFTIME_FORMAT = re.compile(r"(?:[^%]|%[aAbBdHIjmMpSuwyYzZ%])*")
@@ -87,8 +96,8 @@ class DomainTemplate:
         calendar (``context_today() + timedelta(days=10**9)``)."""
         try:
             return list(self._value(context))
-        except (OverflowError, ValueError) as error:
-            raise DomainRefused(f"a date term has no value: {error}") from None
+        except Exception as error:  # noqa: BLE001 - the terms' own arithmetic, on data
+            raise DomainRefused(f"a date term has no value now: {error}") from None
 
 
 def _refuse(node, what):
@@ -96,6 +105,16 @@ def _refuse(node, what):
         node, "lineno") else ""
     raise DomainRefused(f"{what} is not allowed in a Filter Domain{where}: it may contain "
                         f"only {ALLOWED}")
+
+
+def _check_text(node, text):
+    """Strings go to PostgreSQL as they are: no NUL, nothing UTF-8 cannot encode."""
+    if "\x00" in text:
+        _refuse(node, "a NUL character")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        _refuse(node, "a character UTF-8 cannot encode (a lone surrogate)")
 
 
 def _constant(kind, value):
@@ -141,9 +160,21 @@ def _numbers(node, positional_max, keys=frozenset()):
 def _build(node, kind, factory, positional_max, keys=frozenset()):
     """A constant built from literal numbers, checked now (at save)."""
     args, kwargs = _numbers(node, positional_max, keys)
+    if factory in (dt.datetime, dt.date) and args and not (
+            YEARS[0] <= args[0] <= YEARS[1]):
+        # A day from the calendar's ends would leave it in another time zone.
+        _refuse(node, f"the year {args[0]} (from {YEARS[0]} to {YEARS[1]})")
+    if factory is relativedelta:
+        for key, value in kwargs.items():
+            bounds = WHOLE_NUMBERS.get(key, ())
+            if bounds == () or (isinstance(value, int) and (
+                    bounds is None or bounds[0] <= value <= bounds[1])):
+                continue
+            _refuse(node, f"relativedelta({key}={value!r}): {key} takes a whole number"
+                    + (f" from {bounds[0]} to {bounds[1]}" if bounds else ""))
     try:
         return _constant(kind, factory(*args, **kwargs))
-    except (TypeError, ValueError, OverflowError) as error:
+    except (TypeError, ValueError, OverflowError, IndexError) as error:
         raise DomainRefused(f"{_dotted(node.func)}(...) has no value: {error}") from None
 
 
@@ -221,6 +252,8 @@ def _method(node):
         return DATETIME, to_utc
     if method == "strftime" and kind in DATES and len(node.args) == 1:
         fmt = node.args[0]
+        if isinstance(fmt, ast.Constant) and isinstance(fmt.value, str):
+            _check_text(fmt, fmt.value)
         if not (isinstance(fmt, ast.Constant) and isinstance(fmt.value, str)
                 and len(fmt.value) <= STRFTIME_MAX_LENGTH
                 and STRFTIME_FORMAT.fullmatch(fmt.value)):
@@ -275,6 +308,7 @@ def _literal(node):
     if isinstance(value, int | float):
         return _constant(NUMBER, value)
     if isinstance(value, str):
+        _check_text(node, value)
         return _constant(STRING, value)
     _refuse(node, f"a {type(value).__name__} literal")
 

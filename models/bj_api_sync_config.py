@@ -29,6 +29,7 @@ from ..core.plan import (
 )
 from ..services import run_as
 from ..services.filter_domain import evaluate_domain
+from ..services.quiet_cursor import QuietCursor
 from ..services.scripts import compile_script
 from .bj_api_access import MANAGER_GROUP, USER_GROUP, check_group
 from .bj_api_log import get_int_param
@@ -591,12 +592,16 @@ class BjApiSyncConfig(models.Model):
         return self.env.user
 
     def _bj_get_filter_domain(self):
-        """The Filter Domain as a list, evaluated now and validated against the Model."""
+        """The Filter Domain as a list, evaluated now and validated against the Model:
+        searched once, so that what PostgreSQL refuses (an integer field compared
+        with text) is refused when saved rather than at every run.  The search runs
+        on a cursor that answers a failed statement instead of logging it."""
         self.ensure_one()
         domain = evaluate_domain(parse_domain(self.filter_domain), self.env)
         if self.model_name:
-            # Raises ValueError on unknown fields or bad operators.
-            self.env[self.model_name].sudo()._search(domain)
+            with self.env.cr.savepoint():
+                quiet = self.env(cr=QuietCursor(self.env.cr), su=True)
+                quiet[self.model_name].search(domain, limit=1)
         return domain
 
     def _bj_get_ip_networks(self):

@@ -7,9 +7,10 @@ happens once, when the plan is compiled; evaluating it is then cheap.
 """
 
 from odoo import fields
+from odoo.exceptions import UserError
 from odoo.osv import expression
 
-from ..core.domain_terms import DomainContext
+from ..core.domain_terms import DomainContext, DomainRefused
 
 
 def domain_context(env):
@@ -32,8 +33,15 @@ def evaluate_domain(template, env):
 
 
 def scope_domain(env, plan):
-    """The domain of the records ``plan`` may see now: Filter Domain and company."""
-    domain = evaluate_domain(plan.filter_template, env)
+    """The domain of the records ``plan`` may see now: Filter Domain and company.
+
+    A domain whose date terms have no value now (a date pushed off the calendar
+    by the user's time zone) is the configuration's error, answered as such."""
+    try:
+        domain = evaluate_domain(plan.filter_template, env)
+    except DomainRefused as error:
+        raise UserError(env._("The Filter Domain of %(name)r cannot be used now: %(error)s",
+                              name=plan.name, error=error)) from None
     if plan.company_domain:
         domain = expression.AND([domain, list(plan.company_domain)])
     return domain

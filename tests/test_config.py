@@ -4,7 +4,7 @@ from dateutil.relativedelta import relativedelta
 from freezegun import freeze_time
 
 from odoo import Command
-from odoo.exceptions import ValidationError
+from odoo.exceptions import UserError, ValidationError
 from odoo.tests import Form, tagged
 from odoo.tools import config as config_options
 from odoo.tools import mute_logger
@@ -226,6 +226,23 @@ class TestConfigConstraints(BjApiSyncCase):
                 self.env["bj.api.sync.config"].with_user(user).create(values)
             self.assertIn("is not allowed in a Filter Domain", str(caught.exception))
             self.assertNotIn(config_options.get("admin_passwd") or "admin", str(caught.exception))
+
+    def test_filter_domain_is_searched_once_when_saved(self):
+        """What PostgreSQL would refuse at every run is refused when saved, without
+        the "bad query" ERROR line of a failed statement."""
+        with self.assertNoLogs("odoo.sql_db", "ERROR"):
+            self.assertInvalid("not a valid domain", filter_domain="[('id', '=', 'abc')]")
+        with self.assertNoLogs("odoo.sql_db", "ERROR"):
+            self.assertInvalid("NUL", filter_domain="[('name', '=', 'a\\x00')]")
+
+    def test_filter_domain_without_a_value_now_is_the_configurations_error(self):
+        """A date term pushed off the calendar by the user's time zone."""
+        config = self.make_config(company_id=False, filter_domain=(
+            "[('create_date', '<', (datetime.datetime(9998, 12, 31, 23) + timedelta(days=365))"
+            ".to_utc())]"))
+        env = self.env(context=dict(self.env.context, tz="Pacific/Honolulu"))
+        with self.assertRaisesRegex(UserError, "Filter Domain of .* cannot be used now"):
+            scope_domain(env, config._bj_plan())
 
     def test_filter_domain_of_the_domain_editor(self):
         """What Odoo's domain editor writes for "today" and "in the last 7 days"

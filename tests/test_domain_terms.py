@@ -122,6 +122,20 @@ REFUSED = [
     "uid",
     "[('a', '=', 1)]; import os",
     "[" * 5000 + "]" * 5000,
+    # Values PostgreSQL cannot take, and arguments valid on some dates only.
+    "[('name', '=', 'a\\x00b')]",
+    "[('name', '=', '\\ud800')]",
+    "[('name', '=', context_today().strftime('%Y\\x00'))]",
+    "[('d', '=', context_today() + relativedelta(months=2, day=30.5))]",
+    "[('d', '=', context_today() + relativedelta(year=2020.5))]",
+    "[('d', '=', context_today() + relativedelta(hour=1.5))]",
+    "[('d', '=', context_today() + relativedelta(weekday=1.5))]",
+    "[('d', '=', context_today() + relativedelta(weekday=7))]",
+    "[('d', '=', context_today() + relativedelta(weekday=-8))]",
+    "[('d', '=', context_today() + relativedelta(month=13))]",
+    "[('d', '=', context_today() + relativedelta(years=1.5))]",
+    "[('d', '=', datetime.datetime(1, 1, 1).to_utc())]",
+    "[('d', '=', datetime.date(9999, 12, 31))]",
     "[" + "1, " * 40_000 + "]",
 ]
 
