@@ -368,7 +368,11 @@ class TestScriptBudgetConcurrency(CommittedDataMixin, BaseCase):
         for seconds, _source, message in stops:
             self.assertIn("ran longer than its 1 s budget (system parameter "
                           "bjet_api_sync.script_time_budget)", message)
-            self.assertLess(seconds, self.SECONDS + 1)
+            # Four script threads and two allocating ones share one GIL on two
+            # cores: a stop comes at the script's next line once it gets the GIL
+            # back, later than alone, but never unbounded (a swallowed stop runs
+            # until the 600 s sleep or the endless loop ends).
+            self.assertLess(seconds, self.SECONDS + 3)
         # The next script still has a budget.
         outcome = run_script("while True:\n    pass")
         self.assertEqual(outcome[0], "stopped")
