@@ -14,7 +14,7 @@ from ..core.plan import (
 )
 from ..services import run_as
 from ..services.scripts import compile_script
-from .bj_api_access import config_company_field, user_level
+from .bj_api_access import ADMIN_GROUP, check_group, config_company_field, user_level
 
 
 class BjApiSyncConfigLine(models.Model):
@@ -199,5 +199,7 @@ class BjApiSyncConfigLine(models.Model):
     def check_python_script(self, python_script, script_mode):
         """What the Script dialog shows before it keeps a script: the error that
         compiling it gives, or False.  Lines in the form may not be saved yet, so
-        the dialog checks the text, not a record."""
+        the dialog checks the text, not a record.  Only those who may write a
+        script ask: compiling costs the server time."""
+        check_group(self.env, ADMIN_GROUP)
         return compile_script(python_script, script_mode).error or False

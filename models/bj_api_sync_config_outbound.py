@@ -18,7 +18,7 @@ from ..core import http_client, inbound, retry
 from ..core.transactions import auto_commit
 from ..services import outbound, run_as
 from ..services.filter_domain import scope_domain
-from ..services.inbound_request import INBOUND_CONTEXT_KEY
+from ..services.inbound_request import INBOUND_CONTEXT_KEY, InboundOrigin
 from ..services.outbound_call import EXPORT_ERRORS, OutboundCall
 from .bj_api_access import ADMIN_GROUP, MANAGER_GROUP, USER_GROUP, check_group
 from .bj_api_sync_job import DEAD_ACTIVITY_TYPE
@@ -223,7 +223,7 @@ class BjApiSyncConfigOutbound(models.Model):
         """Plans of the configurations this change fires, echo suppression included."""
         plans = tuple(self._bj_plan_for(config_id)
                       for config_id in self._bj_trigger_index().get((model_name, event), ()))
-        if plans and self.env.context.get(INBOUND_CONTEXT_KEY):
+        if plans and isinstance(self.env.context.get(INBOUND_CONTEXT_KEY), InboundOrigin):
             plans = tuple(plan for plan in plans if plan.triggers.send_inbound)
         return plans
 

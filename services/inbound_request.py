@@ -15,6 +15,7 @@ import logging
 import re
 import time
 import traceback
+from dataclasses import dataclass
 
 import psycopg2
 import psycopg2.errors
@@ -63,6 +64,15 @@ INDEX_NAME = re.compile(r'for index "([^"]+)"')
 # Context key set on every inbound write, so outbound triggers can tell the
 # change came from an external system and not echo it back.
 INBOUND_CONTEXT_KEY = "bj_api_sync_inbound_config_id"
+
+
+@dataclass(frozen=True)
+class InboundOrigin:
+    """The value of INBOUND_CONTEXT_KEY: an object no RPC context can hold (JSON
+    has no such type), so that no caller hides its own changes from outbound
+    triggers by naming the key."""
+
+    config_id: int
 # The API log already records who created what: a chatter message and a
 # follower per record would only flood the integration user.
 WRITE_CONTEXT = {"mail_create_nolog": True, "mail_create_nosubscribe": True}
@@ -262,7 +272,7 @@ class InboundRequest:
         plan = self.plan
         try:
             env = run_as.user_env(self.env, plan, **WRITE_CONTEXT,
-                                  **{INBOUND_CONTEXT_KEY: plan.config_id})
+                                  **{INBOUND_CONTEXT_KEY: InboundOrigin(plan.config_id)})
         except run_as.RunAsUserError as error:
             raise InboundError(RUN_AS_OFF_STATUS, error.args[0]) from None
         return env(cr=self.cr)[plan.model]

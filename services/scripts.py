@@ -34,6 +34,9 @@ _logger = logging.getLogger("bj.api.mapping")
 
 # Name of the variable a multi-statement Evaluate script assigns its value to.
 RESULT_VARIABLE = "result"
+# Longer scripts are refused before they are parsed: checking and compiling cost
+# time in proportion.
+MAX_SCRIPT_LENGTH = 65_536
 # File name of compiled scripts: errors give the line number in the script.
 SCRIPT_FILENAME = "<configuration line script>"
 # Seconds one script may run (a system parameter): past it, the script stops
@@ -244,6 +247,9 @@ def compile_script(source, mode):
     """A :class:`Script`: the rules and the sandbox check the source once, here.
     Errors name the rule and the line, never the source."""
     code_text = (source or "").strip()
+    if len(code_text) > MAX_SCRIPT_LENGTH:
+        return Script(mode, None, False,
+                      error=f"a script has at most {MAX_SCRIPT_LENGTH} characters")
     try:
         check_source(code_text, sandbox._UNSAFE_ATTRIBUTES, IMPORTABLE)
         if mode != MODE_EXECUTE:
@@ -257,6 +263,8 @@ def compile_script(source, mode):
         return Script(mode, None, False, error=f"SyntaxError: {error.msg} (line {error.lineno})")
     except ScriptRefused as error:
         return Script(mode, None, False, error=str(error))
+    except (RecursionError, MemoryError):
+        return Script(mode, None, False, error="the script nests too deeply to compile")
     except NameError:
         # Names the rules do not see (``global __x``); the message quotes the source.
         return Script(mode, None, False, error="NameError: the script uses a forbidden name")

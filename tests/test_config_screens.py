@@ -1,4 +1,4 @@
-from odoo.exceptions import ValidationError
+from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import Form, tagged
 
 from .common import BjApiSyncCase
@@ -122,6 +122,20 @@ class TestConfigScreenLines(BjApiSyncCase):
         self.assertFalse(lines.check_python_script("value = 1\nresult = value + 1", "evaluate"))
         self.assertIn("SyntaxError", lines.check_python_script("def (", "evaluate"))
         self.assertIn("SyntaxError", lines.check_python_script("result = ", "execute"))
+        # Texts that would exhaust the parser or the checker are answered, not raised.
+        self.assertIn("nests too deeply", lines.check_python_script("1+" * 30_000 + "1",
+                                                                    "evaluate"))
+        self.assertIn("nests too deeply", lines.check_python_script("-" * 60_000 + "1",
+                                                                    "evaluate"))
+        self.assertIn("at most 65536 characters",
+                      lines.check_python_script("x = 1\n" * 20_000, "execute"))
+
+    def test_script_dialog_check_is_for_script_authors(self):
+        """Compiling costs the server time: only those who write scripts ask."""
+        for user in (self.sync_manager, self.sync_user, self.integration_user):
+            with self.subTest(user=user.login), self.assertRaises(AccessError):
+                self.env["bj.api.sync.config.line"].with_user(user).check_python_script(
+                    "result = 1", "evaluate")
 
 
 @tagged("post_install", "-at_install")

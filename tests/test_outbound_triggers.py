@@ -3,7 +3,7 @@ from odoo.exceptions import UserError, ValidationError
 from odoo.tests import tagged
 
 from ..services.delivery_worker import WORKER_CRON
-from ..services.inbound_request import INBOUND_CONTEXT_KEY
+from ..services.inbound_request import INBOUND_CONTEXT_KEY, InboundOrigin
 from .common import BjOutboundCase
 
 
@@ -118,7 +118,14 @@ class TestOutboundTriggers(BjOutboundCase):
     def test_no_echo_of_inbound_changes(self):
         config = self.make_out_config(trigger_on_create=True)
         inbound = self.make_partner_config(request_type="in")
-        partners = self.env["res.partner"].with_context(**{INBOUND_CONTEXT_KEY: inbound.id})
+        # What a caller can put in an RPC context hides nothing.
+        for value in (inbound.id, str(inbound.id), [inbound.id], {"config_id": inbound.id}):
+            self.env["res.partner"].with_user(self.integration_user).with_context(
+                **{INBOUND_CONTEXT_KEY: value}).create({"name": "Not hidden"})
+        self.assertEqual(len(self.get_jobs(config)), 4)
+        self.get_jobs(config).unlink()
+        partners = self.env["res.partner"].with_context(
+            **{INBOUND_CONTEXT_KEY: InboundOrigin(inbound.id)})
         partners.create({"name": "From the other system"})
         self.assertFalse(self.get_jobs(config))
         config.send_inbound_changes = True
