@@ -16,12 +16,24 @@ name that is not a Python identifier: no script source can read, rebind or
 delete it (``budget-checkpoint`` in source is a subtraction), and scripts get
 no ``globals()``, ``locals()`` or ``vars()``.
 
-A single long operation in C (``sum(range(10 ** 12))``, ``'x' * 10 ** 10``)
-reaches no checkpoint: Odoo's worker limits bound it (README, Script reference).
+The builtins that call a function for every item of an iterable in C (``map``,
+``filter``, ``sorted``, ``min``, ``max``, ``reduce``) are given checkpoints too
+(:meth:`Budget.builtins`), so that ``list(map(library_function, [x] * 10 ** 6))``
+stops at its next item.  One long call into Odoo or a library, like a single
+long operation in C (``sum(range(10 ** 12))``, ``'x' * 10 ** 10``), reaches no
+checkpoint: ``statement_timeout`` bounds its SQL and Odoo's worker limits the
+rest (README, Script reference).
+
+Code a script leaves behind (a function stored where Odoo calls it later, a
+generator closed by the garbage collector) meets :class:`ScriptExpired`, an
+ordinary exception, once the run is over or in another thread: whatever calls
+it fails like on any error, and its thread lives on.
 """
 
 import ast
+import functools
 import math
+import threading
 import time
 
 # Not an identifier (so out of every script's reach), and free of ``__``,
@@ -35,20 +47,66 @@ class ScriptTimeout(BaseException):
     it anyway (``except BaseException``) meets it again at its first line."""
 
 
+class ScriptExpired(RuntimeError):
+    """Raised when a script's code runs after its run ended, or in another
+    thread: an Exception, so that the foreign code that called it (a request,
+    a cron) handles it like any error instead of losing its thread."""
+
+    def __init__(self):
+        super().__init__("code of a Python Script ran after its script had ended")
+
+
 class Budget:
     """One run's deadline (``time.monotonic()`` seconds) and its checkpoint."""
 
-    __slots__ = ("deadline",)
+    __slots__ = ("deadline", "thread")
 
     def __init__(self, deadline):
         self.deadline = deadline
+        self.thread = threading.get_ident()
 
     def checkpoint(self):
         """True while time is left (so that ``checkpoint() and value`` is
-        ``value``), else raise ScriptTimeout."""
-        if time.monotonic() >= self.deadline:
-            raise ScriptTimeout
-        return True
+        ``value``), else raise ScriptTimeout, or ScriptExpired outside the run."""
+        if time.monotonic() < self.deadline:
+            return True
+        if self.deadline == -math.inf or threading.get_ident() != self.thread:
+            raise ScriptExpired
+        raise ScriptTimeout
+
+    def builtins(self):
+        """``map``, ``filter``, ``sorted``, ``min``, ``max`` and ``reduce`` with a
+        checkpoint at every item they call a function on."""
+        check = self.checkpoint
+
+        def checked(iterable):
+            for item in iterable:
+                check()
+                yield item
+
+        def checked_key(key):
+            return None if key is None else lambda item: check() and key(item)
+
+        def budget_map(function, *iterables):
+            return map(function, *map(checked, iterables))
+
+        def budget_filter(function, iterable):
+            return filter(function, checked(iterable))
+
+        def budget_sorted(iterable, /, *, key=None, reverse=False):
+            return sorted(checked(iterable), key=checked_key(key), reverse=reverse)
+
+        def extreme(pick):
+            def budget_extreme(*args, key=None, **kwargs):
+                items = checked(args[0]) if len(args) == 1 else args
+                return pick(items, key=checked_key(key), **kwargs)
+            return budget_extreme
+
+        def budget_reduce(function, iterable, *initial):
+            return functools.reduce(function, checked(iterable), *initial)
+
+        return {"map": budget_map, "filter": budget_filter, "sorted": budget_sorted,
+                "min": extreme(min), "max": extreme(max), "reduce": budget_reduce}
 
     def remaining(self):
         return self.deadline - time.monotonic()

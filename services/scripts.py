@@ -57,10 +57,14 @@ class BudgetedTime:
 
     def sleep(self, seconds):
         remaining = self._budget.remaining()
-        if seconds > remaining:
-            time.sleep(max(remaining, 0))
-            raise ScriptTimeout
-        time.sleep(seconds)
+        if seconds <= remaining:
+            time.sleep(seconds)
+            return
+        time.sleep(max(remaining, 0))
+        # Past the deadline the checkpoint raises: ScriptTimeout, or ScriptExpired
+        # after the run.
+        while self._budget.checkpoint():
+            time.sleep(0.001)
 
 
 _running = threading.local()
@@ -315,7 +319,8 @@ def script_context(env, model, record, request_data, budget):
         "b64decode": base64.b64decode,
         "UserError": UserError,
         "Command": Command,
-        "__builtins__": {**sandbox._BUILTINS, "__import__": script_import(budgeted_time)},
+        "__builtins__": {**sandbox._BUILTINS, **budget.builtins(),
+                         "__import__": script_import(budgeted_time)},
         CHECKPOINT: budget.checkpoint,
     }
 

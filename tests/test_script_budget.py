@@ -20,7 +20,13 @@ from odoo.tools import config as odoo_config
 from odoo.tools import safe_eval as sandbox
 
 from ..core.exceptions import MappingError
-from ..core.script_budget import CHECKPOINT, Budget, ScriptTimeout, add_checkpoints
+from ..core.script_budget import (
+    CHECKPOINT,
+    Budget,
+    ScriptExpired,
+    ScriptTimeout,
+    add_checkpoints,
+)
 from ..services.scripts import ScriptRunner, compile_script, run_within, script_context
 from .common import CommittedDataMixin
 
@@ -98,6 +104,13 @@ VECTORS = [
     ("a def catching its own stop, called from a generator expression",
      "def spin(x):\n    while True:\n        try:\n            while True:\n                pass\n"
      "        except BaseException:\n            pass\nresult = any(spin(x) for x in range(3))"),
+    # Builtins that call a C or library function for every item.
+    ("a library function mapped", "import math\nresult = sum(map(math.fabs, range(10 ** 12)))"),
+    ("filter of a builtin", "result = sum(filter(None, range(10 ** 12)))"),
+    ("max with a builtin key", "result = max(range(10 ** 12), key=abs)"),
+    ("min of a map", "result = min(map(abs, range(10 ** 12)), default=0)"),
+    ("reduce of a builtin", "result = reduce(max, range(10 ** 12))"),
+    ("sorted with a builtin key", "result = sorted(range(10 ** 8), key=abs)"),
     ("string doubling in a catch-all loop",
      "while True:\n    try:\n        s = 'x'\n        for _ in range(20):\n            s = s + s\n"
      "    except BaseException:\n        pass"),
@@ -236,15 +249,48 @@ class TestScriptBudget(BaseCase):
                         "h = spin()\nf = lambda: 1", seconds=60)
         self.assertEqual(outcome, "finished")
         started = time.monotonic()
-        with self.assertRaises(ScriptTimeout):
+        # An ordinary exception: whatever calls the code fails as on any error.
+        with self.assertRaises(ScriptExpired):
             variables["g"].close()  # its finally: stopped at its first line
-        with self.assertRaises(ScriptTimeout):
+        with self.assertRaises(ScriptExpired):
             next(variables["h"])
-        with self.assertRaises(ScriptTimeout):
+        with self.assertRaises(ScriptExpired):
             variables["f"]()
+        with self.assertRaises(ScriptExpired):
+            variables["time"].sleep(1)
         variables.clear()
         gc.collect()
         self.assertLess(time.monotonic() - started, 0.5)
+
+    def test_code_called_by_another_thread_fails_like_any_error(self):
+        """A function a script leaves where Odoo calls it later (an onchange
+        registry, a cache) must not kill that caller's thread."""
+        outcome, _elapsed, variables = run_script("f = lambda: 1\ndef g():\n    return 2",
+                                                  seconds=60)
+        self.assertEqual(outcome, "finished")
+        errors = []
+
+        def call():
+            for function in (variables["f"], variables["g"]):
+                try:
+                    function()
+                except Exception as error:  # noqa: BLE001 - what a caller would catch
+                    errors.append(type(error))
+
+        thread = threading.Thread(target=call)
+        thread.start()
+        thread.join(10)
+        self.assertEqual(errors, [ScriptExpired, ScriptExpired])
+
+    def test_the_builtins_keep_their_results(self):
+        outcome, _elapsed, variables = run_script(
+            "result = [list(map(abs, [-1, 2])), list(map(max, [1, 2], [0, 0])), "
+            "list(filter(None, [0, 1, 2])), sorted([3, 1, 2], reverse=True), "
+            "sorted(['b', 'A'], key=str.lower), min([3, 1]), min(3, 1), max([1, 3], key=abs), "
+            "max([], default=7), reduce(lambda a, b: a + b, [1, 2, 3], 10)]", seconds=60)
+        self.assertEqual(outcome, "finished")
+        self.assertEqual(variables["result"],
+                         [[1, 2], [1, 2], [1, 2], [3, 2, 1], ["A", "b"], 1, 1, 3, 7, 16])
 
     def test_checkpoint_overhead(self):
         """The cost of a checkpoint per statement on the tightest loops (logged
