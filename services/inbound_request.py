@@ -21,7 +21,7 @@ import psycopg2
 import psycopg2.errors
 
 from odoo import models, tools
-from odoo.exceptions import AccessError, UserError
+from odoo.exceptions import AccessDenied, AccessError, RedirectWarning, UserError
 from odoo.osv import expression
 from odoo.service.model import (
     MAX_TRIES_ON_CONCURRENCY_FAILURE,
@@ -58,7 +58,10 @@ UNSORTABLE_TYPES = (*X2MANY_TYPES, "binary")
 # round to the field's precision (1e308 on a monetary field).
 DATABASE_CLIENT_ERRORS = (psycopg2.DataError, psycopg2.IntegrityError,
                           psycopg2.errors.ProgramLimitExceeded)
-CLIENT_ERRORS = (UserError, *DATABASE_CLIENT_ERRORS, OverflowError)
+# ValueError and TypeError: raised by a model's own code on the caller's values;
+# RedirectWarning: Odoo's refusal with a way out (a contact of an active user).
+CLIENT_ERRORS = (UserError, RedirectWarning, *DATABASE_CLIENT_ERRORS, OverflowError,
+                 ValueError, TypeError)
 # The index an entry too large was for, as PostgreSQL names it.
 INDEX_NAME = re.compile(r'for index "([^"]+)"')
 # Context key set on every inbound write, so outbound triggers can tell the
@@ -132,14 +135,22 @@ class InboundRequest:
         if isinstance(error, MappingError):
             index = error.index if error.index is not None else index
             return InboundError(400, error.message, line_id=error.line_id, index=index)
-        if isinstance(error, AccessError):
+        if isinstance(error, AccessError | AccessDenied):
             return InboundError(403, f"Access refused: {error.args[0]}", index=index)
-        if isinstance(error, UserError):  # ValidationError included
+        if isinstance(error, UserError | RedirectWarning):  # ValidationError included
             return InboundError(400, error.args[0], index=index)
         if isinstance(error, DATABASE_CLIENT_ERRORS):
             return self._database_error(error, index)
         if isinstance(error, OverflowError):
             return InboundError(400, f"A number is out of range: {error}.", index=index)
+        if isinstance(error, ValueError | TypeError):
+            # Raised by a model's own code on the caller's values (an unparsable
+            # website): the caller's error.  The server log gets where, not the
+            # message, which may quote the values.
+            frame = traceback.extract_tb(error.__traceback__)[-1]
+            _logger.warning("Inbound values refused by %s at %s:%s (%s)", frame.name,
+                            frame.filename, frame.lineno, type(error).__name__)
+            return InboundError(400, f"The values were refused: {error}", index=index)
         if isinstance(error, psycopg2.Error):
             # Its text may quote the caller's values (DETAIL): the server log gets
             # the kind of error and where it happened, not the values.

@@ -47,6 +47,7 @@ class TestInboundStorageLimits(BjApiHttpCase):
             ("name", "name", None),
             ("ref", "ref", None),
             ("email", "email", None),
+            ("website", "website", None),
             ("type", "type", None),
             ("color", "color", None),
             ("parent_id", "parent", None),
@@ -205,6 +206,21 @@ class TestInboundStorageLimits(BjApiHttpCase):
         ):
             with self.subTest(body=body):
                 self.refused("POST", body, f"'{key}'", key)
+
+    def test_refusals_of_the_models_own_code(self):
+        """A model's create, write or unlink refusing the caller's values with a
+        ValueError (an unparsable website) or a RedirectWarning (a contact of an
+        active user): a 400, never a 500 or an ERROR line."""
+        for website in (f"http://[{MARKER}", f"http://{MARKER}]", "//[", "http://[::1"):
+            with self.subTest(website=website):
+                self.refused("POST", {"name": "Web", "website": website}, "refused")
+                self.refused("PUT", {"website": website}, "refused",
+                             identifier=self.partner.id)
+        before = self.counts()
+        response = self.api("DELETE", ENDPOINT, self.sync_user.partner_id.id)
+        self.assertApiError(response, 400, "active user")
+        self.assertEqual(self.counts()[:3], before[:3])
+        self.assertFalse([record for record in self.records if record.levelno >= logging.ERROR])
 
     def test_values_that_fit_are_stored(self):
         name = incompressible(INDEXED_TEXT_MAX_BYTES)
