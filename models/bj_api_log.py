@@ -21,7 +21,6 @@ DEFAULT_RETENTION_DAYS = 30
 LOG_STATEMENT_TIMEOUT_MS = 5_000
 # A row written in the caller's transaction sits behind this savepoint, set in the
 # INSERT's own round trip: a failed row is undone alone.
-LOG_SAVEPOINT = "bj_api_log_row"
 # Fields that hold or quote URLs (the Request URL, the library's error texts):
 # stored with the URLs' credentials masked, whatever the caller passed.
 URL_FIELDS = ("url", "error_message")
@@ -164,14 +163,12 @@ class BjApiLog(models.Model):
         return {name: masking.storable(value) if isinstance(value, str) else value
                 for name, value in values.items()}
 
-    def _bj_insert_rows(self, cr, values_list, savepoint=False):
+    def _bj_insert_rows(self, cr, values_list):
         """Insert rows of prepared ``values_list`` (see ``_bj_prepare_log_values``)
         on Odoo cursor ``cr`` and return their ids.
 
         This runs for every API call and every delivery attempt, so it skips the
-        ORM: no default_get, no cache, one statement for the whole batch.  With
-        ``savepoint``, a savepoint of that name is set in the same round trip
-        (and left for the transaction's end to release).
+        ORM: no default_get, no cache, one statement for the whole batch.
         """
         now = fields.Datetime.now()
         audit = {"create_uid": self.env.uid, "create_date": now,
@@ -187,8 +184,6 @@ class BjApiLog(models.Model):
         row_placeholders = "(" + ", ".join(["%s"] * len(names)) + ")"
         query = (f'INSERT INTO "{self._table}" ({columns}) '
                  f"VALUES {', '.join([row_placeholders] * len(rows))} RETURNING id")
-        if savepoint:
-            query = f'SAVEPOINT "{savepoint}"; {query}'
 
         params = [None if row.get(name, False) is False else row[name]
                   for row in rows for name in names]
@@ -206,12 +201,13 @@ class BjApiLog(models.Model):
         return self._bj_insert_in_transaction(prepared)
 
     def _bj_insert_in_transaction(self, prepared):
-        cr = self.env.cr
+        # Odoo's savepoint, not SQL of ours: the cursor may be a script's, which
+        # runs no transaction control (an entry point called from a script).
         try:
-            return self._bj_insert_rows(cr, [prepared], savepoint=LOG_SAVEPOINT)[0]
+            with self.env.cr.savepoint(flush=False):
+                return self._bj_insert_rows(self.env.cr, [prepared])[0]
         except psycopg2.Error:
             # Logging must never break the call it describes.
-            cr.execute(f'ROLLBACK TO SAVEPOINT "{LOG_SAVEPOINT}"')
             _logger.exception("Could not write the API log row for %s", prepared.get("url"))
             return False
 

@@ -35,6 +35,7 @@ from ..core.exceptions import MappingError
 from ..core.outbound_result import OutboundResult
 from ..core.record_ids import id_text
 from . import outbound
+from .scripts import script_deadline
 
 # What a page's export may fail with: its mapping, or the Run As User (off, or
 # without access to a field or record).  The page is dead and queued as such.
@@ -77,6 +78,13 @@ class OutboundCall:
             timeout = plan.delivery.timeout
         elif isinstance(timeout, list | tuple):
             timeout = tuple(timeout)
+        # Called from a Python Script: no wait outlives the script's time budget
+        # (requests' timeouts are not its frames, which alone the budget stops).
+        self.deadline = script_deadline()
+        if self.deadline is not None:
+            left = max(self.deadline - time.monotonic(), 0.001)
+            timeout = tuple(min(part, left) for part in (
+                timeout if isinstance(timeout, tuple) else (timeout, timeout)))
         self.timeout = timeout
         self.attempt_seconds = retry.attempt_seconds(timeout)
         self.max_attempts = min(plan.delivery.max_attempts, retry.INLINE_MAX_ATTEMPTS)
@@ -164,6 +172,8 @@ class OutboundCall:
     def _retry(self, pages):
         """Retry the retryable failures, soonest due first, inside the window."""
         window_end = self.clock() + retry.INLINE_RETRY_WINDOW * self.attempt_seconds
+        if self.deadline is not None:
+            window_end = min(window_end, self.clock() + self.deadline - time.monotonic())
         waiting = [(page.due, index) for index, page in enumerate(pages)
                    if page.verdict == retry.RETRY and page.attempts < self.max_attempts]
         heapq.heapify(waiting)

@@ -70,6 +70,12 @@ class BudgetedTime:
 _running = threading.local()
 
 
+def script_deadline():
+    """The ``time.monotonic()`` deadline of the script running in this thread, or
+    None: what the addon does on a script's behalf keeps within its budget."""
+    return getattr(_running, "deadline", None)
+
+
 def run_within(budget, function):
     """``function()`` (a script's run) within ``budget``, a :class:`Budget`: its
     SQL statements end at the deadline too (:class:`ScriptCursor`), and once
@@ -77,7 +83,7 @@ def run_within(budget, function):
     line.  A script that runs another (an export of the records it changed)
     shares its deadline: the budget's bookkeeping is the outermost run's."""
     try:
-        if getattr(_running, "deadline", None) is not None:
+        if script_deadline() is not None:
             return function()
         _running.deadline = budget.deadline
         _running.statement_timeout = None
@@ -165,7 +171,7 @@ class ScriptCursor(BaseCursor):
 
     def execute(self, query, params=None, log_exceptions=True):
         check_statement(self.__text(query, params))
-        deadline = getattr(_running, "deadline", None)
+        deadline = script_deadline()
         if deadline is None:  # the script's records, used after it
             return self.__cursor.execute(query, params, log_exceptions)
         script_connection.note(self.__cursor)
@@ -297,7 +303,7 @@ def script_environment(env):
 def script_budget(seconds):
     """The :class:`Budget` of a run starting now; a script run by a running
     script (an export of the records it changed) gets that one's deadline."""
-    return Budget(getattr(_running, "deadline", None) or time.monotonic() + seconds)
+    return Budget(script_deadline() or time.monotonic() + seconds)
 
 
 def script_context(env, model, record, request_data, budget):

@@ -10,7 +10,9 @@ from odoo.tests import BaseCase, tagged
 
 from ..core import retry
 from ..core.outbound_result import OutboundResult
+from ..core.script_budget import Budget, ScriptTimeout
 from ..services.outbound_call import OutboundCall
+from ..services.scripts import compile_script, run_within, script_context, script_environment
 from .common import BjOutboundCase, generated_secret
 
 
@@ -306,6 +308,23 @@ class TestOutboundEntryPoint(BjOutboundCase):
         self.assertEqual(log.state, "error")
         self.assertIn("did not answer in time", log.error_message)
         self.assertEqual(self.jobs(answer).state, "pending")
+
+    def test_a_call_from_a_script_keeps_within_its_budget(self):
+        """requests' waits are not the script's frames: called from a script, the
+        call's timeouts and retries end at the script's deadline."""
+        config = self.make_out_config(name="Slow", retry_base_delay=0, retry_max_delay=0)
+        for _attempt in range(3):
+            self.server.queue(200, {}, delay=5)
+        script = compile_script(
+            "answer = env['bj.api.sync.config']._make_outbound_http_request("
+            f"{self.partners[0].id}, {config.id}, timeout=(5, 20))\n"
+            "while True:\n    pass", "execute")
+        budget = Budget(time.monotonic() + 1)
+        variables = script_context(script_environment(self.env), None, None, {}, budget)
+        started = time.monotonic()
+        with self.assertRaises(ScriptTimeout):
+            run_within(budget, lambda: exec(script.code, variables))  # noqa: S102 - checked
+        self.assertLess(time.monotonic() - started, 3)
 
     def test_mapping_error_is_reported_logged_and_queued(self):
         config = self.make_out_config(name="Broken script")
