@@ -108,10 +108,12 @@ CATALOG = "is a relation of PostgreSQL's catalogs, which scripts do not use"
 # A tree grows deeper only through operators and keywords (a + b + ...,
 # UNION chains, NOT NOT ..., CASE) and brackets (subqueries, calls, arrays);
 # lists (IN lists, VALUES rows, columns) stay flat however long.  Measured on
-# pglast 7.22 in a thread with a 2 MB stack (the smallest Odoo's threads get),
-# the process dies past about 7,600 chained operators or 1,800 nested
-# subqueries; these bounds keep the worst statement under a third of that
-# stack.  Counted per statement, before the parser sees the text.
+# pglast 7.22 in a thread with a 2 MB stack (glibc's default for threads when
+# the stack size is unlimited; 8 MB otherwise), the process dies past about
+# 7,600 chained operators, 4,000 UNION branches or 1,800 nested subqueries;
+# at these bounds the worst statement uses under half of that stack (each
+# operator about 275 bytes, each nested subquery about 1,150).  Counted per
+# statement, before the parser sees the text.
 MAX_OPERATORS = 2000
 MAX_NESTING = 300
 # Tokens that never deepen the tree: names, constants, placeholders, list
