@@ -15,6 +15,8 @@ whole string is judged before any of it runs.
 
 import re
 from collections import namedtuple
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 
 from pglast import ast, parser
 
@@ -134,6 +136,18 @@ TOO_LONG = (f"has more than {MAX_OPERATORS} operators and keywords, more than th
             "safely; split it into several statements")
 
 
+# Types whose values psycopg2 writes as one literal (a number, a quoted string,
+# NULL, a typed string; a tuple as a parenthesized list of them, a list as an
+# ARRAY): in an expression's place such a value cannot change what the
+# statement does, so a query is judged on its text with each placeholder an
+# expression of its own (``($1)``), at any size of its values.  Exact types:
+# a subclass may have an adapter of its own.
+LITERAL_TYPES = frozenset({
+    type(None), bool, int, float, Decimal, str, bytes, date, datetime, time, timedelta,
+})
+_PLACEHOLDER = re.compile(r"%%|%s")
+
+
 # What a statement may call, for the catalog to judge: function name → number
 # of the first statement calling it, and the same for field names.
 Called = namedtuple("Called", "functions fields")
@@ -212,28 +226,78 @@ def _called(node):
     return (), ()
 
 
+def _literal(value):
+    if isinstance(value, (tuple, list)):
+        return all(_literal(item) for item in value)
+    return type(value) in LITERAL_TYPES
+
+
+def _parameterized(query, params):
+    """``query`` with its i-th ``%s`` written ``($i)`` and ``%%`` as ``%``, and
+    the index of each ``$``; None unless psycopg2 reads it so (a ``%`` of
+    another kind is its error) and every value is a literal."""
+    if (not isinstance(params, (tuple, list)) or not params or not _literal(params)
+            or "%" in _PLACEHOLDER.sub("", query)):
+        return None
+    text, places, length, end = [], [], 0, 0
+    for match in _PLACEHOLDER.finditer(query):
+        piece = "%" if match[0] == "%%" else f"(${len(places) + 1})"
+        if piece != "%":
+            places.append(length + match.start() - end + 1)
+        text += [query[end:match.start()], piece]
+        length += match.start() - end + len(piece)
+        end = match.end()
+    text.append(query[end:])
+    return ("".join(text), places) if len(places) == len(params) else None
+
+
+def _judge(sql):
+    """(the :class:`Called` of ``sql``, the (number, index) of its parameters)."""
+    _check_size(sql)
+    statements = parser.parse_sql(sql)
+    called, parameters = Called({}, {}), []
+    for number, raw in enumerate(statements, 1):
+        for node in _nodes(raw.stmt):
+            reason = _refusal(node)
+            if reason:
+                raise UnsafeStatement(f"statement {number}: {reason}")
+            if isinstance(node, ast.ParamRef):
+                parameters.append((node.number, node.location))
+            for names, found in zip(_called(node), called, strict=True):
+                for name in names:
+                    if name not in VOLATILE_ALLOWED:
+                        found.setdefault(name, number)
+    return called, sorted(parameters)
+
+
 def check_statement(sql):
     """Raise UnsafeStatement unless the grammar lets every statement of ``sql``
     run in a script.  Returns what PostgreSQL's catalog must judge
     (:func:`refuse_volatile`): the names of the functions called outside
     :data:`VOLATILE_ALLOWED`, and of the fields selected, each with the number
     of its first statement."""
-    _check_size(sql)
     try:
-        statements = parser.parse_sql(sql)
+        return _judge(sql)[0]
     except parser.ParseError as error:
         raise UnsafeStatement(f"the SQL does not parse (PostgreSQL grammar): {error}") from None
-    called = Called({}, {})
-    for number, raw in enumerate(statements, 1):
-        for node in _nodes(raw.stmt):
-            reason = _refusal(node)
-            if reason:
-                raise UnsafeStatement(f"statement {number}: {reason}")
-            for names, found in zip(_called(node), called, strict=True):
-                for name in names:
-                    if name not in VOLATILE_ALLOWED:
-                        found.setdefault(name, number)
-    return called
+
+
+def check_query(query, params, text):
+    """:func:`check_statement` of what ``execute(query, params)`` sends, whose
+    text ``text()`` gives.  When every value is a literal and every placeholder
+    is an expression of its own (a parameter of the parsed text, at its very
+    place: not in a string, a comment or a name), the query is judged with
+    its placeholders, whatever the size of its values."""
+    parameterized = _parameterized(query, params)
+    if parameterized is not None:
+        sql, places = parameterized
+        try:
+            called, parameters = _judge(sql)
+        except (parser.ParseError, UnsafeStatement):
+            parameters = None  # judged on the text sent, whose verdict counts
+        if parameters == list(enumerate(places, 1)):
+            return called
+    return check_statement(text())
 
 
 def refuse_volatile(called, volatile):

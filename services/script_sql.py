@@ -12,7 +12,7 @@ is judged as it is now.  A name the catalog does not know fails in PostgreSQL.
 
 from odoo.tools import SQL
 
-from ..core.sql_guard import check_statement, refuse_volatile
+from ..core.sql_guard import check_query, refuse_volatile
 
 # The volatile functions among the names a statement calls, and among the
 # names it selects as a field that take one argument (``t.f`` is ``f(t)``).
@@ -24,11 +24,12 @@ _VOLATILE = """
 """
 
 
-def check_script_sql(cursor, sql):
-    """Raise UnsafeStatement unless every statement of ``sql`` may run in a
-    script; ``cursor``, the real cursor of the script's transaction, is asked
-    only when the text calls or selects names."""
-    called = check_statement(sql)
+def check_script_sql(cursor, query, params=None, text=None):
+    """Raise UnsafeStatement unless every statement that ``execute(query,
+    params)`` sends (``text()``, by default ``query``) may run in a script;
+    ``cursor``, the real cursor of the script's transaction, is asked only
+    when the statements call or select names."""
+    called = check_query(query, params, text or (lambda: query))
     if called.functions or called.fields:
         cursor.execute(SQL(_VOLATILE, list(called.functions), list(called.fields)))
         refuse_volatile(called, {name for (name,) in cursor.fetchall()})

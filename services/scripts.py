@@ -138,7 +138,8 @@ class ScriptCursor(BaseCursor):
     transaction, offering only what reads results (OFFERED: no commit, rollback,
     close, raw connection, nor what a later Odoo or psycopg2 adds), and
     whose ``execute`` runs only the SQL :mod:`.script_sql` allows (judged on
-    the text PostgreSQL receives) and, while a script runs, stops a statement at
+    the text PostgreSQL receives, or on the query with its placeholders when
+    that is the same verdict) and, while a script runs, stops a statement at
     the script's deadline like its Python; the connection is checked after the
     script (:mod:`.script_connection`).
 
@@ -157,7 +158,8 @@ class ScriptCursor(BaseCursor):
         self.__cursor = cursor
 
     def execute(self, query, params=None, log_exceptions=True):
-        check_script_sql(self.__cursor, self.__text(query, params))
+        code, values = (query.code, query.params) if isinstance(query, SQL) else (query, params)
+        check_script_sql(self.__cursor, code, values, lambda: self.__text(code, values))
         deadline = getattr(_running, "deadline", None)
         if deadline is None:  # the script's records, used after it
             return self.__cursor.execute(query, params, log_exceptions)
@@ -174,8 +176,6 @@ class ScriptCursor(BaseCursor):
     def __text(self, query, params):
         """The text PostgreSQL receives for ``execute(query, params)``: the
         parameters interpolated as Odoo's cursor and psycopg2 do."""
-        if isinstance(query, SQL):
-            query, params = query.code, query.params
         cursor = self.__cursor._obj
         return cursor.mogrify(query, params or None).decode(encodings[cursor.connection.encoding])
 

@@ -21,6 +21,7 @@ from ..core.sql_guard import (
     MAX_OPERATORS,
     STATEMENTS,
     UnsafeStatement,
+    check_query,
     check_statement,
 )
 
@@ -149,6 +150,24 @@ class TestSqlGuard(BaseCase):
         self.assertEqual(called.fields, {"row_to_json": 1, "f": 1, "name": 2})
         self.assertEqual(check_statement("SELECT 1 WHERE 1 IN (1, 2)"), ({}, {}))
 
+    def test_queries_with_parameters(self):
+        for query, params, text, with_placeholders, refusal in QUERIES:
+            with self.subTest(query=query):
+                sent = []
+
+                def send(text=text, sent=sent):
+                    sent.append(text)
+                    return text
+
+                if refusal is None:
+                    check_query(query, params, send)
+                else:
+                    with self.assertRaises(UnsafeStatement) as caught:
+                        check_query(query, params, send)
+                    self.assertTrue(str(caught.exception).startswith(refusal),
+                                    str(caught.exception))
+                self.assertEqual(not sent, with_placeholders)
+
     def test_size_bounds(self):
         """At the bounds the text is parsed; past them it is refused, per
         statement; flat lists count nothing."""
@@ -169,6 +188,29 @@ class TestSqlGuard(BaseCase):
                         check_statement(sql)
                 else:
                     check_statement(sql)
+
+
+# (query, parameters, the text psycopg2 sends, whether the query is judged with
+# its placeholders, the start of the refusal or None).  The text is judged
+# when a placeholder is not an expression of its own (a value there could end
+# a string or a comment) or a value is not a literal.
+QUERIES = [
+    ("SELECT id FROM res_partner WHERE id IN %s AND name = %s", [tuple(range(200_000)), "x"],
+     None, True, None),
+    ("SELECT set_config(%s, %s, false), %s::regclass, 100 %% 7",
+     ["a", "b", "pg_authid"], None, True, None),
+    ("SELECT %s, %s, %s, %s, %s", [None, True, 1.5, [1, [2]], b"x"], None, True, None),
+    ("SELECT 1 /* %s */", ["*/; COMMIT; /*"], "SELECT 1 /* '*/; COMMIT; /*' */", False,
+     "statement 2: TransactionStmt"),
+    ("SELECT '%s'", ["x"], "SELECT ''x''", False, "the SQL does not parse"),
+    ("SELECT $1 -- %s\n", ["x\n; COMMIT; --"], "SELECT $1 -- 'x\n; COMMIT; --'\n", False,
+     "statement 2: TransactionStmt"),
+    ('SELECT "a%s"', [1], 'SELECT "a1"', False, None),
+    ("SELECT %s", [type("Text", (str,), {})("x")], "SELECT 'x'", False, None),
+    ("UPDATE pg_settings SET setting = %s", ["x"], "UPDATE pg_settings SET setting = 'x'", False,
+     "statement 1: pg_settings is a relation"),
+    ("SELECT 1 WHERE 1 IN %s", [tuple(range(MAX_OPERATORS * 2))], None, True, None),
+]
 
 
 # SQL whose parse tree overflowed pglast's stack and killed the process
