@@ -25,10 +25,10 @@ from ..core.exceptions import MappingError
 from ..core.plan import MODE_EXECUTE, Script
 from ..core.script_budget import CHECKPOINT, Budget, ScriptTimeout, add_checkpoints
 from ..core.script_rules import ScriptRefused, bind_script_name, check_source
-from ..core.sql_guard import check_statement
 from . import script_connection
 from .quiet_cursor import share_transaction
 from .script_modules import MODULES, SCRIPT_LOGGER_NAME, DateTime, public_names
+from .script_sql import check_script_sql
 
 _logger = logging.getLogger("bj.api.mapping")
 
@@ -150,8 +150,9 @@ class ScriptCursor(BaseCursor):
     """The cursor of scripts' environments: the request's (or job's) cursor and
     transaction, offering only what reads results (OFFERED: no commit, rollback,
     close, raw connection, nor what a later Odoo or psycopg2 adds), and
-    whose ``execute`` runs only the SQL :mod:`..core.sql_guard` allows (judged on
-    the text PostgreSQL receives) and, while a script runs, stops a statement at
+    whose ``execute`` runs only the SQL :mod:`.script_sql` allows (judged on
+    the text PostgreSQL receives, or on the query with its placeholders when
+    that is the same verdict) and, while a script runs, stops a statement at
     the script's deadline like its Python; the connection is checked after the
     script (:mod:`.script_connection`).
 
@@ -170,7 +171,8 @@ class ScriptCursor(BaseCursor):
         self.__cursor = cursor
 
     def execute(self, query, params=None, log_exceptions=True):
-        check_statement(self.__text(query, params))
+        code, values = (query.code, query.params) if isinstance(query, SQL) else (query, params)
+        check_script_sql(self.__cursor, code, values, lambda: self.__text(code, values))
         deadline = script_deadline()
         if deadline is None:  # the script's records, used after it
             return self.__cursor.execute(query, params, log_exceptions)
@@ -187,8 +189,6 @@ class ScriptCursor(BaseCursor):
     def __text(self, query, params):
         """The text PostgreSQL receives for ``execute(query, params)``: the
         parameters interpolated as Odoo's cursor and psycopg2 do."""
-        if isinstance(query, SQL):
-            query, params = query.code, query.params
         cursor = self.__cursor._obj
         return cursor.mogrify(query, params or None).decode(encodings[cursor.connection.encoding])
 

@@ -44,6 +44,7 @@ from . import test_script_imports
 from . import test_domain_terms
 from . import test_sql_guard
 from . import test_sql_guard_differential
+from . import test_script_sql
 from . import test_script_connection
 from . import test_inbound_script_sql
 from . import test_url_masking

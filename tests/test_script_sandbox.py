@@ -106,7 +106,7 @@ RUN_VECTORS = [
     ("PREPARE TRANSACTION", "env.cr.execute(\"PREPARE TRANSACTION 'bj'\")", SQL),
     ("COMMIT behind a comment", "model.env.cr.execute('/* x */ COMMIT')", SQL),
     ("set_config role", "env.cr.execute(\"SELECT set_config('role', 'x', false)\")",
-     r"set_config\(\) changes the session's settings"),
+     r"set_config\(\) is VOLATILE in PostgreSQL's catalog"),
     ("commit method at run time", "env.cr.execute('SELECT 1')\nresult = env.cr.fetchall()\n"
                                   "env['res.partner'].env.cr.execute('COMMIT')", SQL),
     ("scheduled action as a limited user",

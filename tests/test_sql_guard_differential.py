@@ -12,10 +12,11 @@ table, a prepared statement, a listened channel, a held cursor).
 import psycopg2
 from pglast import parser
 
-from odoo.sql_db import connection_info_for
+from odoo.sql_db import connection_info_for, db_connect
 from odoo.tests import BaseCase, get_db_name, tagged
 
-from ..core.sql_guard import UnsafeStatement, check_statement
+from ..core.sql_guard import UnsafeStatement
+from ..services.script_sql import check_script_sql
 
 # Command tags of the statement kinds scripts run.
 SCRIPT_TAGS = ("SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "EXPLAIN", "SHOW", "LOCK TABLE")
@@ -128,9 +129,10 @@ def postgresql_runs(sql):
         connection.close()
 
 
-def guard_refuses(sql):
+def guard_refuses(cr, sql):
+    """Whether scripts' check (the grammar, then the catalog on ``cr``) refuses ``sql``."""
     try:
-        check_statement(sql)
+        check_script_sql(cr, sql)
     except UnsafeStatement:
         return True
     return False
@@ -146,6 +148,8 @@ def statements(sql):
 @tagged("post_install", "-at_install")
 class TestSqlGuardDifferential(BaseCase):
     def test_postgresql_and_the_guard_agree(self):
+        cr = db_connect(get_db_name()).cursor()
+        self.addCleanup(cr.close)
         for sql in CORPUS:
             with self.subTest(sql=sql):
                 pieces = list(statements(sql))
@@ -155,9 +159,9 @@ class TestSqlGuardDifferential(BaseCase):
                     # PostgreSQL ran the statement the parser saw, alone.
                     self.assertTrue(tag.startswith(TAGS[kind]), f"{piece!r}: {kind}, {tag}")
                     refused = not tag.startswith(SCRIPT_TAGS) or changed
-                    self.assertEqual(guard_refuses(piece), refused, f"statement {piece!r}")
+                    self.assertEqual(guard_refuses(cr, piece), refused, f"statement {piece!r}")
                     unsafe = unsafe or refused
                 # The whole string: the statements it ran were these.
                 tag, changed = postgresql_runs(sql)
                 self.assertTrue(tag.startswith(TAGS[pieces[-1][0]]), f"{tag} after {sql!r}")
-                self.assertEqual(guard_refuses(sql), unsafe or changed, "the whole string")
+                self.assertEqual(guard_refuses(cr, sql), unsafe or changed, "the whole string")
