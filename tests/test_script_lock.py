@@ -5,6 +5,9 @@ one through its Mapping Models and every one it maps through, is changed only by
 Settings administrators, with everything its plan is built from."""
 
 import logging
+from pathlib import Path
+
+from lxml import etree
 
 from odoo import Command
 from odoo.exceptions import AccessError
@@ -249,6 +252,15 @@ class TestScriptLock(BjApiSyncCase):
                 for name in ("name", "model_id", "filter_domain", "line_ids", "header_ids",
                              "param_ids", "endpoint", "authorization_type"):
                     self.assertRegex(arch, rf'<field name="{name}"[^>]*readonly="admin_only')
+
+    def test_the_readme_quotes_the_banner(self):
+        arch = etree.fromstring(self.env["bj.api.sync.config"].get_views(
+            [(False, "form")])["views"]["form"]["arch"])
+        banner = arch.xpath("//div[@invisible='not admin_only']")[0]
+        text = " ".join("".join(banner.itertext()).split())
+        readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+        access_rights = readme.split("### Access rights")[1].split("\n### ")[0]
+        self.assertIn(f'"{text}"', " ".join(access_rights.split()))
 
 
 @tagged("post_install", "-at_install")
