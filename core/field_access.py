@@ -19,19 +19,17 @@ NEVER = 4  # above every user: only the addon's own code
 # A rule: the level needed to write the field, and what narrows it.
 #   create_only: set when the record is created, never changed afterwards;
 #   names_self: below ADMIN_LEVEL, the value may only be the writing user;
-#   clear_only: emptying the field needs only MANAGER_LEVEL (keep or clear what
-#       an administrator chose);
 #   requires: (field, value) the record must have for this one to be set: the
 #       condition of the view's readonly attribute; value a selection key, or
 #       None for any value.
-Rule = namedtuple("Rule", "level create_only names_self clear_only requires",
-                  defaults=(False, False, False, None))
+Rule = namedtuple("Rule", "level create_only names_self requires",
+                  defaults=(False, False, None))
 
 MANAGER = Rule(MANAGER_LEVEL)
 ADMIN = Rule(ADMIN_LEVEL)
 NOBODY = Rule(NEVER)
 ON_CREATE = Rule(MANAGER_LEVEL, create_only=True)
-# res.users fields: whom the configuration runs as or notifies.
+# A res.users field that only notifies: below ADMIN_LEVEL, oneself.
 OWN_USER = Rule(MANAGER_LEVEL, names_self=True)
 
 # Columns the ORM itself maintains.
@@ -56,10 +54,17 @@ FIELD_ACCESS = {
             "trigger_on_schedule", "schedule_interval_number", "schedule_interval_type",
             "schedule_last_sync", "retry_base_delay", "retry_max_delay",
         ), MANAGER),
-        # Created by Create Trigger Action (administrators only) for this configuration.
-        "trigger_action_id": Rule(ADMIN_LEVEL, clear_only=True,
-                                  requires=("trigger_action_model_id", None)),
-        "run_as_user_id": OWN_USER,
+        # Created by Create Trigger Action (administrators only) for this
+        # configuration, which is administrators' as a whole from then on
+        # (bj.api.sync.config._bj_admin_only).
+        "trigger_action_id": Rule(ADMIN_LEVEL, requires=("trigger_action_model_id", None)),
+        # Whom everything of the configuration runs as: an administrator's choice.  A
+        # new configuration defaults to its creator, a duplicate to the duplicating
+        # user (bj.api.sync.config.copy_data), and a configuration running as
+        # anyone but the writing user is administrators' as a whole
+        # (bj.api.sync.config._bj_admin_only).
+        "run_as_user_id": ADMIN,
+        # Whom failed deliveries notify.
         "user_id": OWN_USER,
         # The addon's bookkeeping.
         **dict.fromkeys((
@@ -115,15 +120,13 @@ def rule_of(model_name, field_name):
     return FIELD_ACCESS.get(model_name, {}).get(field_name, NOBODY)
 
 
-def needed_level(rule, *, creating, names_self, clears):
+def needed_level(rule, *, creating, names_self):
     """The level a user needs to give a field a new value.
 
-    ``names_self``: the value is the writing user; ``clears``: the value is empty.
+    ``names_self``: the value is the writing user.
     """
     if rule.level == NEVER or (rule.create_only and not creating):
         return NEVER
     if rule.names_self and not names_self:
         return ADMIN_LEVEL
-    if rule.clear_only and clears:
-        return MANAGER_LEVEL
     return rule.level

@@ -78,7 +78,7 @@ def check_field_access(records, vals_list, creating):
                 continue  # unknown (the ORM refuses it), or Odoo's own field
             rule = field_access.rule_of(records._name, name)
             needed = field_access.needed_level(
-                rule, creating=creating, clears=not value,
+                rule, creating=creating,
                 names_self=field.type == "many2one" and field.comodel_name == "res.users"
                 and value == env.uid,
             )

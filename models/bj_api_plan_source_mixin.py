@@ -18,9 +18,10 @@ class BjApiPlanSourceMixin(models.AbstractModel):
     * in every other worker on its next request, through Odoo's cache signaling
       (``registry.clear_cache()``), as for access rights and record rules.
 
-    A plan that runs a Python Script is an administrator's: only Settings
+    A configuration that runs as another user, holds a script or has a Trigger
+    Action is an administrator's, with its Mapping Model chain: only Settings
     administrators create, change or delete the records it is built from
-    (``_bj_check_script_lock``, before and after every change).
+    (``_bj_check_admin_only``, before and after every change).
     """
 
     _name = "bj.api.plan.source.mixin"
@@ -45,40 +46,43 @@ class BjApiPlanSourceMixin(models.AbstractModel):
             return self.sudo().config_id
         return self.env["bj.api.sync.config"]  # HTTP methods: administrators' (field table)
 
-    def _bj_check_script_lock(self):
+    def _bj_check_admin_only(self):
         """Refuse a user who is not a Settings administrator a change of a
-        configuration that a script runs through (see
-        ``bj.api.sync.config._bj_script_locked``), or of its lines, headers,
-        parameters: what it sees, when, for whom and as whom."""
-        if self.env.is_system():
+        configuration that only administrators may change (see
+        ``bj.api.sync.config._bj_admin_only``), or of its lines, headers,
+        parameters: what runs, when, for whom and as whom.  Administrators'
+        changes take the same row locks, so that the two never decide on each
+        other's stale data; the addon's own code (superuser) neither."""
+        if self.env.su:
             return
-        locked = self._bj_configs()._bj_script_locked()
-        if locked:
+        locked = self._bj_configs()._bj_admin_only(lock=True)
+        if locked and not self.env.is_system():
             raise AccessError(_(
                 "Only Settings administrators may change configuration %(name)r, its lines, "
-                "headers and parameters, or map through it: a Python Script runs through it "
-                "(its own, or one of a configuration on its Mapping Model chain).",
+                "headers and parameters, or map through it: it runs as another user than "
+                "you, holds a Python Script or has a Trigger Action, itself or through a "
+                "configuration on its Mapping Model chain.",
                 name=locked[0].name))
 
     @api.model_create_multi
     def create(self, vals_list):
         records = super().create(vals_list)
-        records._bj_check_script_lock()
+        records._bj_check_admin_only()
         self._bj_drop_cached_plans()
         return records
 
     def write(self, vals):
         if vals:
-            self._bj_check_script_lock()
+            self._bj_check_admin_only()
         result = super().write(vals)
         if vals:
-            self._bj_check_script_lock()
+            self._bj_check_admin_only()
         if not self._plan_neutral_fields.issuperset(vals):
             self._bj_drop_cached_plans()
         return result
 
     def unlink(self):
-        self._bj_check_script_lock()
+        self._bj_check_admin_only()
         result = super().unlink()
         self._bj_drop_cached_plans()
         return result

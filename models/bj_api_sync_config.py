@@ -133,10 +133,12 @@ class BjApiSyncConfig(models.Model):
         help="How callers authenticate (In) or how Odoo authenticates to the external "
         "API (Out). A new In configuration gets Bearer Token with a generated token.",
     )
-    script_locked = fields.Boolean(
-        compute="_compute_script_locked",
-        help="A Python Script runs through this configuration (its own, or one of a "
-        "configuration on its Mapping Model chain): only Settings administrators may change it.",
+    admin_only = fields.Boolean(
+        compute="_compute_admin_only",
+        string="Administrators Only",
+        help="Only Settings administrators can change this configuration: it runs as "
+        "another user than you, holds a Python Script or has a Trigger Action, itself or "
+        "through a configuration on its Mapping Model chain.",
     )
     open_to_writes = fields.Boolean(
         compute="_compute_open_to_writes",
@@ -327,6 +329,12 @@ class BjApiSyncConfig(models.Model):
             return super().create(vals_list)
 
     def write(self, vals):
+        if "trigger_action_model_id" in vals and "trigger_action_id" not in vals:
+            # A Trigger Action is a record of its model: under another model, the
+            # same id would name a record the addon did not create.
+            self.filtered(lambda config: config.trigger_action_id and (
+                config.trigger_action_model_id.id != (vals["trigger_action_model_id"] or False)
+            )).write({"trigger_action_id": False})
         if {"endpoint", "request_type", "active"}.isdisjoint(vals):
             result = super().write(vals)
         else:
@@ -502,27 +510,46 @@ class BjApiSyncConfig(models.Model):
                 )
         self.line_ids._check_field_groups()
 
+    @api.constrains("trigger_action_model_id")
+    def _check_trigger_action_model(self):
+        for config in self:
+            kind = config.trigger_action_model_id.model
+            if kind and kind not in TRIGGER_ACTION_MODELS:
+                raise ValidationError(
+                    _("Trigger Action Model of %(name)r must be a scheduled action, an "
+                      "automation rule or a server action, not %(model)s.",
+                      name=config.name, model=config.trigger_action_model_id.name)
+                )
+
     @api.constrains("ip_allowlist")
     def _check_ip_allowlist(self):
         for config in self:
             config._bj_get_ip_networks()
 
-    # -- configurations a script runs through are administrators' -----------
+    # -- configurations that act as someone else are administrators' ---------
 
     def _bj_configs(self):
         return self
 
-    def _bj_script_locked(self):
-        """Those of these configurations that a Python Script runs through: one
-        that holds a script (a line of a script type, or with a script waiting to
-        be switched on), every configuration that reaches it through Mapping
-        Models, and every one it reaches.  Changing any of them changes what the
-        script sees, when, for whom or as whom."""
+    def _bj_admin_only(self, lock=False):
+        """Those of these configurations that only Settings administrators may
+        change, for the user of ``self.env``: the configurations that run as
+        another user than that one, hold a script (a line of a script type, or
+        with a script waiting to be switched on) or have a Trigger Action; and
+        through Mapping Models, every configuration that reaches one of them and
+        every one they reach (a child's lines run under its parent's identity,
+        and feed its scripts).  Changing any of them changes what runs, when,
+        for whom or as whom.
+
+        ``lock``: serialize this decision with every other one on the same
+        chains (``_bj_lock_chains``) before taking it."""
         if not self:
             return self
-        self.env["bj.api.sync.config.line"].flush_model(
-            ["config_id", "value_type", "python_script", "mapping_config_id"])
-        self.env.cr.execute(
+        line_model = self.env["bj.api.sync.config.line"]
+        line_model.flush_model(["config_id", "value_type", "python_script", "mapping_config_id"])
+        self.flush_model(["run_as_user_id", "trigger_action_id"])
+        cr = self.env.cr
+        cr.execute(
             """
             SELECT config_id, CASE WHEN value_type = %s THEN mapping_config_id END,
                    value_type IN %s OR COALESCE(BTRIM(python_script), '') <> ''
@@ -530,27 +557,56 @@ class BjApiSyncConfig(models.Model):
             """,
             [VALUE_MAPPING, tuple(SCRIPT_TYPES)],
         )
-        scripted, children, parents = set(), defaultdict(set), defaultdict(set)
-        for config_id, mapping_id, script in self.env.cr.fetchall():
+        seeds, children, parents = set(), defaultdict(set), defaultdict(set)
+        for config_id, mapping_id, script in cr.fetchall():
             if script:
-                scripted.add(config_id)
+                seeds.add(config_id)
             if mapping_id:
                 children[config_id].add(mapping_id)
                 parents[mapping_id].add(config_id)
-        locked = _reachable(scripted, parents) | _reachable(scripted, children)
-        return self.filtered(lambda config: config.id in locked)
+        chains = {config_id: _reachable([config_id], parents) | _reachable([config_id], children)
+                  for config_id in self.ids}
+        if lock:
+            self._bj_lock_chains(set().union(*chains.values()))
+        cr.execute(
+            """
+            SELECT id FROM bj_api_sync_config
+            WHERE run_as_user_id IS DISTINCT FROM %s OR COALESCE(trigger_action_id, 0) <> 0
+            """,
+            [self.env.uid],
+        )
+        seeds.update(row[0] for row in cr.fetchall())
+        return self.filtered(lambda config: chains[config.id] & seeds)
 
-    @api.depends("line_ids.value_type", "line_ids.python_script", "line_ids.mapping_config_id")
+    def _bj_lock_chains(self, config_ids):
+        """Update, without changing anything, the rows of ``config_ids`` (these
+        configurations and their Mapping Model chains), in id order.  A
+        transaction deciding on one of these rows later waits for this one,
+        then fails with a serialization error that Odoo retries on current
+        data; so does one that decided on a snapshot taken before this one
+        committed.  A row lock alone would not do: under REPEATABLE READ,
+        PostgreSQL raises that error only for rows the other transaction updated."""
+        self.env.cr.execute(
+            """
+            UPDATE bj_api_sync_config SET write_date = write_date
+            WHERE id IN (SELECT id FROM bj_api_sync_config WHERE id = ANY(%s)
+                         ORDER BY id FOR NO KEY UPDATE)
+            """,
+            [sorted(config_ids)],
+        )
+
+    @api.depends("run_as_user_id", "trigger_action_id", "line_ids.value_type",
+                 "line_ids.python_script", "line_ids.mapping_config_id")
     @api.depends_context("uid")
-    def _compute_script_locked(self):
+    def _compute_admin_only(self):
         origins = self._origin  # the saved configurations, in a form's onchange too
-        locked = origins.browse() if self.env.is_system() else origins._bj_script_locked()
+        locked = origins.browse() if self.env.is_system() else origins._bj_admin_only()
         for config in self:
-            config.script_locked = config._origin in locked
+            config.admin_only = config._origin in locked
 
     @api.model
     def _get_view(self, view_id=None, view_type="form", **options):
-        """Every field of the form is read-only while ``script_locked``: for the
+        """Every field of the form is read-only while ``admin_only``: for the
         users who may not change the configuration (fields of the lines' lists
         follow their one2many)."""
         arch, view = super()._get_view(view_id, view_type, **options)
@@ -558,11 +614,11 @@ class BjApiSyncConfig(models.Model):
             for node in arch.xpath("//field[not(ancestor::field)]"):
                 readonly = node.get("readonly")
                 if readonly:
-                    node.set("readonly", f"script_locked or ({readonly})")
+                    node.set("readonly", f"admin_only or ({readonly})")
                 elif not self._fields[node.get("name")].readonly:
-                    node.set("readonly", "script_locked")
-            if not arch.xpath("//field[@name='script_locked']"):
-                etree.SubElement(arch, "field", name="script_locked", invisible="1")
+                    node.set("readonly", "admin_only")
+            if not arch.xpath("//field[@name='admin_only']"):
+                etree.SubElement(arch, "field", name="admin_only", invisible="1")
         return arch, view
 
     def _bj_notify_run_as_off(self):

@@ -273,23 +273,29 @@ class BjApiSyncConfigOutbound(models.Model):
     # -- the original entry point ---------------------------------------------------------
 
     @api.model
-    def _bj_resolve_config(self, config_id_ref):
-        """The active Out configuration named by an id, a record or an XML id."""
+    def _bj_find_config(self, config_id_ref):
+        """The configuration, archived or not, named by an id, a record or an XML
+        id; empty when none is."""
         configs = self.sudo().with_context(active_test=False)
         if isinstance(config_id_ref, models.BaseModel):
-            if config_id_ref._name != self._name:
-                raise UserError(_("%(ref)s is not an API configuration.", ref=config_id_ref))
-            config = configs.browse(config_id_ref.ids)
+            ids = config_id_ref.ids if config_id_ref._name == self._name else []
         elif isinstance(config_id_ref, int) and not isinstance(config_id_ref, bool):
-            config = configs.browse(config_id_ref)
+            ids = [config_id_ref]
         elif isinstance(config_id_ref, str) and config_id_ref.strip().isdigit():
-            config = configs.browse(int(config_id_ref))
+            ids = [int(config_id_ref)]
         elif isinstance(config_id_ref, str):
             record = self.env.ref(config_id_ref.strip(), raise_if_not_found=False)
-            config = configs.browse(record.id if record and record._name == self._name else [])
+            ids = [record.id] if record and record._name == self._name else []
         else:
-            config = configs.browse()
-        config = config.exists()
+            ids = []
+        return configs.browse(ids).exists()
+
+    @api.model
+    def _bj_resolve_config(self, config_id_ref):
+        """The active Out configuration named by an id, a record or an XML id."""
+        if isinstance(config_id_ref, models.BaseModel) and config_id_ref._name != self._name:
+            raise UserError(_("%(ref)s is not an API configuration.", ref=config_id_ref))
+        config = self._bj_find_config(config_id_ref)
         if len(config) != 1:
             raise UserError(
                 _("No API configuration matches %(ref)r: give one id, record or XML id.",
@@ -361,12 +367,38 @@ class BjApiSyncConfigOutbound(models.Model):
         The asynchronous sibling of ``_make_outbound_http_request`` for code that
         does not need the answer (Create Trigger Action generates calls of it):
         delivered after commit, with retries.  Returns the jobs.
+
+        Automation rules call it inside other users' creates and writes: when the
+        configuration is missing, archived, not Out or on another model, it queues
+        nothing, and says why in the server log and on the configuration, rather
+        than fail their save.
         """
-        config = self._bj_resolve_config(config_id_ref)
+        jobs = self.env["bj.api.sync.job"]
+        try:
+            config = self._bj_resolve_config(config_id_ref)
+            ids = config._bj_record_ids(record_ids)
+        except UserError as error:
+            self._bj_report_skipped_trigger(config_id_ref, error)
+            return jobs
         plan = config._bj_plan()
-        records, _skipped = outbound.records_in_scope(self.env, plan,
-                                                      config._bj_record_ids(record_ids))
-        return self.env["bj.api.sync.job"]._bj_enqueue(plan, records, "manual")
+        records, _skipped = outbound.records_in_scope(self.env, plan, ids)
+        return jobs._bj_enqueue(plan, records, "manual")
+
+    @api.model
+    def _bj_report_skipped_trigger(self, config_id_ref, error):
+        """Log why a Trigger Action queued nothing, and post it on the
+        configuration when there is one (once in a row, not at every record)."""
+        reason = error.args[0]
+        _logger.warning("A Trigger Action called API configuration %r and queued nothing: %s",
+                        config_id_ref, reason)
+        config = self._bj_find_config(config_id_ref)
+        if len(config) != 1:
+            return
+        note = _("A Trigger Action called this configuration and queued nothing: %(reason)s",
+                 reason=reason)
+        last = config.message_ids[:1]
+        if not last or tools.html2plaintext(last.body).strip() != note:
+            config.message_post(body=note, subtype_xmlid="mail.mt_note")
 
     # -- the schedule ------------------------------------------------------------------------
 

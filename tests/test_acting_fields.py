@@ -4,7 +4,7 @@ addon created for that configuration, or themselves; and the addon's own
 superuser code only touches the scheduled action it created."""
 
 from odoo import Command
-from odoo.exceptions import AccessError
+from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import new_test_user, tagged
 
 from .common import BjApiSyncCase
@@ -114,18 +114,41 @@ class TestActingFields(BjApiSyncCase):
     def test_manager_cannot_name_an_automation(self):
         self.assertRefused("trigger_action_id", self.server_action.id)
         self.assertFalse(self.config.trigger_action_id)
-        # What an administrator's Create Trigger Action made: kept or cleared only.
+        # What an administrator's Create Trigger Action made makes the whole
+        # configuration administrators' (TestScriptLock): not kept, cleared or
+        # re-typed by a manager.
         action = self.config.with_user(self.admin).action_create_trigger_action()
-        self.managed.write({"trigger_action_id": action["res_id"], "limit": 5})
-        self.assertRefused("trigger_action_id", self.server_action.id)
-        self.managed.write({"trigger_action_id": False})
-        self.assertFalse(self.config.trigger_action_id)
+        for values in ({"trigger_action_id": action["res_id"], "limit": 5},
+                       {"trigger_action_id": False},
+                       {"trigger_action_model_id": self.env["ir.model"]._get_id("ir.cron")}):
+            with self.subTest(values=values), self.assertRaisesRegex(
+                    AccessError, "has a Trigger Action"), self.env.cr.savepoint():
+                self.managed.write(values)
+        self.assertEqual(self.config.trigger_action_id, action["res_id"])
         # Not even an administrator names an automation without its kind.
         with self.assertRaisesRegex(AccessError, r"\(trigger_action_id\)"):
             self.config.with_user(self.admin).write({"trigger_action_model_id": False,
                                                      "trigger_action_id": 7})
         copy = self.config.with_user(self.admin).copy()
         self.assertFalse(copy.trigger_action_id)
+
+    def test_trigger_action_keeps_to_its_model(self):
+        """Changing the Trigger Action Model over RPC clears the Trigger Action (the
+        same id would name a record of the other model), and the model is one of
+        the three kinds, whoever writes it."""
+        action = self.config.with_user(self.admin).action_create_trigger_action()
+        self.assertEqual(self.config.trigger_action_id, action["res_id"])
+        self.config.with_user(self.admin).write(
+            {"trigger_action_model_id": self.env["ir.model"]._get_id("ir.cron")})
+        self.assertFalse(self.config.trigger_action_id)
+        self.assertTrue(self.server_action.exists())
+        for user in (self.admin, self.sync_manager):
+            for model in ("res.users", "ir.actions.act_window", "res.partner"):
+                with self.subTest(user=user.login, model=model), self.assertRaisesRegex(
+                        ValidationError, "must be a scheduled action, an automation rule or "
+                                         "a server action"), self.env.cr.savepoint():
+                    self.config.with_user(user).write(
+                        {"trigger_action_model_id": self.env["ir.model"]._get_id(model)})
 
     def test_manager_names_only_themselves_as_a_user(self):
         for name in ("run_as_user_id", "user_id"):

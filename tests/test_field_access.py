@@ -33,19 +33,18 @@ _logger = logging.getLogger(__name__)
 
 ADDON = "bjet_api_sync"
 VIEWS = Path(__file__).resolve().parent.parent / "views"
-CLEAR_ONLY = Rule(ADMIN_LEVEL, clear_only=True)
-
-# (case, rule, creating, names_self, clears, level needed)
+# (case, rule, creating, names_self, level needed)
 LEVEL_CASES = [
-    ("manager field", MANAGER, False, False, False, MANAGER_LEVEL),
-    ("administrator field", ADMIN, True, False, False, ADMIN_LEVEL),
-    ("nobody, even on create", NOBODY, True, False, True, NEVER),
-    ("set on create", ON_CREATE, True, False, False, MANAGER_LEVEL),
-    ("never changed afterwards", ON_CREATE, False, False, False, NEVER),
-    ("a user field naming oneself", OWN_USER, False, True, False, MANAGER_LEVEL),
-    ("a user field naming another user", OWN_USER, True, False, False, ADMIN_LEVEL),
-    ("an automation cleared", CLEAR_ONLY, False, False, True, MANAGER_LEVEL),
-    ("an automation named", CLEAR_ONLY, False, False, False, ADMIN_LEVEL),
+    ("manager field", MANAGER, False, False, MANAGER_LEVEL),
+    ("administrator field", ADMIN, True, False, ADMIN_LEVEL),
+    ("nobody, even on create", NOBODY, True, False, NEVER),
+    ("set on create", ON_CREATE, True, False, MANAGER_LEVEL),
+    ("never changed afterwards", ON_CREATE, False, False, NEVER),
+    ("a user field naming oneself", OWN_USER, False, True, MANAGER_LEVEL),
+    ("a user field naming another user", OWN_USER, True, False, ADMIN_LEVEL),
+    ("an administrator's user field naming oneself", ADMIN, False, True, ADMIN_LEVEL),
+    ("an automation named", Rule(ADMIN_LEVEL, requires=("trigger_action_model_id", None)),
+     False, False, ADMIN_LEVEL),
 ]
 
 # Each readonly attribute of the addon's views (model, field, condition), and the
@@ -54,7 +53,7 @@ LEVEL_CASES = [
 VIEW_READONLY = {
     ("bj.api.sync.config", "trigger_action_id", "not trigger_action_model_id"):
         "requires trigger_action_model_id",
-    ("bj.api.sync.config", "run_as_user_id", "1"): "names self",
+    ("bj.api.sync.config", "run_as_user_id", "1"): "admin",
     ("bj.api.sync.config.line", "value_type", "id and has_script and not can_edit_script"):
         "lock",
     ("bj.api.sync.config.line", "value_type", "has_script and not can_edit_script"): "lock",
@@ -70,10 +69,10 @@ VIEW_READONLY = {
 
 class TestNeededLevel(BaseCase):
     def test_levels(self):
-        for case, rule, creating, names_self, clears, level in LEVEL_CASES:
+        for case, rule, creating, names_self, level in LEVEL_CASES:
             with self.subTest(case):
-                self.assertEqual(needed_level(rule, creating=creating, names_self=names_self,
-                                              clears=clears), level)
+                self.assertEqual(needed_level(rule, creating=creating, names_self=names_self),
+                                 level)
 
 
 def writable_fields(model):
@@ -164,7 +163,10 @@ class TestFieldAccessWalk(BjApiSyncCase):
         cls.roles = {"user": cls.sync_user, "manager": cls.sync_manager,
                      "internal": cls.internal}
         manager_env = cls.env(user=cls.sync_manager)
-        country = cls.make_country_config(endpoint="walk-countries")
+        # The manager's own chain: a configuration running as another user is
+        # administrators' with its whole chain (TestScriptLock).
+        country = cls.make_country_config(endpoint="walk-countries",
+                                          run_as_user_id=cls.sync_manager.id)
         cls.config = cls.make_config(
             request_type="out", name="Walk",
             run_as_user_id=cls.sync_manager.id, user_id=cls.sync_manager.id,
@@ -232,8 +234,7 @@ class TestFieldAccessWalk(BjApiSyncCase):
                     creating = operation in ("create", "copy")
                     # An empty value on create is no choice (the ORM's own default).
                     manager_may = (creating and not value) or needed_level(
-                        rule, creating=creating, names_self=False,
-                        clears=not value) <= MANAGER_LEVEL
+                        rule, creating=creating, names_self=False) <= MANAGER_LEVEL
                     for role, user in self.roles.items():
                         cells += 1
                         error = self.attempt(operation, sample.with_user(user), field, value)
@@ -435,16 +436,44 @@ class TestFieldAccessPaths(BjApiSyncCase):
                                                  r"Action Model is chosen"):
             self.config.with_user(self.admin).write({"trigger_action_id": 3})
 
-    def test_managers_name_themselves_and_keep_what_is_there(self):
+    def test_managers_name_themselves_as_responsible_and_nobody_as_run_as_user(self):
         self.managed.write({"run_as_user_id": self.sync_manager.id,
-                            "user_id": self.sync_manager.id})
-        self.config.run_as_user_id = self.admin  # chosen by an administrator
-        self.managed.write({"run_as_user_id": self.admin.id, "limit": 8})  # unchanged
-        for name in ("run_as_user_id", "user_id"):
-            with self.subTest(name), self.assertRaisesRegex(
-                    AccessError, rf"another user than themselves as .*\({name}\)"):
-                self.managed.write({name: self.sync_user.id})
-        self.config.with_user(self.admin).write({"user_id": self.sync_user.id})
+                            "user_id": self.sync_manager.id})  # unchanged: no choice
+        self.config.user_id = self.sync_user  # chosen by an administrator
+        self.managed.write({"user_id": self.sync_user.id, "limit": 8})  # kept
+        self.managed.write({"user_id": self.sync_manager.id})  # taken over
+        with self.assertRaisesRegex(AccessError, r"another user than themselves as .*\(user_id\)"):
+            self.managed.write({"user_id": self.sync_user.id})
+        with self.assertRaisesRegex(AccessError, r"Only Settings administrators may change "
+                                                 r"Run As User \(run_as_user_id\)"):
+            self.managed.write({"run_as_user_id": self.sync_user.id})
+        self.config.run_as_user_id = self.admin  # chosen by an administrator: not kept
+        with self.assertRaisesRegex(AccessError, "runs as another user than you"):
+            self.managed.write({"run_as_user_id": self.admin.id, "limit": 8})
         copy = self.managed.copy({"endpoint": False})
         self.assertEqual((copy.run_as_user_id, copy.user_id),
                          (self.sync_manager, self.sync_manager))
+
+    def test_user_fields_of_the_form_agree_with_the_table(self):
+        """As the form shows them to a manager: Run As User read-only, Responsible
+        only the manager; to an administrator, both free."""
+        for user, system in ((self.sync_manager, False), (self.admin, True)):
+            arch = etree.fromstring(self.env["bj.api.sync.config"].with_user(user).get_views(
+                [(False, "form")])["views"]["form"]["arch"])
+            for name, field in self.env["bj.api.sync.config"]._fields.items():
+                if field.type != "many2one" or field.comodel_name != "res.users":
+                    continue
+                rule = field_access.rule_of("bj.api.sync.config", name)
+                for node in arch.iter("field"):
+                    if node.get("name") != name:
+                        continue
+                    with self.subTest(user=user.login, field=name):
+                        readonly, domain = node.get("readonly", ""), node.get("domain", "")
+                        if system:
+                            self.assertNotIn("1", readonly)
+                            self.assertNotIn("uid", domain)
+                        elif rule.level == ADMIN_LEVEL:
+                            self.assertIn("1", readonly)
+                        else:
+                            self.assertTrue(rule.names_self)
+                            self.assertEqual(domain, "[('id', '=', uid)]")

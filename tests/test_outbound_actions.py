@@ -4,7 +4,7 @@ from unittest.mock import patch
 
 from odoo import Command
 from odoo.exceptions import UserError
-from odoo.tests import tagged
+from odoo.tests import new_test_user, tagged
 from odoo.tools import mute_logger
 
 from .common import BjOutboundCase, LocalHttpServer, generated_secret
@@ -105,6 +105,52 @@ class TestOutboundActions(BjOutboundCase):
         self.assertEqual(self.bodies(), [{"res_id": self.partner.id, "name": "Action",
                                           "email": "a@example.com", "phone": None}])
         self.assertEqual(jobs.mapped("state"), ["done", "cancelled"])
+
+    def test_a_trigger_action_never_breaks_anyone_s_save(self):
+        """An administrator's automation rule queues through a configuration that
+        is later archived, moved to another model or deleted: every user's create
+        still succeeds, nothing is queued, and the reason is in the server log and
+        (once in a row) on the configuration."""
+        clerk = new_test_user(self.env, login="bj_trigger_clerk",
+                              groups="base.group_user,base.group_partner_manager")
+        config = self.make_out_config(
+            trigger_action_model_id=self.env["ir.model"]._get_id("base.automation"))
+        config.action_create_trigger_action()
+        partners = self.env["res.partner"].with_user(clerk)
+        queued = partners.create({"name": "Queued"})
+        self.env.flush_all()  # the rule fires on recomputed stored fields too
+        jobs = self.get_jobs(config)
+        self.assertIn(str(queued.id), jobs.mapped("res_ids"))
+        country_line = {"field_id": self.env["ir.model.fields"]._get("res.country", "id").id,
+                        "is_identifier": True}
+        changes = {
+            "archived": ({"active": False}, "is not an active Out configuration"),
+            "on another model": ({"active": True, "model_id": self.env["ir.model"]._get_id(
+                "res.country"), "line_ids": [Command.clear(), Command.create(country_line)]},
+                "sends res.country records, not res.partner"),
+            "an In configuration": ({"request_type": "in", "endpoint": "was-out",
+                                     "model_id": self.partner_model.id,
+                                     "line_ids": [Command.clear()]},
+                                    "is not an active Out configuration"),
+        }
+        for case, (values, reason) in changes.items():
+            with self.subTest(case):
+                config.write(values)
+                notes = len(config.message_ids)
+                for name in ("First", "Second"):
+                    with self.assertLogs("bj.api.outbound", "WARNING") as logs:
+                        self.assertTrue(partners.create({"name": f"{name} {case}"}))
+                        self.env.flush_all()
+                    self.assertIn(reason, logs.output[0])
+                self.assertEqual(self.get_jobs(config), jobs)
+                self.assertEqual(len(config.message_ids), notes + 1, "one note in a row")
+                self.assertIn(reason, config.message_ids[0].body)
+        jobs.action_cancel()
+        config.unlink()
+        with self.assertLogs("bj.api.outbound", "WARNING") as logs:
+            self.assertTrue(partners.create({"name": "Deleted"}))
+            self.env.flush_all()
+        self.assertIn("No API configuration matches", logs.output[0])
 
     def test_trigger_actions_evaluate_the_filter_domain_when_they_run(self):
         config = self.make_out_config(filter_domain=(

@@ -1,14 +1,18 @@
-"""An administrator's script runs only where an administrator put it: a
-configuration that holds a script, that reaches one through its Mapping Models,
-or that a scripted configuration maps through, is changed only by Settings
-administrators, with everything its plan is built from."""
+"""An administrator's script, identity or Trigger Action acts only where an
+administrator put it: a configuration that holds a script, runs as another user
+than the writing one or has a Trigger Action, every configuration that reaches
+one through its Mapping Models and every one it maps through, is changed only by
+Settings administrators, with everything its plan is built from."""
 
 import logging
+from pathlib import Path
+
+from lxml import etree
 
 from odoo import Command
 from odoo.exceptions import AccessError
 from odoo.tests import Form, HttpCase, new_test_user, tagged
-from odoo.tools import mute_logger
+from odoo.tools import convert_file, mute_logger
 
 from .common import BjApiSyncCase, BjApiSyncTestMixin
 
@@ -217,9 +221,10 @@ class TestScriptLock(BjApiSyncCase):
         self.as_manager(self.env["bj.api.sync.config.line"]).create({
             "config_id": self.own.id, "field_id": self.parent_field.id,
             "value_type": "relational_mapping", "external_key": "parent",
-            "mapping_config_id": self.make_partner_config(endpoint="lock-plain").id})
+            "mapping_config_id": self.make_partner_config(
+                endpoint="lock-plain", run_as_user_id=self.sync_manager.id).id})
         own.copy({"endpoint": "lock-own-copy"})
-        self.assertFalse(own.script_locked)
+        self.assertFalse(own.admin_only)
 
     def test_the_form_is_read_only_for_the_manager(self):
         form = Form(self.scripted.with_user(self.sync_manager))
@@ -237,16 +242,192 @@ class TestScriptLock(BjApiSyncCase):
         for user, locked in ((self.sync_manager, True), (self.admin, False)):
             configs = self.env["bj.api.sync.config"].with_user(user)
             with self.subTest(user=user.login):
-                self.assertEqual(configs.browse(self.scripted.id).script_locked, locked)
-                self.assertEqual(configs.browse(self.reaching.id).script_locked, locked)
-                self.assertEqual(configs.browse(self.countries.id).script_locked, locked)
-                self.assertFalse(configs.browse(self.own.id).script_locked)
+                self.assertEqual(configs.browse(self.scripted.id).admin_only, locked)
+                self.assertEqual(configs.browse(self.reaching.id).admin_only, locked)
+                self.assertEqual(configs.browse(self.countries.id).admin_only, locked)
+                self.assertFalse(configs.browse(self.own.id).admin_only)
                 arch = configs.get_views([(False, "form")])["views"]["form"]["arch"]
-                self.assertIn('invisible="not script_locked"', arch)
+                self.assertIn('invisible="not admin_only"', arch)
                 self.assertIn("Only Settings administrators can change this configuration", arch)
                 for name in ("name", "model_id", "filter_domain", "line_ids", "header_ids",
                              "param_ids", "endpoint", "authorization_type"):
-                    self.assertRegex(arch, rf'<field name="{name}"[^>]*readonly="script_locked')
+                    self.assertRegex(arch, rf'<field name="{name}"[^>]*readonly="admin_only')
+
+    def test_the_readme_quotes_the_banner(self):
+        arch = etree.fromstring(self.env["bj.api.sync.config"].get_views(
+            [(False, "form")])["views"]["form"]["arch"])
+        banner = arch.xpath("//div[@invisible='not admin_only']")[0]
+        text = " ".join("".join(banner.itertext()).split())
+        readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+        access_rights = readme.split("### Access rights")[1].split("\n### ")[0]
+        self.assertIn(f'"{text}"', " ".join(access_rights.split()))
+
+
+@tagged("post_install", "-at_install")
+class TestAdminOnlyConfigurations(BjApiSyncCase):
+    """Not only scripts: a configuration that runs as another user than the
+    writing one, or has a Trigger Action, is administrators', with its Mapping
+    Model chain both ways; the vectors an attacker reported, as a manager."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.admin = new_test_user(cls.env, login="bj_only_admin", groups="base.group_system")
+        cls.other_manager = new_test_user(cls.env, login="bj_only_manager2",
+                                          groups="bjet_api_sync.group_api_sync_manager")
+        cls.users_model = cls.env["ir.model"]._get_id("res.users")
+        # An administrator's In configuration, no script, running as the administrator.
+        cls.as_admin = cls.make_partner_config(
+            name="Admin partner import", endpoint="only-admin", run_as_user_id=cls.admin.id,
+            authorization_type="bearer_token", bearer_token="only-admin-token")
+        # The manager's configuration of users, that an administrator's maps through.
+        cls.child = cls.make_config(
+            model="res.users", name="Manager's users", endpoint="only-child",
+            run_as_user_id=cls.sync_manager.id, user_id=cls.sync_manager.id,
+            lines=[("login", "login", {"is_identifier": True}), ("name", "name", None)])
+        cls.parent = cls.make_partner_config(
+            name="Admin partners with users", endpoint="only-parent",
+            run_as_user_id=cls.admin.id)
+        cls.parent.write({"line_ids": [Command.create({
+            "field_id": cls.partner_field("user_ids").id, "external_key": "users",
+            "value_type": "relational_mapping", "mapping_config_id": cls.child.id})]})
+        # The manager's own, which nothing reaches.
+        cls.own = cls.make_partner_config(
+            name="Manager's own", endpoint="only-own", run_as_user_id=cls.sync_manager.id,
+            user_id=cls.sync_manager.id)
+        cls.theirs = cls.make_partner_config(
+            name="Another manager's", endpoint="only-theirs",
+            run_as_user_id=cls.other_manager.id, user_id=cls.other_manager.id)
+        # An administrator's Out configuration fired by an automation rule.
+        cls.triggered = cls.make_partner_config(
+            name="Admin partners out", request_type="out", run_as_user_id=cls.sync_manager.id,
+            trigger_action_model_id=cls.env["ir.model"]._get_id("base.automation"))
+        cls.triggered.with_user(cls.admin).action_create_trigger_action()
+
+    def refused(self, call):
+        with self.assertRaisesRegex(AccessError, LOCKED), self.env.cr.savepoint():
+            call()
+
+    def cron_lines(self):
+        def field(name):
+            return self.env["ir.model.fields"]._get("ir.cron", name).id
+        return [Command.clear(),
+                Command.create({"field_id": field("id"), "external_key": "id",
+                                "is_identifier": True}),
+                *(Command.create({"field_id": field(name), "external_key": name})
+                  for name in ("name", "model_id", "state", "code", "interval_type"))]
+
+    def test_a_configuration_running_as_another_user(self):
+        before = self.as_admin.read()
+        config = self.as_admin.with_user(self.sync_manager)
+        vectors = {
+            "re-targeted to ir.cron with a code line": lambda: config.write({
+                "model_id": self.env["ir.model"]._get_id("ir.cron"), "endpoint": "mgr-x",
+                "bearer_token": "mgrtoken", "http_method_ids": [Command.set(
+                    self.method_post.ids)], "line_ids": self.cron_lines()}),
+            "its Run As User kept, the rest changed": lambda: config.write({
+                "run_as_user_id": self.admin.id, "authorization_type": "no_auth"}),
+            "its Run As User taken over": lambda: config.write(
+                {"run_as_user_id": self.sync_manager.id}),
+            "archived": lambda: config.action_archive(),
+            "deleted": lambda: config.unlink(),
+            "a line added": lambda: self.env["bj.api.sync.config.line"].with_user(
+                self.sync_manager).create({"config_id": self.as_admin.id,
+                                           "field_id": self.partner_field("comment").id}),
+            "another manager's configuration": lambda: self.theirs.with_user(
+                self.sync_manager).write({"authorization_type": "no_auth"}),
+        }
+        for name, call in vectors.items():
+            with self.subTest(name):
+                self.refused(call)
+        self.assertEqual(self.as_admin.read(), before)
+        # Its owner changes it; so does an administrator.
+        self.theirs.with_user(self.other_manager).write({"limit": 7})
+        self.as_admin.with_user(self.admin).write({"limit": 7})
+
+    def test_the_lock_spreads_to_the_configurations_a_parent_maps_through(self):
+        """The administrator's configuration runs the manager's lines as the
+        administrator: adding groups and a password line would create a Settings
+        administrator."""
+        child = self.child.with_user(self.sync_manager)
+        lines = self.env["bj.api.sync.config.line"].with_user(self.sync_manager)
+        users_field = self.env["ir.model.fields"]._get
+        for name, call in {
+            "a groups line": lambda: child.write({"line_ids": [Command.create({
+                "field_id": users_field("res.users", "groups_id").id,
+                "external_key": "groups"})]}),
+            "a password line": lambda: lines.create({
+                "config_id": self.child.id, "external_key": "password",
+                "field_id": users_field("res.users", "password").id}),
+            "its identifier changed": lambda: child.line_ids[0].write(
+                {"external_key": "user_login"}),
+            "its Filter Domain": lambda: child.write({"filter_domain": "[]"}),
+            "deleted": lambda: child.unlink(),
+        }.items():
+            with self.subTest(name):
+                self.refused(call)
+        self.assertEqual(len(self.child.line_ids), 2)
+        configs = self.env["bj.api.sync.config"].with_user(self.sync_manager)
+        self.assertTrue(configs.browse(self.child.id).admin_only)
+        # Once the administrator no longer maps through it, it is the manager's again.
+        self.parent.line_ids.filtered("mapping_config_id").unlink()
+        self.env.invalidate_all()
+        child.write({"filter_domain": "[]"})
+        self.assertFalse(configs.browse(self.child.id).admin_only)
+
+    def test_the_lock_spreads_to_the_configurations_that_map_through_it(self):
+        """A manager's configuration cannot take an administrator's (running as
+        another user) as Mapping Model: by a new line, a new configuration, or a
+        configuration that reaches it."""
+        parent_field = self.partner_field("parent_id")
+        lines = self.env["bj.api.sync.config.line"].with_user(self.sync_manager)
+        mapping = {"field_id": parent_field.id, "value_type": "relational_mapping",
+                   "mapping_config_id": self.as_admin.id, "external_key": "parent"}
+        self.refused(lambda: lines.create({"config_id": self.own.id, **mapping}))
+        self.refused(lambda: self.env["bj.api.sync.config"].with_user(self.sync_manager).create({
+            "name": "Through", "request_type": "in", "endpoint": "only-through",
+            "model_id": self.partner_model.id,
+            "line_ids": [Command.create({**mapping, "is_identifier": True})]}))
+        self.assertFalse(self.own.line_ids.filtered("mapping_config_id"))
+
+    def test_a_configuration_with_a_trigger_action(self):
+        """Every partner created would queue through it: a manager archives,
+        deletes, re-targets or re-types nothing of it."""
+        before = self.triggered.read()
+        config = self.triggered.with_user(self.sync_manager)
+        country = self.env["ir.model"]._get_id("res.country")
+        for name, call in {
+            "archived": lambda: config.action_archive(),
+            "deleted": lambda: config.unlink(),
+            "another model": lambda: config.write({"model_id": country,
+                                                   "line_ids": [Command.clear()]}),
+            "another kind of Trigger Action": lambda: config.write(
+                {"trigger_action_model_id": self.env["ir.model"]._get_id("ir.cron")}),
+            "its Trigger Action cleared": lambda: config.write({"trigger_action_id": False}),
+            "its URL": lambda: config.write({"request_url": "https://attacker.example/x"}),
+        }.items():
+            with self.subTest(name):
+                self.refused(call)
+        self.assertEqual(self.triggered.read(), before)
+
+    def test_the_demo_configurations_are_administrators(self):
+        """With the demo data: each runs as the integration user, so a manager
+        turns none into an open endpoint."""
+        convert_file(self.env, "bjet_api_sync", "demo/bj_api_sync_demo.xml", {}, mode="init",
+                     noupdate=True, kind="demo")
+        demo = self.env["ir.model.data"].search(
+            [("module", "=", "bjet_api_sync"), ("model", "=", "bj.api.sync.config")])
+        configs = self.env["bj.api.sync.config"].with_user(self.sync_manager).browse(
+            demo.mapped("res_id"))
+        self.assertEqual(len(configs), 3)
+        self.assertTrue(all(configs.mapped("admin_only")))
+        crm = self.env.ref("bjet_api_sync.demo_config_partners_out").with_user(self.sync_manager)
+        self.refused(lambda: crm.write({
+            "request_type": "in", "endpoint": "borrowed", "authorization_type": "no_auth",
+            "http_method_ids": [Command.set((self.method_post | self.method_get
+                                             | self.method_delete).ids)],
+            "filter_domain": "[]"}))
+        self.assertEqual(crm.request_type, "out")
 
 
 @tagged("post_install", "-at_install")

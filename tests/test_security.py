@@ -12,8 +12,11 @@ class TestAccessRights(BjApiSyncCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.token = generated_secret()
+        # The manager's own: a configuration running as another user is
+        # administrators' (TestScriptLock).
         cls.config = cls.make_partner_config(
-            authorization_type="bearer_token", bearer_token=cls.token
+            authorization_type="bearer_token", bearer_token=cls.token,
+            run_as_user_id=cls.sync_manager.id,
         )
 
     def test_user_reads_configuration_but_never_secrets(self):
@@ -110,16 +113,19 @@ class TestAccessRights(BjApiSyncCase):
         other = new_test_user(self.env, login="bj_other_integration", groups="base.group_user")
         with self.assertRaisesRegex(AccessError, "Run As User"):
             config.write({"run_as_user_id": other.id})
-        config.write({"run_as_user_id": self.integration_user.id, "limit": 9})  # unchanged
+        config.write({"run_as_user_id": self.sync_manager.id, "limit": 9})  # unchanged
         # A manager's duplicate runs as the manager, who chose nobody else.
         self.assertEqual(config.copy({"endpoint": "copied"}).run_as_user_id, self.sync_manager)
+        configs = self.env["bj.api.sync.config"].with_user(self.sync_manager)
+        values = {"name": "x", "request_type": "in", "model_id": self.partner_model.id,
+                  "endpoint": "by-manager", "http_method_ids": [(4, self.method_get.id)]}
         with self.assertRaisesRegex(AccessError, "Run As User"):
-            self.env["bj.api.sync.config"].with_user(self.sync_manager).create({
-                    "name": "x", "request_type": "in", "model_id": self.partner_model.id,
-                    "endpoint": "by-manager", "run_as_user_id": other.id,
-                    "http_method_ids": [(4, self.method_get.id)],
-                })
-        self.assertEqual(self.config.run_as_user_id, self.integration_user)
+            configs.create({**values, "run_as_user_id": other.id})
+        self.assertEqual(configs.create(values).run_as_user_id, self.sync_manager)
+        # An administrator's choice is theirs: not even kept by a manager.
+        self.config.run_as_user_id = self.integration_user
+        with self.assertRaisesRegex(AccessError, "runs as another user than you"):
+            config.write({"run_as_user_id": self.integration_user.id, "limit": 10})
         copy = self.config.copy({"endpoint": "copied-by-admin"})
         self.assertEqual(copy.run_as_user_id, self.integration_user)
 
@@ -152,7 +158,7 @@ class TestAccessRights(BjApiSyncCase):
             arch = configs.get_views([(False, "form")])["views"]["form"]["arch"]
             run_as = re.findall(r'<field name="run_as_user_id"[^>]*>', arch)
             self.assertEqual(len(run_as), 1, arch)
-            # script_locked: read-only for everyone but administrators (TestScriptLock).
+            # admin_only: read-only for everyone but administrators (TestScriptLock).
             self.assertEqual("or (1)" in run_as[0], not editable, run_as[0])
             line = self.config.line_ids[:1].with_user(user)
             self.assertEqual(line.can_edit_script, editable)

@@ -84,7 +84,11 @@ class TenancyCase(BjApiSyncCase):
         if company == "B":
             return {"company_id": cls.company_b.id, "run_as_user_id": cls.runner_b.id,
                     "user_id": cls.runner_b.id}
-        return {"company_id": cls.company_a.id if company == "A" else False}
+        # The manager's own: one running as another user is administrators'
+        # (TestScriptLock), whatever its company.
+        manager = cls.users["manager"]
+        return {"company_id": cls.company_a.id if company == "A" else False,
+                "run_as_user_id": manager.id, "user_id": manager.id}
 
 
 @tagged("post_install", "-at_install")
@@ -415,7 +419,7 @@ class TestActionGroups(LocalTimeoutsMixin, TenancyCase):
     def test_actions_refuse_roles_without_their_group(self):
         config = self.make_partner_config(
             request_type="out", trigger_action_model_id=self.env["ir.model"]._get_id(
-                "ir.actions.server"))
+                "ir.actions.server"), **self.company_values("A"))
         job = self.env["bj.api.sync.job"].create({"config_id": config.id, "event": "manual"})
         records = {"bj.api.sync.config": config, "bj.api.sync.config.line": config.line_ids[0],
                    "bj.api.sync.job": job}
