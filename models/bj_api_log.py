@@ -22,9 +22,9 @@ LOG_STATEMENT_TIMEOUT_MS = 5_000
 # A row written in the caller's transaction sits behind this savepoint, set in the
 # INSERT's own round trip: a failed row is undone alone.
 LOG_SAVEPOINT = "bj_api_log_row"
-# Fields that hold or quote URLs (the Request URL, the library's error texts):
-# stored with the URLs' credentials masked, whatever the caller passed.
-URL_FIELDS = ("url", "error_message")
+# Fields that hold a URL, or quote URLs (the library's error texts): stored with
+# the URLs' credentials masked, whatever the caller passed.
+URL_FIELDS = {"url": masking.mask_url, "error_message": masking.mask_url_secrets}
 
 
 def get_int_param(env, key, default):
@@ -157,7 +157,7 @@ class BjApiLog(models.Model):
                 text = json.dumps(text, ensure_ascii=False, default=str)
             text = masking.mask_text(text, secrets)
             if name in URL_FIELDS:
-                text = masking.mask_url_secrets(text)
+                text = URL_FIELDS[name](text)
             values[name] = masking.truncate(text, max_size) if name != "url" else text
         if isinstance(values.get("res_ids"), list | tuple):
             values["res_ids"] = ",".join(str(i) for i in values["res_ids"])
