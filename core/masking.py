@@ -34,12 +34,17 @@ URL_START = re.compile(r"(?P<lead>[A-Za-z][A-Za-z0-9+.-]*:(?://)?|//)(?P<userinf
 # The rest, split as RFC 3986 (appendix B) does, keeping every character:
 # urlsplit drops tabs and newlines, so its parts are not what was sent.
 URL_REST = re.compile(r"(?P<path>[^?#]*)(?:\?(?P<query>[^#]*))?(?:#(?P<fragment>.*))?", re.DOTALL)
-# The same in free text: up to the last "@" before a "/" or a blank.
-URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*:(?://)?)[^/\s]*@")
-# ``key=value`` after "?", "&", ";" or "#" (query and fragment parameters).  The
-# value ends only at "&", "#" or a blank (the end of the URL in a text): quotes,
-# "<", ">" or ";" inside a value do not end it early.
-URL_PARAMETER = re.compile(r"(?P<lead>[?&;#])(?P<key>[^=&;#?\s'\"<>]+)=(?P<value>[^&#\s]*)")
+# The same in free text: after "scheme://", up to the last "@" before a "/" or a
+# blank; after "scheme:" alone, up to an "@" before any ":".  A scheme starts a
+# run of scheme characters, and each "@" is looked for in one stretch of text:
+# linear in the length of the text, however it repeats itself.
+URL_USERINFO = re.compile(r"(?<![A-Za-z0-9+.-])(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:(?://)?)"
+                          r"(?:(?<=//)[^/\s]*|[^/\s@:]*)@")
+# ``key=`` after "?", "&", ";" or "#" (query and fragment parameters).  The value
+# ends only at "&", "#" or a blank (the end of the URL in a text): quotes, "<",
+# ">" or ";" inside a value do not end it early.
+URL_KEY = re.compile(r"(?P<lead>[?&;#])(?P<key>[^=&;#?\s'\"<>]+)=")
+URL_VALUE_END = re.compile(r"[&#\s]|\Z")
 # Characters requests leaves unquoted when it sends a URL (requests.utils.requote_uri).
 SENT_UNQUOTED = "!#$%&'()*+,/:;=?@[]~"
 
@@ -130,14 +135,13 @@ def mask_url_secrets(text):
     if not text:
         return text
     text = URL_USERINFO.sub(lambda match: f"{match['scheme']}{MASK}@", text)
-
-    def parameter(match):
-        if is_credential_name(unquote_plus(match["key"])):
-            return f"{match['lead']}{match['key']}={MASK}"
-        # The value of a plain key may hold ``;key=value`` items of its own.
-        return f"{match['lead']}{match['key']}=" + URL_PARAMETER.sub(parameter, match["value"])
-
-    return URL_PARAMETER.sub(parameter, text)
+    # The value of a plain key is read on: it may hold ``;key=value`` items.
+    shown, position = [], 0
+    for match in URL_KEY.finditer(text):
+        if match.start() >= position and is_credential_name(unquote_plus(match["key"])):
+            shown += [text[position:match.end()], MASK]
+            position = URL_VALUE_END.search(text, match.end()).start()
+    return "".join(shown) + text[position:]
 
 
 def mask_text(text, secrets):
