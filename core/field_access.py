@@ -70,7 +70,7 @@ FIELD_ACCESS = {
         **dict.fromkeys((
             "model_name", "password_encrypted", "bearer_token_encrypted",
             "signature_secret_encrypted", "schedule_cron_id", "schedule_last_sync_id",
-            "job_ids",
+            "job_ids", "request_url_masked",
         ), NOBODY),
     },
     "bj.api.sync.config.line": {

@@ -18,7 +18,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
-from .masking import mask_url_secrets
+from .masking import mask_text, mask_url, mask_url_secrets, url_secrets
 from .plan import strip_bearer
 
 JSON_CONTENT_TYPE = "application/json"
@@ -60,7 +60,8 @@ class PlaceholderError(ValueError):
 @dataclass
 class HttpResult:
     """What became of one request, safe to store and show: its ``url`` and
-    ``error`` have their credentials masked (``masking.mask_url_secrets``)."""
+    ``error`` have their credentials masked (``masking``); ``secrets`` are those
+    of the URL sent, for whoever stores the body a server answered."""
 
     method: str
     url: str
@@ -72,6 +73,7 @@ class HttpResult:
     error_kind: str | None = None
     error: str | None = None
     duration_ms: int = 0
+    secrets: tuple = field(default=(), repr=False)
 
     @property
     def ok(self):
@@ -264,7 +266,7 @@ def send(method, url, *, body=None, headers=None, timeout=None, options=None):
     ``(connect, read)`` pair of seconds; ``options`` the ``environment_options``
     of the URL's host when the caller has them already.
     """
-    result = HttpResult(method=method, url=mask_url_secrets(url))
+    result = HttpResult(method=method, url=mask_url(url), secrets=url_secrets(url))
     started = time.monotonic()
     try:
         response = session().request(
@@ -274,7 +276,8 @@ def send(method, url, *, body=None, headers=None, timeout=None, options=None):
     except requests.exceptions.RequestException as error:
         result.error_kind = classify_error(error)
         # The library's text quotes the URL (path and query, or whole).
-        result.error = mask_url_secrets(f"{ERROR_LABELS[result.error_kind]} ({error})")
+        result.error = mask_url_secrets(mask_text(
+            f"{ERROR_LABELS[result.error_kind]} ({error})", result.secrets))
     else:
         result.status_code = response.status_code
         result.reason = response.reason or ""
@@ -293,7 +296,7 @@ def send_json(method, url_template, body, payload, headers, timeout, options=Non
     try:
         url = fill_placeholders(url_template, payload)
     except PlaceholderError as error:
-        return HttpResult(method=method, url=mask_url_secrets(url_template),
+        return HttpResult(method=method, url=mask_url(url_template),
                           error_kind=INVALID_URL, error=str(error))
     return send(method, url, body=body.encode(), headers=headers, timeout=timeout,
                 options=options)

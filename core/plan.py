@@ -120,6 +120,8 @@ class DeliveryPlan:
     base_delay: int
     max_delay: int
     options: tuple = ()  # requests' environment options (proxies, CA bundle), as pairs
+    # The credentials written in the Request URL (masking.url_secrets).
+    url_secrets: tuple = field(default=(), repr=False)
 
     @property
     def timeout(self):
@@ -170,7 +172,7 @@ class ConfigPlan:
 
     @property
     def secrets(self):
-        return self.auth.secrets
+        return (*self.auth.secrets, *(self.delivery.url_secrets if self.delivery else ()))
 
     @property
     def batch_size(self):

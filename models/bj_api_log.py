@@ -19,11 +19,9 @@ DEFAULT_RETENTION_DAYS = 30
 # A log row written on a cursor of its own gives up after this long rather than
 # hold up the call it describes (as odoo/netsvc.py's database log handler).
 LOG_STATEMENT_TIMEOUT_MS = 5_000
-# A row written in the caller's transaction sits behind this savepoint, set in the
-# INSERT's own round trip: a failed row is undone alone.
-# Fields that hold or quote URLs (the Request URL, the library's error texts):
-# stored with the URLs' credentials masked, whatever the caller passed.
-URL_FIELDS = ("url", "error_message")
+# Fields that hold a URL, or quote URLs (the library's error texts): stored with
+# the URLs' credentials masked, whatever the caller passed.
+URL_FIELDS = {"url": masking.mask_url, "error_message": masking.mask_url_secrets}
 
 
 def get_int_param(env, key, default):
@@ -156,7 +154,7 @@ class BjApiLog(models.Model):
                 text = json.dumps(text, ensure_ascii=False, default=str)
             text = masking.mask_text(text, secrets)
             if name in URL_FIELDS:
-                text = masking.mask_url_secrets(text)
+                text = URL_FIELDS[name](text)
             values[name] = masking.truncate(text, max_size) if name != "url" else text
         if isinstance(values.get("res_ids"), list | tuple):
             values["res_ids"] = ",".join(str(i) for i in values["res_ids"])

@@ -108,11 +108,22 @@ class BjApiSyncConfig(models.Model):
         help="URL-safe slug (lowercase letters, digits, '-' and '_') of the inbound "
         "route /bj_api_sync/v1/<endpoint>, unique in the database.",
     )
+    # It may hold credentials (user:password@, ?api_key=): API Sync Managers'
+    # alone, and neither tracked nor shown to others; they see, and the chatter
+    # tracks, the masked copy below.
     request_url = fields.Char(
         string="Request URL",
-        tracking=True,
+        groups=MANAGER_GROUP,
         help="URL of the external API (http or https). {key} placeholders are filled "
         "from the mapped payload, e.g. https://api.example.com/contacts/{external_id}.",
+    )
+    request_url_masked = fields.Char(
+        string="Request URL (masked)",
+        compute="_compute_request_url_masked",
+        store=True,
+        tracking=True,
+        help="The Request URL with its credentials masked: the user name and password, "
+        "and the values of credential-like query keys (api_key, token, signature...).",
     )
     connection_timeout = fields.Integer(
         string="Connection Timeout in Seconds",
@@ -383,17 +394,32 @@ class BjApiSyncConfig(models.Model):
                     )
                 )
 
+    @api.depends("request_url")
+    def _compute_request_url_masked(self):
+        for config in self:
+            config.request_url_masked = masking.mask_url(config.request_url) or False
+
     @api.constrains("request_type", "request_url")
     def _check_request_url(self):
         for config in self.filtered(lambda c: c.request_type == "out"):
             if not config.request_url:
                 raise ValidationError(_("An outbound configuration needs a Request URL."))
+            # The messages do not quote the URL: a refused one may hold credentials
+            # where no parse finds them.
             parsed = urlparse(config.request_url)
-            if parsed.scheme not in ("http", "https") or not parsed.netloc:
-                raise ValidationError(
-                    _("Request URL %(url)r must be an http:// or https:// URL.",
-                      url=masking.mask_url_secrets(config.request_url))
-                )
+            try:
+                valid = (parsed.scheme in ("http", "https") and bool(parsed.hostname)
+                         and parsed.port != 0)
+            except ValueError:  # ``port`` of a port that is not a number
+                valid = False
+            if not valid:
+                raise ValidationError(_(
+                    "The Request URL must be an http:// or https:// URL with a host "
+                    "(and a numeric port, if any)."))
+            if masking.is_ambiguous_url(config.request_url):
+                raise ValidationError(_(
+                    "In the Request URL, a '?' or '#' in the user name or password, or an "
+                    "'@' after the host, must be percent-encoded (%3F, %23, %40)."))
 
     @api.constrains("request_type", "http_method_ids")
     def _check_http_methods(self):
@@ -811,6 +837,7 @@ class BjApiSyncConfig(models.Model):
             base_delay=self.retry_base_delay,
             max_delay=self.retry_max_delay,
             options=tuple(http_client.environment_options(url).items()) if url else (),
+            url_secrets=masking.url_secrets(url),
         )
 
     def _bj_compile_triggers(self):

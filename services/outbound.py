@@ -3,7 +3,7 @@ the records in scope, their payloads, the request headers and the log rows."""
 
 from odoo.osv import expression
 
-from ..core import http_client
+from ..core import http_client, masking
 from . import run_as
 from .filter_domain import scope_domain
 from .records import export_records
@@ -73,7 +73,8 @@ def log_values(plan, result, body=None, records_text=None, attempt=1, headers=No
             method=result.method,
             url=result.url,
             status_code=result.status_code or 0,
-            response_body=result.text,
+            # A server may quote the URL it was sent, credentials and all.
+            response_body=masking.mask_text(result.text, result.secrets),
             duration_ms=result.duration_ms,
             state="success" if result.ok else "error",
             error_message=error or result.error or (

@@ -260,11 +260,12 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         server = self.server
         with server.lock:
-            server.requests.append(
-                RecordedRequest(self.command, self.path, dict(self.headers.items()), body)
-            )
+            request = RecordedRequest(self.command, self.path, dict(self.headers.items()), body)
+            server.requests.append(request)
             response = server.responses.pop(0) if server.responses else server.default_response
         status, headers, payload, delay = response
+        if callable(payload):
+            payload = payload(request)
         if delay:
             server.release.wait(delay)
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
@@ -305,8 +306,9 @@ class _QuietServer(ThreadingHTTPServer):
 class LocalHttpServer:
     """A real HTTP server on 127.0.0.1 whose answers the test scripts.
 
-    ``queue(status, body, headers, delay)`` sets the next answers in order; once
-    they are used up every request gets ``default``.  ``stop()``/``start()``
+    ``queue(status, body, headers, delay)`` sets the next answers in order (a
+    callable ``body`` makes it from the ``RecordedRequest``); once they are used
+    up every request gets ``default``.  ``stop()``/``start()``
     simulate an external API that goes away and comes back on the same port.
     """
 
