@@ -318,8 +318,9 @@ class TestUrlMaskingExits(BjOutboundCase):
 
     def test_the_chatter_tracks_the_masked_url(self):
         key, password = generated_secret("key"), generated_secret("pw")
-        config = self.make_out_config(name="Tracked").with_user(self.sync_manager).with_context(
-            tracking_disable=False)
+        # The manager's own configuration (one running as another user is locked).
+        config = self.make_out_config(name="Tracked", run_as_user_id=self.sync_manager.id)
+        config = config.with_user(self.sync_manager).with_context(tracking_disable=False)
         for url in (f"https://u:{password}@h.example/a?api_key={key}",
                     f"https://h.example/b?token={key}&page=1",
                     f"https://u:{password}@h.example/c"):
@@ -368,7 +369,8 @@ class TestUrlMaskingExits(BjOutboundCase):
 
     def test_a_refused_request_url_is_not_quoted(self):
         secret = generated_secret()
-        config = self.make_out_config(name="Refused URL").with_user(self.sync_manager)
+        config = self.make_out_config(
+            name="Refused URL", run_as_user_id=self.sync_manager.id).with_user(self.sync_manager)
         for url in (f"u:{secret}@127.0.0.1:9/x", f"http://user:p?{secret}@127.0.0.1:9/x",
                     f"http://user:p#{secret}@127.0.0.1:9/x", f"http://user:?{secret}@127.0.0.1:9/x",
                     f"ftp://u:{secret}@h.example/x", f"http://h.example:{secret}/x"):
