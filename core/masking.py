@@ -54,9 +54,13 @@ MIN_MASKED_SECRET_LENGTH = 4
 
 
 def is_credential_name(name):
-    """Whether a query key or header ``name`` looks like it carries a credential."""
+    """Whether a query key or header ``name`` looks like it carries a credential,
+    whatever its case or percent-encoding (``kEy``, ``%6BEY``)."""
+    name = unquote(name)
+    lowered = name.lower()
     words = {word.lower() for word in NAME_WORD.findall(name)}
-    compact = NON_ALPHANUMERIC.sub("", name.lower())
+    words.update(NON_ALPHANUMERIC.split(lowered))
+    compact = NON_ALPHANUMERIC.sub("", lowered)
     return bool(words & CREDENTIAL_WORDS) or any(term in compact for term in CREDENTIAL_TERMS)
 
 

@@ -33,6 +33,7 @@ it fails like on any error, and its thread lives on.
 import ast
 import functools
 import math
+import sys
 import threading
 import time
 
@@ -70,6 +71,11 @@ class Budget:
         ``value``), else raise ScriptTimeout, or ScriptExpired outside the run."""
         if time.monotonic() < self.deadline:
             return True
+        if isinstance(sys.exc_info()[1], GeneratorExit):
+            # A generator of the script being closed (dropped, collected): let the
+            # close end it, silently, instead of an "Exception ignored" traceback
+            # per generator.
+            raise GeneratorExit
         if self.deadline == -math.inf or threading.get_ident() != self.thread:
             raise ScriptExpired
         raise ScriptTimeout

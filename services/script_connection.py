@@ -94,8 +94,19 @@ def connection_kept():
     _watch.active, _watch.before = True, None
     try:
         yield
-    finally:
+    except BaseException:
+        # The script failed: its request or job fails with it (and a failed
+        # transaction is rolled back with it), unless the check finds worse.
         noted, _watch.active, _watch.before = _watch.before, False, None
-        # A failed transaction is rolled back with its request.
         if noted and noted[0].connection.info.transaction_status in _USABLE:
             _verify(*noted)
+        raise
+    noted, _watch.active, _watch.before = _watch.before, False, None
+    if not noted:
+        return
+    if noted[0].connection.info.transaction_status not in _USABLE:
+        # The script caught the error of one of its statements: the transaction
+        # can run nothing more, so the script has failed.
+        raise UnsafeStatement("a statement of the script failed and the script went on: "
+                              "the transaction can run nothing more")
+    _verify(*noted)

@@ -11,12 +11,12 @@ import threading
 import time
 from dis import opmap
 
-from psycopg2 import OperationalError
 from psycopg2.errors import QueryCanceled
 from psycopg2.extensions import TRANSACTION_STATUS_INERROR, encodings
 
 from odoo import Command, api
 from odoo.exceptions import UserError
+from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 from odoo.sql_db import BaseCursor
 from odoo.tools import SQL, float_compare
 from odoo.tools import safe_eval as sandbox
@@ -362,7 +362,7 @@ class ScriptRunner:
         except ScriptTimeout:
             raise failure(f" ran longer than its {self.seconds} s budget "
                           f"(system parameter {PARAM_SCRIPT_SECONDS}).") from None
-        except OperationalError:
+        except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
             raise  # concurrency failures: Odoo retries the whole request
         except UserError as error:
             raise failure(f": {error.args[0]}") from error

@@ -2,6 +2,8 @@
 leave state on its connection: a JSON 400 naming the line, nothing written
 (not even what the script wrote before), the connection as it was."""
 
+import logging
+
 from odoo.tests import tagged
 
 from .common import BjApiHttpCase
@@ -118,6 +120,27 @@ class TestInboundScriptSql(BjApiHttpCase):
                 self.assertFalse(self.env["res.partner"].search(
                     [("name", "in", ["bj written first", f"Vector {vector}"])]))
                 self.assertEqual(self.connection(), before)
+
+    def test_failed_sql_is_the_scripts_error(self):
+        """A statement that fails, caught by the script or of a kind Odoo does not
+        retry (a sequence never used on this connection), is the script's error: a
+        JSON 400 naming the line, nothing written, no ERROR line."""
+        self.env.cr.execute("CREATE SEQUENCE bj_never_used_seq")
+        records = self.capture_server_log()
+        for name, code in (
+            ("caught", "try:\n    env.cr.execute('SELECT 1 / 0')\nexcept Exception:\n    pass"),
+            ("caught in the ORM", "try:\n    env['res.partner'].search([('id', '=', 'x')])\n"
+                                  "except Exception:\n    pass"),
+            ("not retried", "env.cr.execute(\"SELECT currval('bj_never_used_seq')\")"),
+        ):
+            with self.subTest(script=name):
+                self.line.python_script = (
+                    f"env['res.partner'].create({{'name': 'bj written first'}})\n{code}")
+                response = self.api("POST", "script-sql", body={"name": name, "code": "x"})
+                self.assertApiError(response, 400, "Script of line 'code'", line_id=self.line.id)
+                self.assertFalse(self.env["res.partner"].search(
+                    [("name", "in", ["bj written first", name])]))
+        self.assertFalse([record for record in records if record.levelno >= logging.ERROR])
 
     def test_transaction_scoped_sql_runs(self):
         """What lasts only as long as the request's transaction stays allowed."""

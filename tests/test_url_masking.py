@@ -20,7 +20,13 @@ from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import BaseCase, tagged
 
 from ..core import http_client, masking
-from ..core.masking import MASK, is_credential_name, mask_url_secrets
+from ..core.masking import (
+    CREDENTIAL_TERMS,
+    CREDENTIAL_WORDS,
+    MASK,
+    is_credential_name,
+    mask_url_secrets,
+)
 from .common import BjOutboundCase, generated_secret
 
 # Query keys and headers that carry credentials: the issue's list, its variants
@@ -110,6 +116,20 @@ class TestUrlMaskingRule(BaseCase):
         for name in CREDENTIAL_NAMES:
             with self.subTest(name=name):
                 self.assertTrue(is_credential_name(name))
+
+    def test_every_case_and_encoding_of_every_credential_name(self):
+        """The names of the rule, in every case mix and percent-encoded: as
+        servers read query keys, case-insensitively."""
+        for base in sorted(CREDENTIAL_WORDS | set(CREDENTIAL_TERMS)):
+            mixed = "".join(c.upper() if i % 2 else c for i, c in enumerate(base))
+            variants = {base, base.upper(), base.title(), mixed, mixed.swapcase(),
+                        "".join(f"%{ord(c):02X}" for c in base), f"%{ord(base[0]):02X}{base[1:]}",
+                        f"x-{mixed}", f"{mixed}_value"}
+            for name in variants:
+                with self.subTest(name=name):
+                    self.assertTrue(is_credential_name(name))
+                    url = f"http://127.0.0.1:9/x?{name}=S3cretValue9&page=2"
+                    self.assertNotIn("S3cretValue9", mask_url_secrets(url))
         for name in PLAIN_NAMES:
             with self.subTest(name=name):
                 self.assertFalse(is_credential_name(name))
