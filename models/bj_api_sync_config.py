@@ -33,7 +33,7 @@ from ..services.quiet_cursor import QuietCursor
 from ..services.scripts import compile_script
 from .bj_api_access import MANAGER_GROUP, USER_GROUP, check_group
 from .bj_api_log import get_int_param
-from .bj_api_secret_mixin import secret_fields
+from .bj_api_secret_mixin import UrlWithCredentials, secret_fields
 
 _logger = logging.getLogger(__name__)
 
@@ -110,8 +110,9 @@ class BjApiSyncConfig(models.Model):
     )
     # It may hold credentials (user:password@, ?api_key=): API Sync Managers'
     # alone, and neither tracked nor shown to others; they see, and the chatter
-    # tracks, the masked copy below.
-    request_url = fields.Char(
+    # tracks, the masked copy below.  A manager reads an administrators'
+    # configuration's masked too (UrlWithCredentials).
+    request_url = UrlWithCredentials(
         string="Request URL",
         groups=MANAGER_GROUP,
         help="URL of the external API (http or https). {key} placeholders are filled "
