@@ -1,4 +1,5 @@
 from odoo import Command
+from odoo.exceptions import AccessError
 from odoo.tests import new_test_user, tagged
 from odoo.tools import convert_file
 
@@ -78,6 +79,30 @@ class TestSecretReaders(BjApiHttpCase):
         self.assertApiError(self.api("GET", "readers-admin",
                                      headers=basic_auth("caller", read["password"] or "")),
                             401, REFUSED)
+
+    def url_queries(self, user):
+        prefix = self.admins.request_url[:20]
+        configs = self.env["bj.api.sync.config"].with_user(user)
+        return {
+            "search": lambda: configs.search([("request_url", "=like", f"{prefix}%")]),
+            "a path": lambda: self.env["bj.api.sync.header"].with_user(user).search(
+                [("config_id.request_url", ">", prefix)]),
+            "order": lambda: configs.search([], order="request_url"),
+            "group": lambda: configs.read_group([], ["name"], ["request_url"]),
+            "aggregate": lambda: configs._read_group([], [], ["request_url:max"]),
+        }
+
+    def test_the_request_url_is_no_oracle(self):
+        """Searching, sorting or grouping by the Request URL would tell its
+        credentials one comparison at a time."""
+        for how, query in self.url_queries(self.sync_manager).items():
+            with self.subTest(how=how), self.assertRaisesRegex(AccessError, "Request URL"):
+                query()
+        for how, query in self.url_queries(self.admin).items():
+            with self.subTest(how=how, user="administrator"):
+                query()
+        self.assertIn(self.admins, self.env["bj.api.sync.config"].with_user(
+            self.sync_manager).search([("request_url_masked", "like", "example.com")]))
 
     def test_administrators_and_the_managers_own_configuration_unchanged(self):
         for config, user in ((self.admins, self.admin), (self.own, self.admin),
