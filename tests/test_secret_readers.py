@@ -119,7 +119,7 @@ class TestSecretReaders(BjApiHttpCase):
         self.own.with_user(self.sync_manager).signature_secret = False
         self.assertApiSuccess(self.api("GET", "readers-own", headers=bearer_auth(token)))
 
-    def test_the_demo_configurations_keep_their_tokens(self):
+    def test_a_manager_reads_no_demo_secret(self):
         convert_file(self.env, "bjet_api_sync", "demo/bj_api_sync_demo.xml", {}, mode="init",
                      noupdate=True, kind="demo")
         demo = self.env["ir.model.data"].search(
