@@ -4,7 +4,7 @@ import os
 from odoo import _, api, fields, models, tools
 from odoo.exceptions import UserError
 
-from ..core import crypto
+from ..core import crypto, masking
 
 _logger = logging.getLogger("bj.api.crypto")
 
@@ -15,12 +15,15 @@ def secret_fields(name, string, help):
     """The pair ``(plaintext field, encrypted column)`` of secret ``name``.
 
     Declare it as ``x, x_encrypted = secret_fields("x", ...)`` and list ``x`` in
-    ``_bj_secret_fields``; both are for API Sync Managers only.  Each secret has
+    ``_bj_secret_fields``; both are for API Sync Managers only, and ``x`` reads
+    as empty for those who may not change its configuration.  Each secret has
     a compute and an inverse of its own: Odoo protects every field of a shared
     compute method while one of them is written, and a protected field that is
     not in the cache reads as empty, so a shared inverse would erase the others.
     """
 
+    # Its value depends on the reader (``_bj_hidden_secrets``): cached per user.
+    @api.depends_context("uid")
     def compute(records):
         records._bj_compute_secret(name)
 
@@ -38,6 +41,24 @@ def secret_fields(name, string, help):
         groups=MANAGER_GROUP, copy=False, help=f"Technical: the encrypted {string}."
     )
     return plaintext, encrypted
+
+
+class UrlWithCredentials(fields.Char):
+    """A URL that may hold credentials (``user:pw@``, ``?api_key=``): whoever
+    may not read its record's secrets (``_bj_hidden_secrets``) reads and exports
+    it masked.  ``read``, ``search_read``, ``web_read`` and ``export_data`` all
+    convert through these two methods."""
+
+    def _bj_masked(self, value, record):
+        if value and record in record._bj_hidden_secrets():
+            return masking.mask_url(value) or False
+        return value
+
+    def convert_to_read(self, value, record, use_display_name=True):
+        return self._bj_masked(super().convert_to_read(value, record, use_display_name), record)
+
+    def convert_to_export(self, value, record):
+        return super().convert_to_export(self._bj_masked(value, record), record)
 
 
 class BjApiSecretMixin(models.AbstractModel):
@@ -106,9 +127,18 @@ class BjApiSecretMixin(models.AbstractModel):
 
     # -- secret fields ----------------------------------------------------
 
+    def _bj_hidden_secrets(self):
+        """Those of these records whose secrets the reader of ``self.env`` may
+        not read: the records of configurations only Settings administrators may
+        change (``admin_only``).  Their secrets open endpoints that run as
+        another user, so reading them would be acting as that user."""
+        return self.filtered(lambda record: any(record._bj_configs().with_env(
+            self.env).mapped("admin_only")))
+
     def _bj_compute_secret(self, name):
         column = f"{name}_encrypted"
-        stored_values = [record.sudo()[column] for record in self]
+        hidden = self._bj_hidden_secrets()
+        stored_values = [record not in hidden and record.sudo()[column] for record in self]
         box = self._bj_secret_box() if any(stored_values) else None
         for record, stored in zip(self, stored_values, strict=True):
             if not stored:

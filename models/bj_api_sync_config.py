@@ -10,7 +10,7 @@ from lxml import etree
 from psycopg2 import errors
 
 from odoo import _, api, fields, models, tools
-from odoo.exceptions import ValidationError
+from odoo.exceptions import AccessError, ValidationError
 
 from ..core import http_client, masking
 from ..core.domain_terms import parse_domain
@@ -33,7 +33,7 @@ from ..services.quiet_cursor import QuietCursor
 from ..services.scripts import compile_script
 from .bj_api_access import MANAGER_GROUP, USER_GROUP, check_group
 from .bj_api_log import get_int_param
-from .bj_api_secret_mixin import secret_fields
+from .bj_api_secret_mixin import UrlWithCredentials, secret_fields
 
 _logger = logging.getLogger(__name__)
 
@@ -110,8 +110,9 @@ class BjApiSyncConfig(models.Model):
     )
     # It may hold credentials (user:password@, ?api_key=): API Sync Managers'
     # alone, and neither tracked nor shown to others; they see, and the chatter
-    # tracks, the masked copy below.
-    request_url = fields.Char(
+    # tracks, the masked copy below.  A manager reads an administrators'
+    # configuration's masked too (UrlWithCredentials).
+    request_url = UrlWithCredentials(
         string="Request URL",
         groups=MANAGER_GROUP,
         help="URL of the external API (http or https). {key} placeholders are filled "
@@ -393,6 +394,34 @@ class BjApiSyncConfig(models.Model):
                         endpoint=config.endpoint,
                     )
                 )
+
+    # -- the Request URL is no oracle ----------------------------------------
+
+    def _bj_check_url_query(self, spec):
+        """A domain, an order, a group or an aggregate on the Request URL would
+        tell its credentials, one comparison at a time, to those who read it
+        masked (``UrlWithCredentials``): only Settings administrators use it
+        there; others have the masked copy.  ``spec``: a field name, a path or
+        a read_group spec."""
+        if spec.split(":")[0].split(".")[0] == "request_url" and not self.env.is_system():
+            raise AccessError(_("Only Settings administrators may search, sort or group "
+                                "by the Request URL; use Request URL (masked)."))
+
+    def _condition_to_sql(self, alias, fname, operator, value, query):
+        self._bj_check_url_query(fname)
+        return super()._condition_to_sql(alias, fname, operator, value, query)
+
+    def _order_field_to_sql(self, alias, field_name, direction, nulls, query):
+        self._bj_check_url_query(field_name)
+        return super()._order_field_to_sql(alias, field_name, direction, nulls, query)
+
+    def _read_group_groupby(self, groupby_spec, query):
+        self._bj_check_url_query(groupby_spec)
+        return super()._read_group_groupby(groupby_spec, query)
+
+    def _read_group_select(self, aggregate_spec, query):
+        self._bj_check_url_query(aggregate_spec)
+        return super()._read_group_select(aggregate_spec, query)
 
     @api.depends("request_url")
     def _compute_request_url_masked(self):
