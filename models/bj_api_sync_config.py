@@ -514,7 +514,7 @@ class BjApiSyncConfig(models.Model):
                         )
                     )
 
-    @api.constrains("filter_domain", "model_id")
+    @api.constrains("filter_domain", "model_id", "run_as_user_id")
     def _check_filter_domain(self):
         for config in self:
             try:
@@ -700,7 +700,9 @@ class BjApiSyncConfig(models.Model):
 
     def _bj_check_searchable(self, model, domain):
         """Refuse a leaf of ``domain`` whose path crosses a field that cannot be
-        searched (Odoo would log an error and match every record)."""
+        searched (Odoo would log an error and match every record) or that the Run
+        As User may not read (its searches would fail, and with them every save
+        that fires the configuration)."""
         for leaf in domain:
             if not isinstance(leaf, (list, tuple)) or len(leaf) != 3:
                 continue
@@ -714,6 +716,13 @@ class BjApiSyncConfig(models.Model):
                     raise ValidationError(_(
                         "Field %(field)s (%(name)s) of %(model)s cannot be searched: it is "
                         "not stored.", field=field.string, name=name, model=current._name))
+                user = self.run_as_user_id
+                if user and not run_as.field_readable(user, field):
+                    raise ValidationError(_(
+                        "Field %(field)s (%(name)s) of %(model)s is restricted to %(groups)s: the "
+                        "Run As User %(login)s may not search it.", field=field.string, name=name,
+                        model=current._name, groups=run_as.group_names(self.env, field.groups),
+                        login=user.login))
                 if not field.relational:
                     break
                 current = self.env[field.comodel_name]

@@ -158,3 +158,23 @@ class TestOutboundScope(RunAsFixturesMixin, BjOutboundCase):
                                  run_as_user_id=self.system_user.id,
                                  lines=[("id", "id", {"is_identifier": True})])
         self.assertFalse(logged, "no ERROR line")
+
+    def test_filter_domain_on_a_field_the_run_as_user_may_not_read(self):
+        config = self.make_config(
+            model="ir.mail_server", request_type="out", run_as_user_id=self.system_user.id,
+            request_url=self.server.url + "/servers", trigger_on_write=True,
+            filter_domain="[('smtp_user', '=', 'mailer')]",
+            lines=[("id", "id", {"is_identifier": True})])
+        # Still reads the model, no longer the field: nothing is in scope, and
+        # nobody's save fails for it.
+        self.env["ir.model.access"].create({
+            "name": "BJ read mail servers", "model_id": config.model_id.id, "perm_read": True,
+            "group_id": self.env.ref("base.group_user").id})
+        self.system_user.groups_id = [Command.unlink(self.env.ref("base.group_system").id)]
+        mail_server = self.env["ir.mail_server"].create({
+            "name": "BJ SMTP", "smtp_host": "127.0.0.1", "smtp_user": "mailer"})
+        mail_server.smtp_port = 2525
+        self.assertFalse(self.get_jobs(config))
+        with self.assertRaisesRegex(ValidationError, "smtp_user.*restricted to .*"
+                                                     "bj_scope_system may not search"):
+            config.filter_domain = "[('smtp_user', '=', 'other')]"
