@@ -148,7 +148,6 @@ class ConfigPlan:
     # The parsed Filter Domain (core/domain_terms.py), evaluated at
     # each use: it may compare with the current time (services/filter_domain.py).
     filter_template: object = field(repr=False, compare=False)
-    filtered: bool  # the Filter Domain is not empty
     company_domain: tuple  # the records of the configuration's company
     lines: tuple  # LinePlan, in sequence order
     identifier: LinePlan | None

@@ -543,7 +543,7 @@ class BjApiSyncConfig(models.Model):
                         )
                     )
 
-    @api.constrains("filter_domain", "model_id")
+    @api.constrains("filter_domain", "model_id", "run_as_user_id")
     def _check_filter_domain(self):
         for config in self:
             try:
@@ -564,6 +564,17 @@ class BjApiSyncConfig(models.Model):
                       problem=problem)
                 )
         self.line_ids._check_field_groups()
+
+    @api.constrains("model_id", "run_as_user_id")
+    def _check_run_as_user_reads_model(self):
+        for config in self:
+            if not (config.model_id and config.run_as_user_id):
+                continue
+            if not self.env[config.model_name].with_user(config.run_as_user_id).has_access("read"):
+                raise ValidationError(_(
+                    "Configuration %(name)r cannot run: its Run As User %(login)s may not read "
+                    "%(model)s.", name=config.name, login=config.run_as_user_id.login,
+                    model=config.model_id.name))
 
     @api.constrains("trigger_action_model_id")
     def _check_trigger_action_model(self):
@@ -710,10 +721,43 @@ class BjApiSyncConfig(models.Model):
         self.ensure_one()
         domain = evaluate_domain(parse_domain(self.filter_domain), self.env)
         if self.model_name:
+            self._bj_check_searchable(self.env[self.model_name], domain)
             with self.env.cr.savepoint():
                 quiet = self.env(cr=QuietCursor(self.env.cr), su=True)
                 quiet[self.model_name].search(domain, limit=1)
         return domain
+
+    def _bj_check_searchable(self, model, domain):
+        """Refuse a leaf of ``domain`` whose path crosses a field that cannot be
+        searched (Odoo would log an error and match every record) or that the Run
+        As User may not read (its searches would fail, and with them every save
+        that fires the configuration)."""
+        for leaf in domain:
+            if not isinstance(leaf, (list, tuple)) or len(leaf) != 3:
+                continue
+            path, operator, value = leaf
+            current = model
+            for name in str(path).split("."):
+                field = current._fields.get(name)
+                if field is None:
+                    break  # the search names it
+                if not field._description_searchable:
+                    raise ValidationError(_(
+                        "Field %(field)s (%(name)s) of %(model)s cannot be searched: it is "
+                        "not stored.", field=field.string, name=name, model=current._name))
+                user = self.run_as_user_id
+                if user and not run_as.field_readable(user, field):
+                    raise ValidationError(_(
+                        "Field %(field)s (%(name)s) of %(model)s is restricted to %(groups)s: the "
+                        "Run As User %(login)s may not search it.", field=field.string, name=name,
+                        model=current._name, groups=run_as.group_names(self.env, field.groups),
+                        login=user.login))
+                if not field.relational:
+                    break
+                current = self.env[field.comodel_name]
+            else:
+                if operator in ("any", "not any") and isinstance(value, (list, tuple)):
+                    self._bj_check_searchable(current, value)
 
     def _bj_get_ip_networks(self):
         """The IP Allowlist as ``ip_network`` objects (raises ValidationError)."""
@@ -794,7 +838,6 @@ class BjApiSyncConfig(models.Model):
             company_id=config.company_id.id or None,
             run_as_uid=config.run_as_user_id.id or None,
             filter_template=filter_template,
-            filtered=bool(evaluate_domain(filter_template, self.env)),
             company_domain=tuple(config._bj_get_company_domain()),
             lines=lines,
             identifier=next((line for line in lines if line.is_identifier), None),

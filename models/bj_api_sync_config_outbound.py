@@ -248,14 +248,9 @@ class BjApiSyncConfigOutbound(models.Model):
                         record[name] != before[record.id][name] for name in names
                     )
                 )
-            if plan.filtered:
-                changed = outbound.records_in_scope(self.env, plan, changed.ids)[0]
-            elif plan.company_id and "company_id" in changed._fields:
-                # No Filter Domain: check the company on that one column rather than
-                # with a search, the cheapest test for every triggering write.
-                changed.fetch(["company_id"])
-                changed = changed.filtered(lambda record, company=plan.company_id: (
-                    record.company_id.id in (False, company)))
+            # Searched as the Run As User: records it may not read are not its
+            # to send, and their deletion is not its to block.
+            changed = outbound.records_in_scope(self.env, plan, changed.ids)[0]
             if not changed:
                 continue
             payloads = None
@@ -477,7 +472,8 @@ class BjApiSyncConfigOutbound(models.Model):
             last = self.schedule_last_sync
             domain += ["|", ("write_date", ">", last),
                        "&", ("write_date", "=", last), ("id", ">", self.schedule_last_sync_id)]
-        return expression.AND([scope_domain(self.env, plan), domain])
+        return expression.AND([scope_domain(outbound.delivery_model(self.env, plan).env, plan),
+                               domain])
 
     @api.model
     def _cron_send_scheduled(self, config_id):
@@ -502,6 +498,10 @@ class BjApiSyncConfigOutbound(models.Model):
             return 0
         commit = auto_commit()
         model = outbound.delivery_model(self.env, plan)
+        if not model.has_access("read"):
+            _logger.warning("Scheduled run of %s skipped: its Run As User may not read %s.",
+                            config.display_name, plan.model)
+            return 0
         bound = config._bj_schedule_bound()
         if commit:
             # Search in a snapshot taken after the bound was read: every
@@ -566,7 +566,8 @@ class BjApiSyncConfigOutbound(models.Model):
     def _bj_scope_domain_of(self, config_id_ref):
         """The scope (Filter Domain, evaluated now, and company) of an Out
         configuration: generated scheduled actions search it."""
-        return scope_domain(self.env, self._bj_resolve_config(config_id_ref)._bj_plan())
+        plan = self._bj_resolve_config(config_id_ref)._bj_plan()
+        return scope_domain(outbound.delivery_model(self.env, plan).env, plan)
 
     def _bj_reference(self):
         """How generated code names this configuration: its XML id, else its id."""

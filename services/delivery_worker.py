@@ -512,8 +512,9 @@ class DeliveryWorker:
         for job in jobs:
             ids = [i for i in id_list(job.res_ids) if i in objects]
             if not ids:
-                job._bj_finish("cancelled", _("The records no longer exist or are outside the "
-                                              "Filter Domain: nothing to send."))
+                job._bj_finish("cancelled", _("The records no longer exist, are outside the "
+                                              "Filter Domain or hidden from the Run As User: "
+                                              "nothing to send."))
                 continue
             items = [objects[i] for i in ids]
             payload = items if plan.is_paginated or len(items) > 1 else items[0]

@@ -1,6 +1,7 @@
 """What outbound calls need of the ORM, all read from the configuration's plan:
 the records in scope, their payloads, the request headers and the log rows."""
 
+from odoo.exceptions import AccessError
 from odoo.osv import expression
 
 from ..core import http_client, masking
@@ -11,15 +12,24 @@ from .records import export_records
 
 def delivery_model(env, plan):
     """The configuration's model as the outbox sees it when choosing records:
-    every record of its company (exports then run as the Run As User)."""
-    model = env[plan.model].sudo().with_context(active_test=False)
-    return model.with_company(plan.company_id) if plan.company_id else model
+    as its Run As User, in its company, so that no record that user may not
+    read is ever matched, queued or counted."""
+    return run_as.user_env(env, plan, check=False, active_test=False)[plan.model]
 
 
 def records_in_scope(env, plan, ids):
-    """Existing records of ``ids`` in scope, in the given order, and the ids left out."""
+    """Existing records of ``ids`` in scope, in the given order, and the ids left out.
+
+    In scope: those the Run As User may read (none when it may not read the
+    model or a field of the Filter Domain) that match the Filter Domain and the Company."""
     model = delivery_model(env, plan)
-    found = model.search(expression.AND([[("id", "in", list(ids))], scope_domain(model.env, plan)]))
+    try:
+        found = model.search(expression.AND([[("id", "in", list(ids))],
+                                             scope_domain(model.env, plan)]))
+    except AccessError:
+        # The user may not read the model, or a field of the Filter Domain,
+        # any more: it sees nothing, and nobody's save fails for it.
+        return model.browse(), list(ids)
     position = {record_id: index for index, record_id in enumerate(ids)}
     records = found.sorted(key=lambda record: position[record.id])
     kept = set(found.ids)

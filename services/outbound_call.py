@@ -99,8 +99,8 @@ class OutboundCall:
                                 unsent_ids=[], queued_job_ids=[])
         if not records:
             answer["error"] = _(
-                "Nothing to send: records %(ids)s do not exist or are outside the Filter Domain "
-                "of %(name)r.", ids=skipped, name=self.plan.name)
+                "Nothing to send: records %(ids)s do not exist, are outside the Filter Domain "
+                "of %(name)r or hidden from its Run As User.", ids=skipped, name=self.plan.name)
             return answer
         pages = self._pages(records)
         for page in pages:

@@ -41,15 +41,21 @@ def check_plan_user(env, plan):
         raise RunAsUserError(env._("This integration is off: %(problem)s.", problem=problem))
 
 
-def user_env(env, plan, **context):
-    """``env`` as ``plan``'s Run As User (checked) in the configuration's
-    company, its context extended with ``context``."""
-    check_plan_user(env, plan)
+def user_env(env, plan, check=True, **context):
+    """``env`` as ``plan``'s Run As User (checked unless ``check`` is false) in
+    the configuration's company, its context extended with ``context``.
+
+    Unchecked, for choosing records: an archived user still sees only what its
+    rights and record rules allow, and the export then checks it."""
+    if check or not plan.run_as_uid:
+        check_plan_user(env, plan)
     uenv = env(user=plan.run_as_uid, su=False)
-    return uenv(context=dict(
-        env.context, allowed_company_ids=[plan.company_id or uenv.user.company_id.id],
-        **context,
-    ))
+    company_id = plan.company_id or uenv.user.company_id.id
+    if company_id not in uenv.user.sudo()._get_company_ids():
+        # Unchecked, and the user was moved out of the company: its own company,
+        # where it sees nothing of the configuration's but shared records.
+        company_id = uenv.user.company_id.id
+    return uenv(context=dict(env.context, allowed_company_ids=[company_id], **context))
 
 
 def field_readable(user, field):

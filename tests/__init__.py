@@ -39,6 +39,7 @@ from . import test_tenancy
 from . import test_script_sandbox
 from . import test_documented_usage
 from . import test_run_as_user
+from . import test_outbound_scope
 from . import test_hostile_input
 from . import test_script_imports
 from . import test_domain_terms

@@ -38,7 +38,7 @@ def line(key, ttype, field=None, value_type="plain", comodel=None, child=None, s
 def plan(*lines, model="x.model", name="Plan"):
     return ConfigPlan(
         config_id=1, name=name, request_type="in", model=model, company_id=None, run_as_uid=2,
-        filter_template=None, filtered=False, company_domain=(), lines=tuple(lines),
+        filter_template=None, company_domain=(), lines=tuple(lines),
         identifier=next((item for item in lines if item.is_identifier), None),
         auth=AuthPlan("no_auth", "", "", "", "", ()), methods=frozenset(), params=(), networks=(),
         rate_limit=0, limit=100, is_paginated=False, page_size=100, max_body_size=1,

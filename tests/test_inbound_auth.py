@@ -1,7 +1,9 @@
 import hmac
 from unittest.mock import patch
 
+from odoo import Command
 from odoo.tests import tagged
+from odoo.tests.common import new_test_user
 
 from ..core import inbound
 from .common import BjApiHttpCase, basic_auth, bearer_auth, generated_secret
@@ -112,9 +114,12 @@ class TestInboundAuth(BjApiHttpCase):
         self.assertTrue(self.env.ref("base.be").exists())
 
     def test_run_as_user_without_read_access_gets_403(self):
+        # Saved while the user could read the model (refused on save otherwise).
+        user = new_test_user(self.env, login="bj_auth_params", groups="base.group_system")
         self.make_config(
-            model="ir.config_parameter", endpoint="auth-params",
+            model="ir.config_parameter", endpoint="auth-params", run_as_user_id=user.id,
             lines=[("key", "key", {"is_identifier": True}), ("value", "value", None)],
         )
+        user.groups_id = [Command.unlink(self.env.ref("base.group_system").id)]
         self.assertApiError(self.api("GET", "auth-params"), 403)
         self.assertApiError(self.api("GET", "auth-params", "web.base.url"), 403)

@@ -2,6 +2,7 @@ from odoo import fields
 from odoo.tests import tagged
 
 from ..core.plan import ParamPlan
+from ..services.filter_domain import evaluate_domain
 from .common import BjApiSyncCase
 
 
@@ -124,7 +125,8 @@ class TestCachedPlans(BjApiSyncCase):
 
         def filtered():
             plans = self.Config._bj_plans_for("res.partner", "write")
-            return next(plan.filtered for plan in plans if plan.config_id == out.id)
+            return next(bool(evaluate_domain(plan.filter_template, self.env))
+                        for plan in plans if plan.config_id == out.id)
 
         self.assertFalse(filtered())
         out.filter_domain = "[('is_company', '=', True)]"
