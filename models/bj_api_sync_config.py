@@ -10,10 +10,10 @@ from lxml import etree
 from psycopg2 import errors
 
 from odoo import _, api, fields, models, tools
-from odoo.exceptions import AccessError, ValidationError
+from odoo.exceptions import AccessError, UserError, ValidationError
 
 from ..core import http_client, masking
-from ..core.domain_terms import parse_domain
+from ..core.domain_terms import DomainRefused, parse_domain
 from ..core.plan import (
     MODE_EXECUTE,
     RELATIONAL_TYPES,
@@ -829,7 +829,13 @@ class BjApiSyncConfig(models.Model):
             for line in config.line_ids.sorted(lambda line: (line.sequence, line.id))
             if line.field_id.name in self.env[config.model_name]._fields
         )
-        filter_template = parse_domain(config.filter_domain)
+        try:
+            filter_template = parse_domain(config.filter_domain)
+        except DomainRefused as error:
+            # A Filter Domain saved before it was data (Python the grammar refuses):
+            # the configuration's error, answered as such, until someone saves it anew.
+            raise UserError(_("The Filter Domain of %(name)r cannot be used: %(error)s",
+                              name=config.name, error=error)) from None
         return ConfigPlan(
             config_id=config.id,
             name=config.name,

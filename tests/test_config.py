@@ -227,6 +227,17 @@ class TestConfigConstraints(BjApiSyncCase):
             self.assertIn("is not allowed in a Filter Domain", str(caught.exception))
             self.assertNotIn(config_options.get("admin_passwd") or "admin", str(caught.exception))
 
+    def test_filter_domain_saved_before_it_was_data(self):
+        """One stored with Python the grammar refuses is the configuration's clear
+        error when it runs, not a server error."""
+        config = self.make_config()
+        self.env.cr.execute("UPDATE bj_api_sync_config SET filter_domain = %s WHERE id = %s",
+                            ["[('name', '=', env.user.name)]", config.id])
+        self.env.invalidate_all()
+        self.env.registry.clear_cache()
+        with self.assertRaisesRegex(UserError, "Filter Domain of .* cannot be used: reading"):
+            config._bj_plan()
+
     def test_filter_domain_is_searched_once_when_saved(self):
         """What PostgreSQL would refuse at every run is refused when saved, without
         the "bad query" ERROR line of a failed statement."""
