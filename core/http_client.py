@@ -14,7 +14,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import requests
 
@@ -33,7 +33,7 @@ CONNECT_TIMEOUT = "connect_timeout"
 READ_TIMEOUT = "read_timeout"
 CONNECTION = "connection"
 INVALID_URL = "invalid_url"
-REDIRECTS = "redirects"
+REDIRECT = "redirect"
 NETWORK = "network"
 ERROR_LABELS = {
     DNS: "DNS: the host name could not be resolved",
@@ -43,12 +43,20 @@ ERROR_LABELS = {
     READ_TIMEOUT: "Timeout: the server accepted the connection but did not answer in time",
     CONNECTION: "Connection lost: the server closed or reset the connection",
     INVALID_URL: "Invalid URL",
-    REDIRECTS: "Too many redirects",
+    REDIRECT: "Redirect not followed",
     NETWORK: "Network error",
 }
-# Failures that may go away by themselves; an invalid URL or a redirect loop will not.
+# Failures that may go away by themselves; an invalid URL or a redirect will not.
 TRANSIENT_ERRORS = frozenset({DNS, REFUSED, TLS, CONNECT_TIMEOUT, READ_TIMEOUT, CONNECTION,
                               NETWORK})
+
+# A redirect is the receiver's answer, never followed blindly: requests re-sends a
+# POST answered 301, 302 or 303 as a GET without its body, and sends every header
+# but Authorization to wherever Location points.  Only a 307 or 308 (method and
+# body kept, RFC 9110 §15.4.8-9) to the request's own origin is followed, once.
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+FOLLOWED_REDIRECT_STATUSES = frozenset({307, 308})
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _local = threading.local()
 
@@ -181,11 +189,96 @@ def strip_placeholders(url):
     return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
 
 
+# -- redirects ---------------------------------------------------------------------
+
+
+def origin(url):
+    """``(scheme, host, port)`` of the absolute ``url``, as browsers compare them:
+    scheme and host in lower case, the scheme's default port when none is written.
+    ValueError when ``url`` has no scheme, no host or an invalid port (its text
+    is not quoted: it may carry credentials)."""
+    try:
+        parts = urlsplit(url)
+        scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
+    except ValueError:
+        scheme = host = None
+    if not scheme or not host:
+        raise ValueError("not an absolute URL with a valid host and port")
+    return scheme, host, port or DEFAULT_PORTS.get(scheme)
+
+
+def resolve_location(url, location):
+    """The absolute URL that a ``Location`` answered to a request to ``url`` names
+    (a relative one is resolved against ``url``); ValueError when it is missing or
+    is no absolute URL."""
+    location = (location or "").strip()
+    if not location:
+        raise ValueError("the answer has no Location header")
+    try:
+        target = urljoin(url, location)
+        origin(target)
+    except ValueError:
+        raise ValueError("the Location is not a valid URL") from None
+    return target
+
+
+def redirect_refusal(status_code, url, target):
+    """Why the request to ``url`` answered ``status_code`` towards the absolute
+    ``target`` must not be followed, or None when it may be (once)."""
+    if status_code not in FOLLOWED_REDIRECT_STATUSES:
+        return (f"a {status_code} lets clients re-send the request as a GET without its body; "
+                "only a 307 or 308 to the same origin is followed")
+    source, destination = origin(url), origin(target)
+    if source[0] == "https" and destination[0] == "http":
+        return "it leaves https for http"
+    if source != destination:
+        return "it leads to another origin (scheme, host or port): no header leaves for it"
+    return None
+
+
+def _followed_url(url, target):
+    """``target`` (same origin as ``url``) with ``url``'s own authority, so that
+    credentials written in the URL are those of the request, not of the answer."""
+    parts, base = urlsplit(target), urlsplit(url)
+    return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
+
+
+def _time_left(timeout, started):
+    """What is left of ``timeout`` (a number or a ``(connect, read)`` pair) since
+    ``started``: a followed redirect is part of one attempt, within its time."""
+    if timeout is None:
+        return None
+    connect, read = timeout if isinstance(timeout, list | tuple) else (timeout, timeout)
+    left = max(connect + read - (time.monotonic() - started), 0.001)
+    connect = min(connect, left / 2)
+    return (connect, min(read, left - connect))
+
+
+def _redirect_error(response, target, refusal):
+    """The error of a redirect not followed: its status, its Location (masked:
+    a Location may carry credentials) and why."""
+    status = f"{response.status_code} {response.reason or ''}".strip()
+    return (f"The external API answered {status} → Location {mask_url(target) or '(none)'}, "
+            f"not followed: {refusal}.")
+
+
 # -- sending -----------------------------------------------------------------------
 
 
+class _Session(requests.Session):
+    """A session that never prepares a redirect: ``send`` decides about them.
+
+    Even with ``allow_redirects=False``, requests prepares the request it would
+    send next, and a Location it cannot parse raises a ValueError instead of
+    giving the answer.
+    """
+
+    def get_redirect_target(self, resp):
+        return None
+
+
 def session():
-    """A ``requests.Session`` per thread, so that keep-alive connections are reused.
+    """A ``_Session`` per thread, so that keep-alive connections are reused.
 
     It does not read the environment at every request (proxies, CA bundle:
     a noticeable share of a request's cost); ``send`` passes what
@@ -193,7 +286,7 @@ def session():
     """
     current = getattr(_local, "session", None)
     if current is None:
-        current = _local.session = requests.Session()
+        current = _local.session = _Session()
         current.trust_env = False
     return current
 
@@ -230,8 +323,6 @@ def classify_error(error):
     if isinstance(error, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                           requests.exceptions.InvalidSchema, requests.exceptions.URLRequired)):
         return INVALID_URL
-    if isinstance(error, requests.exceptions.TooManyRedirects):
-        return REDIRECTS
     for cause in _causes(error):
         if isinstance(cause, socket.gaierror) or type(cause).__name__ == "NameResolutionError":
             return DNS
@@ -259,26 +350,56 @@ def _parse_body(response):
     return text, text
 
 
+def _request(result, method, url, body, headers, timeout, options):
+    """One request, redirects not followed; None when it got no answer (``result``
+    then says why)."""
+    try:
+        return session().request(method, url, data=body, headers=headers, timeout=timeout,
+                                 allow_redirects=False, **options)
+    except requests.exceptions.RequestException as error:
+        result.error_kind = classify_error(error)
+        # The library's text quotes the URL (path and query, or whole).
+        result.error = mask_url_secrets(mask_text(
+            f"{ERROR_LABELS[result.error_kind]} ({error})", result.secrets))
+        return None
+
+
 def send(method, url, *, body=None, headers=None, timeout=None, options=None):
     """Send one request and describe its result; never raises for network errors.
 
     ``body`` is bytes or str sent as is; ``timeout`` a number or a
     ``(connect, read)`` pair of seconds; ``options`` the ``environment_options``
     of the URL's host when the caller has them already.
+
+    A 307 or 308 to the same origin is followed once with the same method, body
+    and headers (``url`` is then the URL that gave the final answer); any other
+    redirect is a failed result (``REDIRECT``) whose error names its Location.
     """
     result = HttpResult(method=method, url=mask_url(url), secrets=url_secrets(url))
+    options = options if options is not None else environment_options(url)
     started = time.monotonic()
-    try:
-        response = session().request(
-            method, url, data=body, headers=headers, timeout=timeout, allow_redirects=True,
-            **(options if options is not None else environment_options(url)),
-        )
-    except requests.exceptions.RequestException as error:
-        result.error_kind = classify_error(error)
-        # The library's text quotes the URL (path and query, or whole).
-        result.error = mask_url_secrets(mask_text(
-            f"{ERROR_LABELS[result.error_kind]} ({error})", result.secrets))
-    else:
+    response = _request(result, method, url, body, headers, timeout, options)
+    current, followed = url, False
+    while response is not None and response.status_code in REDIRECT_STATUSES:
+        location = response.headers.get("Location")
+        try:
+            target = resolve_location(current, location)
+            refusal = ("a second redirect is not followed" if followed else
+                       redirect_refusal(response.status_code, current, target))
+        except ValueError as error:
+            target, refusal = location or "", str(error)
+        if refusal is not None:
+            result.secrets += url_secrets(target)  # the answer's body may quote it
+            result.error_kind = REDIRECT
+            result.error = mask_text(_redirect_error(response, target, refusal),
+                                     result.secrets)
+            break
+        current, followed = _followed_url(current, target), True
+        result.url = mask_url(current)
+        result.secrets += url_secrets(current)
+        response = _request(result, method, current, body, headers,
+                            _time_left(timeout, started), options)
+    if response is not None:
         result.status_code = response.status_code
         result.reason = response.reason or ""
         result.headers = dict(response.headers)

@@ -41,6 +41,10 @@ def outcome(status_code=None, retryable_error=False):
     ``status_code`` is the HTTP status received (None when no answer came);
     ``retryable_error`` says that the failure happened before any answer and may
     go away by itself (connection refused, timeout, DNS, TLS...).
+
+    A 3xx reaches here only as a redirect ``http_client.send`` did not follow
+    (or a 300/304 no request of ours asks for): the URL moved, a configuration
+    problem that waiting does not fix: ``DEAD`` at once, as a 4xx is.
     """
     if status_code is None:
         return RETRY if retryable_error else DEAD

@@ -654,6 +654,10 @@ class BjApiSyncConfigOutbound(models.Model):
         if result.status_code is None:
             kind, title = "danger", _("Connection failed")
             message = _("%(where)s: %(error)s", where=where, error=result.error_label)
+        elif result.error_kind == http_client.REDIRECT:
+            kind, title = "warning", _("Redirect not followed")
+            message = _("%(where)s: %(error)s Update the Request URL if the API moved.",
+                        where=where, error=result.error)
         elif result.status_code < 400:
             kind, title = "success", _("Connection successful")
             message = _("%(where)s answered %(status)s in %(ms)s ms.", where=where,

@@ -16,10 +16,10 @@ With T the longest time one attempt may wait for the server
 A call therefore never waits longer than (requests + INLINE_RETRY_WINDOW) × T.
 What was not delivered is queued as ``bj.api.sync.job`` rows (event "manual"):
 retryable failures pending, due when their backoff ends; any other failure
-(a 4xx answer, a mapping or URL placeholder error) dead at once, as the queue
-would leave it, and so is a page that the Run As User cannot export now (off,
-or without access to a field or record), so that it shows in the Outbound
-Queue with Retry.
+(a 4xx answer, a redirect not followed, a mapping or URL placeholder error)
+dead at once, as the queue would leave it, and so is a page that the Run As
+User cannot export now (off, or without access to a field or record), so that
+it shows in the Outbound Queue with Retry.
 """
 
 import heapq

@@ -9,6 +9,7 @@ from . import test_inbound_auth
 from . import test_inbound_scope
 from . import test_outbound_retry
 from . import test_outbound_http_client
+from . import test_outbound_redirects
 from . import test_claim
 from . import test_outbound_entry_point
 from . import test_inbound_mapping
