@@ -51,8 +51,8 @@ TRANSIENT_ERRORS = frozenset({DNS, REFUSED, TLS, CONNECT_TIMEOUT, READ_TIMEOUT, 
                               NETWORK})
 
 # A redirect is the receiver's answer, never followed blindly: requests re-sends a
-# POST answered 301, 302 or 303 as a GET without its body, and sends every header
-# but Authorization to wherever Location points.  Only a 307 or 308 (method and
+# POST answered 301, and any method but HEAD answered 302 or 303, as a GET without
+# its body, and sends every header but Authorization to another host.  Only a 307 or 308 (method and
 # body kept, RFC 9110 §15.4.8-9) to the request's own origin is followed, once.
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 FOLLOWED_REDIRECT_STATUSES = frozenset({307, 308})
@@ -226,7 +226,7 @@ def redirect_refusal(status_code, url, target):
     """Why the request to ``url`` answered ``status_code`` towards the absolute
     ``target`` must not be followed, or None when it may be (once)."""
     if status_code not in FOLLOWED_REDIRECT_STATUSES:
-        return (f"a {status_code} lets clients re-send the request as a GET without its body; "
+        return (f"a {status_code} may change the method to GET and drop the body; "
                 "only a 307 or 308 to the same origin is followed")
     source, destination = origin(url), origin(target)
     if source[0] == "https" and destination[0] == "http":
