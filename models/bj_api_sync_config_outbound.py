@@ -656,8 +656,9 @@ class BjApiSyncConfigOutbound(models.Model):
             message = _("%(where)s: %(error)s", where=where, error=result.error_label)
         elif result.error_kind == http_client.REDIRECT:
             kind, title = "warning", _("Redirect not followed")
-            message = _("%(where)s: %(error)s Update the Request URL if the API moved.",
-                        where=where, error=result.error)
+            fix = (_("Update the Request URL if the API moved.") if self.request_type == "out"
+                   else _("Check web.base.url, the address Odoo is reached at."))
+            message = _("%(where)s: %(error)s %(fix)s", where=where, error=result.error, fix=fix)
         elif result.status_code < 400:
             kind, title = "success", _("Connection successful")
             message = _("%(where)s answered %(status)s in %(ms)s ms.", where=where,

@@ -237,6 +237,19 @@ class TestOutboundRedirects(BjOutboundCase):
                     self.assertEqual((log.state, log.status_code), ("error", status))
                     self.assertIn(location, log.error_message)
 
+    def test_test_connection_of_an_in_configuration(self):
+        """Its own endpoint behind a redirect (a proxy sending http to https): the
+        fix is Odoo's address, not a Request URL."""
+        self.env["ir.config_parameter"].sudo().set_param("web.base.url", self.server.url)
+        config = self.make_config(name="Inbound behind a redirect")
+        location = "https://127.0.0.1/odoo"
+        self.server.queue(301, {}, headers={"Location": location})
+        params = config.action_test_connection()["params"]
+        self.assertNotFollowed(301, location, params["message"])
+        self.assertEqual(params["title"], "Redirect not followed")
+        self.assertTrue(params["message"].endswith(
+            "Check web.base.url, the address Odoo is reached at."), params["message"])
+
     def test_a_second_redirect_is_not_followed(self):
         """A loop, a second 307 to the same origin or one to another origin: the
         first redirect was followed, the second fails, naming its Location."""
