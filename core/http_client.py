@@ -52,8 +52,9 @@ TRANSIENT_ERRORS = frozenset({DNS, REFUSED, TLS, CONNECT_TIMEOUT, READ_TIMEOUT, 
 
 # A redirect is the receiver's answer, never followed blindly: requests re-sends a
 # POST answered 301, and any method but HEAD answered 302 or 303, as a GET without
-# its body, and sends every header but Authorization to another host.  Only a 307 or 308 (method and
-# body kept, RFC 9110 §15.4.8-9) to the request's own origin is followed, once.
+# its body, and sends every header but Authorization to another host.  Only a 307
+# or 308 (method and body kept, RFC 9110 §15.4.8-9) to the request's own origin is
+# followed, once.
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 FOLLOWED_REDIRECT_STATUSES = frozenset({307, 308})
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -67,9 +68,10 @@ class PlaceholderError(ValueError):
 
 @dataclass
 class HttpResult:
-    """What became of one request, safe to store and show: its ``url`` and
-    ``error`` have their credentials masked (``masking``); ``secrets`` are those
-    of the URL sent, for whoever stores the body a server answered."""
+    """What became of one request, safe to store and show: its ``url`` (the one
+    that gave the answer, after a followed redirect) and ``error`` have their
+    credentials masked (``masking``); ``secrets`` are those of the URLs sent and
+    of a Location not followed, for whoever stores the body a server answered."""
 
     method: str
     url: str
