@@ -7,6 +7,7 @@ catching a zoo of exceptions.
 """
 
 import base64
+import http.cookiejar
 import json
 import re
 import socket
@@ -284,12 +285,15 @@ def session():
 
     It does not read the environment at every request (proxies, CA bundle:
     a noticeable share of a request's cost); ``send`` passes what
-    ``environment_options`` read instead.
+    ``environment_options`` read instead.  It keeps no cookies: the thread
+    serves every configuration, and a cookie one API set must not go out
+    with another configuration's requests to that host.
     """
     current = getattr(_local, "session", None)
     if current is None:
         current = _local.session = _Session()
         current.trust_env = False
+        current.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=()))
     return current
 
 

@@ -74,6 +74,16 @@ class TestHttpClientSend(LocalServerMixin, BaseCase):
         self.assertGreaterEqual(result.duration_ms, 0)
         self.assertEqual(self.server.requests[0].json(), {"a": 1})
 
+    def test_cookies_set_by_an_api_are_never_sent_back(self):
+        # One session per thread serves every configuration: a cookie kept
+        # from one API's answer would go out with another's requests.
+        self.server.queue(200, {}, headers={"Set-Cookie": "session=secret; Path=/"})
+        self.server.queue(200, {})
+        for _request in range(2):
+            self.assertTrue(http_client.send("GET", self.server.url + "/x", timeout=(2, 2)).ok)
+        self.assertNotIn("Cookie", self.server.requests[1].headers)
+        self.assertFalse(http_client.session().cookies)
+
     def test_read_timeout_and_refused_never_raise(self):
         self.server.queue(200, {}, delay=2)
         result = http_client.send("GET", self.server.url, timeout=(1, 0.3))
