@@ -113,6 +113,8 @@ class TestConcurrentUpserts(InboundWorkersMixin, BjApiSyncCase):
         super().setUp()
         # A char identifier, and a many2one one (parents made for the test).
         self.by_ref = self.committed_config("race-ref", "ref", "ref")
+        # Two configurations upserting one field of one model share its locks.
+        self.by_ref_too = self.committed_config("race-ref-too", "ref", "ref")
         self.by_parent = self.committed_config("race-parent", "parent_id", "parent")
         self.errors = self.capture_server_log(logging.ERROR)
 
@@ -158,10 +160,13 @@ class TestConcurrentUpserts(InboundWorkersMixin, BjApiSyncCase):
             self.assertEqual(len(found), 1, f"one record with {field} = {value!r}: {found}")
 
     def assertStatuses(self, answers, created):
-        """Every answer a success, ``created`` of them 201 (the rest 200)."""
+        """Every answer a success at the first try, ``created`` of them 201
+        (the rest 200)."""
         statuses = [status for status, _body, _headers, _tries in answers]
         self.assertEqual(sorted(statuses), [200] * (len(statuses) - created) + [201] * created,
                          [body for _status, body, _headers, _tries in answers])
+        self.assertEqual({tries for _status, _body, _headers, tries in answers}, {1},
+                         "no request replayed")
 
     def refs(self, size, count=1):
         return [f"{self.tag}-{size}-{secrets.token_hex(3)}" for _index in range(count)]
@@ -179,7 +184,8 @@ class TestConcurrentUpserts(InboundWorkersMixin, BjApiSyncCase):
             with self.subTest(size=size):
                 (ref,) = self.refs(size)
                 answers = self.race([
-                    ("POST", self.by_ref, {"ref": ref, "name": f"{self.tag}-{index}"})
+                    ("POST", (self.by_ref, self.by_ref_too)[index % 2],
+                     {"ref": ref, "name": f"{self.tag}-{index}"})
                     for index in range(size)])
                 self.assertOneRecordEach("ref", [ref])
                 self.assertStatuses(answers, created=1)
@@ -214,6 +220,21 @@ class TestConcurrentUpserts(InboundWorkersMixin, BjApiSyncCase):
                 answers = self.race(requests)
                 self.assertOneRecordEach("ref", refs)
                 self.assertStatuses(answers, created=1)
+
+    def test_one_idempotency_key(self):
+        """Concurrent duplicates of one keyed POST: one runs, the others wait for
+        it and replay its answer."""
+        (ref,) = self.refs(16)
+        headers = {"Idempotency-Key": f"{self.tag}-key"}
+        answers = self.race([("POST", self.by_ref, {"ref": ref, "name": ref}, None, headers)
+                             for _index in range(16)])
+        self.assertOneRecordEach("ref", [ref])
+        self.assertStatuses(answers, created=16)
+        replayed = [headers.get("Idempotent-Replayed") for _status, _body, headers, _tries
+                    in answers]
+        self.assertEqual(sorted(replayed, key=str), [None] + ["true"] * 15)
+        self.assertEqual(len({json.dumps(body) for _status, body, _headers, _tries in answers}),
+                         1, "one answer, replayed")
 
     def test_many2one_identifier(self):
         """Single objects and batches, new and existing, identified by a many2one."""
