@@ -6,7 +6,9 @@ plan, authenticate, check the method, read the body, then map and run the ORM
 operation as the configuration's Run As User (never the superuser; ``sudo()``
 only touches the addon's own tables) inside a savepoint, so that a failed
 request writes nothing.  The log row is written afterwards in the same
-transaction, which commits it whether or not the work succeeded.
+transaction, which commits it whether or not the work succeeded.  Creates and
+updates (POST, PUT) run in READ COMMITTED, one identifier at a time (see
+``InboundRequest._begin``), so that concurrent upserts never duplicate a record.
 """
 
 import hashlib
