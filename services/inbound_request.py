@@ -147,16 +147,17 @@ class InboundRequest:
         was committed when it started.  The other way, a lock row whose update
         makes PostgreSQL fail the transactions that waited for it, for Odoo to
         replay, turns N writers of one identifier into waves of failures:
-        measured as today's concurrent PUTs of one record (which fail that way),
-        4, 16 and 64 of them took 27 s and about 150 replays, some requests
-        reaching their fifth and last try (a 503 when it fails too), where this
-        queue took 5.5 s and no replay.  The price: the request's writes of
-        other rows no longer fail to serialize against a concurrent transaction
-        (the later write wins, as in any READ COMMITTED application).  The
-        request's own rows need nothing more: the idempotency claim waits for a
-        concurrent twin and then reads it, counters are upserts on cursors of
-        their own, signatures and log rows are inserts; the savepoint still
-        undoes a failed request's work.
+        measured on concurrent POSTs and PUTs of one existing record, which
+        fail that way under REPEATABLE READ alone: 4, 16 and 64 of them took
+        27 s and about 150 replays, some requests reaching their fifth and last
+        try (a 503 when it fails too), where this queue took 5.5 s and no
+        replay.  The price: the request's writes of other rows no longer fail
+        to serialize against a concurrent transaction (the later write wins, as
+        in any READ COMMITTED application).  The request's own rows need
+        nothing more: the idempotency claim waits for a concurrent twin and
+        then reads it, counters are upserts on cursors of their own, signatures
+        and log rows are inserts; the savepoint still undoes a failed request's
+        work.
 
         SET TRANSACTION must come first in a transaction: the statements Odoo
         ran before the controller only read (an auth="none" route), so they are
