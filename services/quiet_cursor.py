@@ -3,8 +3,9 @@
 Odoo logs a failed statement as an ERROR ``bad query`` line holding the query
 with its parameters: for an inbound write, the caller's (personal) data.  The
 request answers such a failure itself (a 400 naming what the database refused,
-see ``InboundRequest._error``), so its work runs on this cursor: the request's
-own cursor and transaction, whose statements are not logged when they fail.
+see ``InboundRequest._error``), and Odoo replays one that failed to serialize,
+so its statements run on this cursor: the request's own cursor and transaction,
+whose statements are not logged when they fail.
 Nothing else changes: the same connection, savepoints and hooks.
 """
 
