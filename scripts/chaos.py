@@ -874,33 +874,34 @@ class Faults:
                   f"{held} jobs were running ({answer})", started)
 
     def _cancel_statements(self):
-        """Cancel a statement on the job table of a delivering cron worker: its
-        transaction fails, its connection goes back to Odoo's pool, alive."""
+        """Cancel a statement of a delivering cron worker: its transaction fails and
+        its connection goes back to Odoo's pool, alive.  The statement is caught
+        waiting: a transaction of ours locks the rows of the worker's running jobs
+        until the worker writes one of their outcomes."""
         started = time.time()
-        workers = self.harness.cron_workers()
-        names = [f"odoo-{pid}" for pid in workers]
+        pid, held = self._victim()
         cancelled = []
-        connection = psycopg2.connect(dbname=DB)
+        locker, watcher = psycopg2.connect(dbname=DB), psycopg2.connect(dbname=DB)
         try:
-            connection.autocommit = True
-            with connection.cursor() as cr:
+            watcher.autocommit = True
+            with locker.cursor() as lock_cr, watcher.cursor() as cr:
+                lock_cr.execute("SELECT id FROM bj_api_sync_job WHERE state = 'running' "
+                                "AND split_part(worker, ':', 2) = %s FOR UPDATE", [str(pid)])
                 while not cancelled and time.time() < started + CANCEL_WAIT:
                     # Materialized: pg_cancel_backend only on the rows selected.
                     cr.execute(
-                        "WITH active AS MATERIALIZED (SELECT pid, application_name "
-                        "FROM pg_stat_activity WHERE datname = %s AND state = 'active' "
-                        "AND application_name = ANY(%s) AND query ILIKE %s) "
-                        "SELECT application_name FROM active WHERE pg_cancel_backend(pid)",
-                        [DB, names, "%bj_api_sync_job%"])
-                    cancelled = [name for (name,) in cr.fetchall()]
-                    time.sleep(0.01)
+                        "WITH waiting AS MATERIALIZED (SELECT pid FROM pg_stat_activity "
+                        "WHERE datname = %s AND state = 'active' AND application_name = %s "
+                        "AND query ILIKE %s) SELECT pid FROM waiting WHERE pg_cancel_backend(pid)",
+                        [DB, f"odoo-{pid}", "%bj_api_sync_job%"])
+                    cancelled = cr.fetchall()
+                    time.sleep(0.05)
         finally:
-            connection.close()
+            locker.close()
+            watcher.close()
         if not cancelled:
-            raise ChaosError(f"no statement of cron workers {workers} on the job table to "
-                             f"cancel within {CANCEL_WAIT} s")
-        pid = int(cancelled[0].split("-")[1])
-        held = running_by_worker_pid(self.config_ids)[pid]
+            raise ChaosError(f"cron worker {pid} ran no statement on the job table within "
+                             f"{CANCEL_WAIT} s")
         self.note(f"cancelled a statement of cron worker {pid} on the job table while it held "
                   f"{held} running jobs", started)
 

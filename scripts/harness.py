@@ -324,8 +324,9 @@ class PgCluster:
         if not self.started:
             raise HarnessError(f"the cluster in {self.data} was not started by this harness")
         began = time.monotonic()
-        self._run(pg_binary("pg_ctl"), "restart", "-D", str(self.data), "-m", "fast", "-w",
-                  "-t", "60", what="restarting PostgreSQL")
+        # The log file, as at the start: else the server would keep our output pipe open.
+        self._run(pg_binary("pg_ctl"), "restart", "-D", str(self.data), "-l", str(self.logfile),
+                  "-m", "fast", "-w", "-t", "60", what="restarting PostgreSQL")
         return time.monotonic() - began
 
     def stop(self) -> None:
