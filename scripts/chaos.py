@@ -68,8 +68,8 @@ LOGIN, PASSWORD = "admin", "admin"
 
 # Workload
 CLIENTS = 8
-CREATES = 1600
-UPDATES = 800
+CREATES = 1200
+UPDATES = 600
 PAIRED_SHARE = 0.7  # of the updates: right after the create of their record
 OP_GIVE_UP = 180  # seconds a client keeps retrying one write (server restarting...)
 # The direct call: records created (their create job queued), then written and sent
@@ -93,7 +93,7 @@ FATES = (
     ("r302", 0.03),  # 302 to the same origin: must not be followed
     ("r307x", 0.03),  # 307 to another origin: must not be followed
 )
-FAULTY = {fate for fate, _share in FATES} | {"outage"}
+FAULTY = {fate for fate, _share in FATES} | {"outage", "held"}
 MIN_FAULTY_SHARE = 0.20
 # Fates of requests the sink applies (their body becomes the record's state).
 ACCEPTED = ("ok", "slow", "lagging", "followed")
@@ -104,6 +104,14 @@ BUSY_RETRY_AFTER = 2
 THROTTLE_RETRY_AFTER = 1
 EARLY_TOLERANCE = 0.01  # seconds: a retry sooner than Retry-After minus this is early
 LAG = 1.2
+# The watchdog round, once the queue is drained: QUIET seconds without work (the
+# cron workers sleep, which Odoo's watchdog counts, but less than their 60 s),
+# then WATCH_RECORDS creates whose first attempt gets a 503 with Retry-After HOLD,
+# a retry that a run may wait for: a run that fits the watchdog as Odoo counts
+# it survives, one that counts only its own work does not.
+QUIET = 57
+HOLD = 40
+WATCH_RECORDS = 6
 OUTAGE = 20  # seconds
 STREAMS = ("queue", "direct")  # the sink's paths, one per Out configuration
 API_KEY_HEADER = "X-Api-Key"
@@ -188,6 +196,8 @@ class Sink:
         self.lock = threading.Lock()
         self.deliveries = []
         self.down = False
+        self.hold = None  # seconds: a 503 with this Retry-After to each new key
+        self.held = set()
         self.servers = {"home": None, "other": None}
         self.ports = {"home": 0, "other": 0}
 
@@ -258,6 +268,9 @@ class Sink:
                 fate = "invalid"
             elif self.down:
                 fate = "outage"
+            elif self.hold and headers.get("Idempotency-Key") not in self.held:
+                self.held.add(headers.get("Idempotency-Key"))
+                fate = "held"
             else:
                 fate = self._draw()
             delivery = Delivery(len(self.deliveries), time.time(), origin, method, stream,
@@ -312,6 +325,8 @@ class SinkHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
             elif fate == "busy":
                 self._answer(503, b'{"error": "busy"}', {"Retry-After": str(BUSY_RETRY_AFTER)})
+            elif fate == "held":
+                self._answer(503, b'{"error": "busy"}', {"Retry-After": str(HOLD)})
             elif fate == "throttled":
                 self._answer(429, b'{"error": "too many requests"}',
                              {"Retry-After": str(THROTTLE_RETRY_AFTER)})
@@ -840,9 +855,9 @@ class Faults:
             time.sleep(0.05)
 
     def _kill_cron_worker(self):
-        started = time.time()
         for tries_left in (2, 1, 0):
             pid, held = self._victim()
+            started = time.time()
             try:
                 answer = self.harness.ask(f"kill-cron {pid}")
                 break
@@ -855,10 +870,10 @@ class Faults:
                   started)
 
     def _kill_server(self):
-        started = time.time()
         deadline = time.time() + RUNNING_WAIT
         while not sum(running_by_worker_pid(self.config_ids).values()) and time.time() < deadline:
             time.sleep(0.05)
+        started = time.time()
         held = sum(running_by_worker_pid(self.config_ids).values())
         for pid in self.harness.cron_workers():
             self.killed[pid] = "cron worker of the SIGKILLed server"
@@ -878,8 +893,8 @@ class Faults:
         its connection goes back to Odoo's pool, alive.  The statement is caught
         waiting: a transaction of ours locks the rows of the worker's running jobs
         until the worker writes one of their outcomes."""
-        started = time.time()
         pid, held = self._victim()
+        started = time.time()
         cancelled = []
         locker, watcher = psycopg2.connect(dbname=DB), psycopg2.connect(dbname=DB)
         try:
@@ -888,22 +903,36 @@ class Faults:
                 lock_cr.execute("SELECT id FROM bj_api_sync_job WHERE state = 'running' "
                                 "AND split_part(worker, ':', 2) = %s FOR UPDATE", [str(pid)])
                 while not cancelled and time.time() < started + CANCEL_WAIT:
-                    # Materialized: pg_cancel_backend only on the rows selected.
+                    # Materialized: pg_cancel_backend only on the statements waiting for us.
                     cr.execute(
                         "WITH waiting AS MATERIALIZED (SELECT pid FROM pg_stat_activity "
-                        "WHERE datname = %s AND state = 'active' AND application_name = %s "
-                        "AND query ILIKE %s) SELECT pid FROM waiting WHERE pg_cancel_backend(pid)",
-                        [DB, f"odoo-{pid}", "%bj_api_sync_job%"])
+                        "WHERE %s = ANY(pg_blocking_pids(pid))) "
+                        "SELECT pid FROM waiting WHERE pg_cancel_backend(pid)",
+                        [locker.info.backend_pid])
                     cancelled = cr.fetchall()
                     time.sleep(0.05)
         finally:
             locker.close()
             watcher.close()
         if not cancelled:
-            raise ChaosError(f"cron worker {pid} ran no statement on the job table within "
-                             f"{CANCEL_WAIT} s")
-        self.note(f"cancelled a statement of cron worker {pid} on the job table while it held "
-                  f"{held} running jobs", started)
+            raise ChaosError(f"no statement waited for the rows of the {held} jobs cron "
+                             f"worker {pid} was running within {CANCEL_WAIT} s")
+        self.note(f"cancelled {len(cancelled)} statement(s) waiting for the rows of the "
+                  f"{held} jobs cron worker {pid} was running", started)
+
+
+def watchdog_round(setup, sink, workload, faults):
+    """QUIET seconds without work, then WATCH_RECORDS creates held by the sink."""
+    started = time.time()
+    time.sleep(QUIET)
+    sink.hold = HOLD
+    rpc = Rpc()
+    for index in range(WATCH_RECORDS):
+        values = {"name": f"{setup.prefix('queue')}w{index} v0", "ref": "0"}
+        workload.acknowledged[rpc.execute("res.partner", "create", [values])[0]].append(0)
+    faults.note(f"watchdog round: after {time.time() - started:.0f} s without work, "
+                f"{WATCH_RECORDS} creates whose first attempt gets a 503 with Retry-After {HOLD}")
+    return started
 
 
 def drain(config_ids, cron_ids, until):
@@ -1030,7 +1059,7 @@ def stream_state(stream, records, accepted, acknowledged):
 def early_retries(primary, windows):
     """Attempts sent sooner after a 503 or 429 than its Retry-After (sink clock),
     outside a fault's window: [(gap, asked)]."""
-    asked_for = {"busy": BUSY_RETRY_AFTER, "throttled": THROTTLE_RETRY_AFTER}
+    asked_for = {"busy": BUSY_RETRY_AFTER, "throttled": THROTTLE_RETRY_AFTER, "held": HOLD}
     by_key = collections.defaultdict(list)
     for delivery in primary:
         if delivery.key:
@@ -1048,17 +1077,28 @@ def early_retries(primary, windows):
     return early, paired
 
 
+def uncovered(start, end, windows):
+    """The longest part of [start, end] outside every fault's window (plus its grace)."""
+    longest, cursor = 0, start
+    for w_start, w_end in sorted(windows):
+        if w_start >= end or w_end + FAULT_GRACE <= cursor:
+            continue
+        longest = max(longest, w_start - cursor)
+        cursor = max(cursor, w_end + FAULT_GRACE)
+    return max(longest, end - cursor)
+
+
 def stalls(primary, windows, started, ended, drained):
-    """Gaps longer than STALL_LIMIT between requests reaching the sink while jobs
-    were unfinished, outside the faults' windows; and the longest gap."""
+    """Stretches longer than STALL_LIMIT without a request reaching the sink while
+    jobs were unfinished, outside the faults' windows; and the longest gap."""
     moments = [started] + sorted(d.at for d in primary if started <= d.at <= ended)
     if not drained:
         moments.append(ended)
-    gaps = [(then - first, first) for first, then in zip(moments, moments[1:], strict=False)]
-    longest = max(gaps, default=(0, started))
-    found = [(gap, first) for gap, first in gaps
-             if gap > STALL_LIMIT and not overlaps(first, first + gap, windows)]
-    return found, longest
+    gaps = [(then - first, first, then)
+            for first, then in zip(moments, moments[1:], strict=False)]
+    longest = max(gaps, default=(0, started, started))[:2]
+    found = [(uncovered(first, then, windows), first) for _gap, first, then in gaps]
+    return [(gap, first) for gap, first in found if gap > STALL_LIMIT], longest
 
 
 class Run:
@@ -1098,7 +1138,8 @@ def check(run):
         f"them met a fault ({share:.1%}; {faulty_after} of the {len(after_workload)} after "
         f"the workload); {len(accepted)} accepted")
     lines.append("faults met         " + ", ".join(
-        f"{fate} {fates[fate]}" for fate in [name for name, _share in FATES] + ["outage"]))
+        f"{fate} {fates[fate]}" for fate in [name for name, _share in FATES]
+        + ["outage", "held"]))
     lines.append("other requests     " + ", ".join(
         f"{fate} {fates[fate]}" for fate in
         ("ok", "followed", "truncated", "invalid", *VIOLATIONS)))
@@ -1323,6 +1364,17 @@ def main():
             f"calls; {upserts.concurrent} concurrent upserts")
         faults.join()
         drained, wakes, idle = drain(config_ids, setup.cron_ids, REPORT_BY - 25)
+        if not drained:
+            faults.errors.append("watchdog round: not run, the queue did not drain")
+        elif time.time() + QUIET + HOLD + 30 > REPORT_BY - 25:
+            faults.errors.append("watchdog round: not run, no time left before the report")
+        else:
+            round_started = watchdog_round(setup, sink, workload, faults)
+            drained, more_wakes, idle = drain(config_ids, setup.cron_ids, REPORT_BY - 25)
+            wakes += more_wakes
+            sink.hold = None
+            # A deliberate stall: the watchdog check judges it.
+            faults.windows.append((round_started, time.time()))
         drain_done = time.time()
         # Late answers still on the wire (a slow answer, a reclaimed job sent twice).
         time.sleep(SLOW_ANSWER + 1)
@@ -1347,8 +1399,9 @@ def main():
         f"== make chaos: figures (run {run_name}, seed {SEED}) ==",
         f"wall time          {total:.1f} s since `make chaos` started (bound {BOUND:.0f} s): "
         f"set-up {program_started - STARTED:.1f} s, workload "
-        f"{workload_done - workload_started:.1f} s, drain {drain_done - workload_done:.1f} s "
-        f"with the sink still faulty ({drain_state}; delivery crons woken {wakes} times)",
+        f"{workload_done - workload_started:.1f} s, drain and watchdog round "
+        f"{drain_done - workload_done:.1f} s with the sink still faulty ({drain_state}; "
+        f"delivery crons woken {wakes} times)",
         f"workload           {CLIENTS} JSON-RPC clients: {workload.created} creates, "
         f"{workload.updated} updates acknowledged ({workload.paired} planned right after "
         f"their create), {workload.retried} calls retried, {workload.failed} given up; "
