@@ -32,8 +32,9 @@ faults by printing ``@@harness <request>`` and reads the answer on its stdin.
    a delivering cron worker cancelled, SIGKILL of a cron worker holding running
    jobs, a PostgreSQL restart, SIGKILL of the whole server (restarted on the same
    database), SIGKILL of a cron worker of the new server.
-5. The run waits, the sink still faulty, until no job is pending or running or
-   until its report time, then checks (see ``check``) and prints the figures.
+5. The run waits, the sink still faulty, until no job is pending or running; then
+   the watchdog round (see QUIET); then it drains again, checks (see ``check``)
+   and prints the figures.
 
 Exit code 1 when a check fails (each says what it counts), a fault could not be
 carried out, or the queue did not drain before the report time.
@@ -894,6 +895,9 @@ class Faults:
         waiting: a transaction of ours locks the rows of the worker's running jobs
         until the worker writes one of their outcomes."""
         pid, held = self._victim()
+        if not held:
+            raise ChaosError(f"no cron worker held a running job for {RUNNING_WAIT} s while "
+                             "the workload went on: nothing to cancel")
         started = time.time()
         cancelled = []
         locker, watcher = psycopg2.connect(dbname=DB), psycopg2.connect(dbname=DB)
@@ -926,10 +930,11 @@ def watchdog_round(setup, sink, workload, faults):
     started = time.time()
     time.sleep(QUIET)
     sink.hold = HOLD
-    rpc = Rpc()
-    for index in range(WATCH_RECORDS):
-        values = {"name": f"{setup.prefix('queue')}w{index} v0", "ref": "0"}
-        workload.acknowledged[rpc.execute("res.partner", "create", [values])[0]].append(0)
+    # One transaction, so one wake-up: the first one after the quiet starts the run.
+    values = [{"name": f"{setup.prefix('queue')}w{index} v0", "ref": "0"}
+              for index in range(WATCH_RECORDS)]
+    for record_id in Rpc().execute("res.partner", "create", values):
+        workload.acknowledged[record_id].append(0)
     faults.note(f"watchdog round: after {time.time() - started:.0f} s without work, "
                 f"{WATCH_RECORDS} creates whose first attempt gets a 503 with Retry-After {HOLD}")
     return started
@@ -1090,15 +1095,14 @@ def uncovered(start, end, windows):
 
 def stalls(primary, windows, started, ended, drained):
     """Stretches longer than STALL_LIMIT without a request reaching the sink while
-    jobs were unfinished, outside the faults' windows; and the longest gap."""
+    jobs were unfinished, outside the faults' windows; and the longest stretch."""
     moments = [started] + sorted(d.at for d in primary if started <= d.at <= ended)
     if not drained:
         moments.append(ended)
-    gaps = [(then - first, first, then)
-            for first, then in zip(moments, moments[1:], strict=False)]
-    longest = max(gaps, default=(0, started, started))[:2]
-    found = [(uncovered(first, then, windows), first) for _gap, first, then in gaps]
-    return [(gap, first) for gap, first in found if gap > STALL_LIMIT], longest
+    found = [(uncovered(first, then, windows), first)
+             for first, then in zip(moments, moments[1:], strict=False)]
+    return ([(gap, first) for gap, first in found if gap > STALL_LIMIT],
+            max(found, default=(0, started)))
 
 
 class Run:
@@ -1233,8 +1237,8 @@ def check(run):
         f"started, {working_runs} sent something; server log: {figures['starting']} started, "
         f"{figures['done']} finished, {figures['server']} raised; "
         f"{figures['cron worker started']} cron worker processes started, "
-        f"{figures['reclaims']} reclaims; longest time without a request reaching the sink "
-        f"{longest[0]:.1f} s (at {longest[1] - STARTED:.0f}s)",
+        f"{figures['reclaims']} reclaims; longest time without a request reaching the sink, "
+        f"outside the faults' windows, {longest[0]:.1f} s (from {longest[1] - STARTED:.0f}s)",
         f"watchdog           limit_time_real_cron {CRON_LIMIT} s: {len(watchdog_kills)} cron "
         "workers killed (" + (", ".join(f"{pid} after {sec} s" for pid, sec in
                                         watchdog_kills.items()) or "none") + ")",
