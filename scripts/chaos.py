@@ -56,6 +56,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg2
 import requests
+from chaos_checks import STALL_LIMIT, canonical, early_retries, stalls, stream_state, version_of
 
 URL = os.environ.get("BJET_BENCH_URL", "http://127.0.0.1:8069").rstrip("/")
 DB = os.environ.get("BJET_BENCH_DB", "")
@@ -103,7 +104,6 @@ ACCEPTED = ("ok", "slow", "lagging", "followed")
 VIOLATIONS = ("method-changed", "followed-302", "cross-origin", "unexpected")
 BUSY_RETRY_AFTER = 2
 THROTTLE_RETRY_AFTER = 1
-EARLY_TOLERANCE = 0.01  # seconds: a retry sooner than Retry-After minus this is early
 LAG = 1.2
 # The watchdog round, once the queue is drained: QUIET seconds without work (the
 # cron workers sleep, which Odoo's watchdog counts, but less than their 60 s),
@@ -135,10 +135,6 @@ SERVER_KILL_AT = 0.62
 SECOND_CRON_KILL_AT = 0.85
 RUNNING_WAIT = 30  # seconds to wait for a victim holding running jobs
 CANCEL_WAIT = 20  # seconds to wait for a delivering statement to cancel
-# Delivery stalls: no request reaches the sink for this long while jobs are
-# unfinished, outside a fault's window (its duration plus FAULT_GRACE).
-STALL_LIMIT = 25
-FAULT_GRACE = 15
 
 DELIVERY_CRON = ("bjet_api_sync", "ir_cron_bj_api_sync_deliver")
 
@@ -969,19 +965,8 @@ def drain(config_ids, cron_ids, until):
 # -- the checks -------------------------------------------------------------------------
 
 
-def version_of(body):
-    try:
-        return int(body.get("ref"))
-    except (AttributeError, TypeError, ValueError):
-        return None
-
-
 def payload_ref(job):
     return version_of(json.loads(job.payload)) if job.payload else None
-
-
-def canonical(body):
-    return json.dumps(body, sort_keys=True)
 
 
 Job = collections.namedtuple(
@@ -1032,77 +1017,6 @@ def log_figures(cron_ids):
             text = re.sub(r"\d+", "N", match.group(3))[:110]
             problems[f"{match.group(1)} {match.group(2)}: {text}"] += 1
     return figures, problems, watchdog_kills
-
-
-def overlaps(start, end, windows):
-    return any(start <= w_end + FAULT_GRACE and end >= w_start for w_start, w_end in windows)
-
-
-def stream_state(stream, records, accepted, acknowledged):
-    """The sink's state of each record of a stream (the body of the last request it
-    accepted for it, in order of arrival) against Odoo's."""
-    last, highest, regressions = {}, {}, []
-    for delivery in accepted:
-        if delivery.stream != stream:
-            continue
-        version = version_of(delivery.body)
-        top = highest.get(delivery.res_id)
-        if top is not None and (version is None or version < top):
-            regressions.append(delivery)
-        highest[delivery.res_id] = max(top or 0, version or 0)
-        last[delivery.res_id] = delivery
-    mismatched = [rid for rid, state in records.items()
-                  if rid not in last or last[rid].body != state]
-    strays = {rid for rid in last if rid not in records}
-    lost = 0
-    for rid, versions in acknowledged.items():
-        got = version_of(last[rid].body) if rid in last else -1
-        lost += sum(1 for version in versions if version > (got if got is not None else -1))
-    return last, mismatched, strays, lost, regressions
-
-
-def early_retries(primary, windows):
-    """Attempts sent sooner after a 503 or 429 than its Retry-After (sink clock),
-    outside a fault's window: [(gap, asked)]."""
-    asked_for = {"busy": BUSY_RETRY_AFTER, "throttled": THROTTLE_RETRY_AFTER, "held": HOLD}
-    by_key = collections.defaultdict(list)
-    for delivery in primary:
-        if delivery.key:
-            by_key[delivery.key].append(delivery)
-    early, paired = [], 0
-    for deliveries in by_key.values():
-        for first, then in zip(deliveries, deliveries[1:], strict=False):
-            asked = asked_for.get(first.fate)
-            if asked is None:
-                continue
-            paired += 1
-            gap = then.at - first.at
-            if gap < asked - EARLY_TOLERANCE and not overlaps(first.at, then.at, windows):
-                early.append((gap, asked))
-    return early, paired
-
-
-def uncovered(start, end, windows):
-    """The longest part of [start, end] outside every fault's window (plus its grace)."""
-    longest, cursor = 0, start
-    for w_start, w_end in sorted(windows):
-        if w_start >= end or w_end + FAULT_GRACE <= cursor:
-            continue
-        longest = max(longest, w_start - cursor)
-        cursor = max(cursor, w_end + FAULT_GRACE)
-    return max(longest, end - cursor)
-
-
-def stalls(primary, windows, started, ended, drained):
-    """Stretches longer than STALL_LIMIT without a request reaching the sink while
-    jobs were unfinished, outside the faults' windows; and the longest stretch."""
-    moments = [started] + sorted(d.at for d in primary if started <= d.at <= ended)
-    if not drained:
-        moments.append(ended)
-    found = [(uncovered(first, then, windows), first)
-             for first, then in zip(moments, moments[1:], strict=False)]
-    return ([(gap, first) for gap, first in found if gap > STALL_LIMIT],
-            max(found, default=(0, started)))
 
 
 class Run:
@@ -1192,7 +1106,8 @@ def check(run):
         "SELECT CASE WHEN status_code BETWEEN 200 AND 299 THEN '2xx' "
         "WHEN coalesce(status_code, 0) = 0 THEN 'no answer' ELSE status_code::text END, "
         "count(*) FROM bj_api_log WHERE config_id = ANY(%s) GROUP BY 1", [config_ids]))
-    early, paired = early_retries(primary, run.windows)
+    early, paired = early_retries(primary, run.windows, {
+        "busy": BUSY_RETRY_AFTER, "throttled": THROTTLE_RETRY_AFTER, "held": HOLD})
     stalled, longest = stalls(primary, run.windows, run.workload_started, run.drain_done,
                               run.drained)
     leaked = sum(1 for d in deliveries if d.origin == "other" and d.api_key)
