@@ -846,8 +846,11 @@ CHAOS_REPORT_BY = CHAOS_BOUND - 60
 CHAOS_STOP_AT = CHAOS_BOUND - 35
 CHAOS_WORKERS = 4  # HTTP workers: concurrent inbound upserts need concurrent transactions
 # The cron workers' watchdog: above Odoo's idle sleep between two polls (60 s plus
-# up to 9), so that only a delivery run that does not fit Odoo's count of it is killed.
-CHAOS_CRON_LIMIT = 90
+# up to 9), which it counts, so that only a delivery run that does not fit after
+# that sleep is killed; small enough that a run counting only its own work (a
+# share of this limit) after most of that sleep is killed with seconds to spare
+# (Odoo's master looks at its workers every few seconds).
+CHAOS_CRON_LIMIT = 80
 CHAOS_RESPAWN_WAIT = 60  # seconds for Odoo's master to replace a killed cron worker
 # prefork's master logs this when a worker process starts (odoo/service/server.py).
 CRON_WORKER_ALIVE = re.compile(r"odoo\.service\.server: Worker WorkerCron \((\d+)\) alive")
