@@ -1099,9 +1099,9 @@ def check(run):
                  and (job.last_error or "").startswith("Merged"))
 
     figures, problems, watchdog_kills = log_figures(setup.cron_ids)
-    runs_started, working_runs = sql(
-        "SELECT count(*), count(*) FILTER (WHERE done > 0) FROM ir_cron_progress "
-        "WHERE cron_id = ANY(%s)", [setup.cron_ids])[0]
+    # One ir_cron_progress row per call of a cron, killed ones included.
+    runs_started = sql("SELECT count(*) FROM ir_cron_progress WHERE cron_id = ANY(%s)",
+                       [setup.cron_ids])[0][0]
     attempts = dict(sql(
         "SELECT CASE WHEN status_code BETWEEN 200 AND 299 THEN '2xx' "
         "WHEN coalesce(status_code, 0) = 0 THEN 'no answer' ELSE status_code::text END, "
@@ -1149,7 +1149,7 @@ def check(run):
         f"attempts logged    {sum(attempts.values())} by Odoo (bj.api.log): "
         + ", ".join(f"{kind} {count}" for kind, count in sorted(attempts.items())),
         f"cron runs          {runs_started} runs of the {len(setup.cron_ids)} delivery crons "
-        f"started, {working_runs} sent something; server log: {figures['starting']} started, "
+        f"started; server log: {figures['starting']} started, "
         f"{figures['done']} finished, {figures['server']} raised; "
         f"{figures['cron worker started']} cron worker processes started, "
         f"{figures['reclaims']} reclaims; longest time without a request reaching the sink, "
