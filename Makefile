@@ -3,7 +3,7 @@
 #   TEST_TAGS=/bjet_api_sync:TestX make test
 #   make run [PORT=8069] [DB=bjet_demo] [WORKERS=N]
 #   make bench
-#   make chaos [CHAOS_SEED=N]             outbox under faults, bounded by 10 minutes
+#   make chaos [CHAOS_SEED=N]             queue, direct call, upserts under faults (<10 min)
 #   make lint
 # The harness needs only a Python 3 interpreter; it finds or builds Odoo 18
 # itself (ODOO_PYTHON, ODOO_SRC, ODOO_REF: see README, "The two commands").

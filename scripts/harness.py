@@ -13,7 +13,8 @@ cached build made on demand.  Subcommands::
            threaded, or with WORKERS=N in multi-process mode
     bench  run every bench/*.py script against a freshly started server
     chaos  scripts/chaos.py against a multi-process server that it SIGKILLs and
-           restarts on request; the whole run is bounded by 10 minutes
+           restarts on request, as it restarts its PostgreSQL cluster; the whole
+           run is bounded by 10 minutes
     lint   ruff check
 
 PostgreSQL: when any of PGHOST/PGPORT/PGUSER/PGPASSWORD is set, that server is
@@ -180,6 +181,7 @@ def workspace() -> Iterator[Path]:
 class PgServer:
     env: dict[str, str]  # libpq variables to add to child environments
     label: str
+    cluster: PgCluster | None = None  # when the harness runs it (it can restart it)
 
 
 def pg_from_environment() -> PgServer | None:
@@ -316,6 +318,17 @@ class PgCluster:
             f"{'throwaway' if self.throwaway else 'persistent'} cluster {self.data}",
         )
 
+    def restart(self) -> float:
+        """Stop (fast: every session is terminated) and start again with the same
+        options; the seconds it took."""
+        if not self.started:
+            raise HarnessError(f"the cluster in {self.data} was not started by this harness")
+        began = time.monotonic()
+        # The log file, as at the start: else the server would keep our output pipe open.
+        self._run(pg_binary("pg_ctl"), "restart", "-D", str(self.data), "-l", str(self.logfile),
+                  "-m", "fast", "-w", "-t", "60", what="restarting PostgreSQL")
+        return time.monotonic() - began
+
     def stop(self) -> None:
         if self.started:
             ctl = [pg_binary("pg_ctl"), "stop", "-D", str(self.data), "-w", "-t", "60"]
@@ -343,6 +356,7 @@ def postgres(*, persistent: bool, fast: bool) -> Iterator[PgServer]:
     cluster = PgCluster(root, throwaway=not persistent)
     try:
         server = cluster.start(fast=fast)
+        server.cluster = cluster if cluster.started else None
         say(f"PostgreSQL: {server.label}")
         yield server
     finally:
@@ -584,10 +598,11 @@ def serve(
     echo: bool,
     workers: int = 0,
     on_line: Callable[[str], None] | None = None,
+    options: tuple[str, ...] = (),
 ) -> tuple[OdooProcess, str]:
     """Start an Odoo server (crons on) and return it with its base URL once it answers."""
     gevent_port = free_port()
-    cmd = setup.command(db, f"--http-port={port}", *server_mode(workers, gevent_port))
+    cmd = setup.command(db, f"--http-port={port}", *server_mode(workers, gevent_port), *options)
     odoo = stack.enter_context(
         OdooProcess(cmd, setup.env, log_path, echo=echo, append=True, on_line=on_line)
     )
@@ -829,7 +844,13 @@ CHAOS_PROGRAM = REPO / "scripts" / "chaos.py"
 CHAOS_BOUND = 600
 CHAOS_REPORT_BY = CHAOS_BOUND - 60
 CHAOS_STOP_AT = CHAOS_BOUND - 35
-CHAOS_WORKERS = 2
+CHAOS_WORKERS = 4  # HTTP workers: concurrent inbound upserts need concurrent transactions
+# The cron workers' watchdog: above Odoo's idle sleep between two polls (60 s plus
+# up to 9), which it counts, so that only a delivery run that does not fit after
+# that sleep is killed; small enough that a run counting only its own work (a
+# share of this limit) after most of that sleep is killed with seconds to spare
+# (Odoo's master looks at its workers every few seconds).
+CHAOS_CRON_LIMIT = 80
 CHAOS_RESPAWN_WAIT = 60  # seconds for Odoo's master to replace a killed cron worker
 # prefork's master logs this when a worker process starts (odoo/service/server.py).
 CRON_WORKER_ALIVE = re.compile(r"odoo\.service\.server: Worker WorkerCron \((\d+)\) alive")
@@ -855,8 +876,10 @@ class ChaosServer:
     current master.
     """
 
-    def __init__(self, stack: contextlib.ExitStack, setup: OdooSetup, db: str, log_path: Path):
+    def __init__(self, stack: contextlib.ExitStack, setup: OdooSetup, db: str, log_path: Path,
+                 pg: PgServer):
         self.stack, self.setup, self.db, self.log_path = stack, setup, db, log_path
+        self.pg = pg
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.odoo: OdooProcess | None = None
@@ -884,6 +907,7 @@ class ChaosServer:
             echo=False,
             workers=CHAOS_WORKERS,
             on_line=self._on_line,
+            options=(f"--limit-time-real-cron={CHAOS_CRON_LIMIT}",),
         )
         assert url == self.url
         # Runs before the OdooProcess's own (graceful, slow) stop: the run is over.
@@ -921,6 +945,11 @@ class ChaosServer:
         self.start()
         return f"killed {old} restarted {self.pid} in {time.monotonic() - started:.1f}s"
 
+    def restart_postgres(self) -> str:
+        if self.pg.cluster is None:
+            raise HarnessError("PostgreSQL is not the harness's own cluster: it cannot restart it")
+        return f"restarted PostgreSQL in {self.pg.cluster.restart():.1f}s"
+
     def handle(self, request: str) -> str:
         """Carry out one request of the chaos program; the answer line."""
         words = request.split()
@@ -931,6 +960,8 @@ class ChaosServer:
                 return "ok " + self.kill_cron_worker(int(words[1]))
             if words == ["kill-server"]:
                 return "ok " + self.kill_and_restart()
+            if words == ["restart-postgres"]:
+                return "ok " + self.restart_postgres()
             return f"error unknown request {request!r}"
         except HarnessError as exc:
             return "error " + str(exc).replace("\n", " ")
@@ -994,17 +1025,19 @@ def cmd_chaos(_args: argparse.Namespace) -> int:
     returncode: int | None = 1
     try:
         with session() as stack:
-            # Throwaway cluster without fsync: the faults hit Odoo, never PostgreSQL.
+            # Throwaway cluster without fsync: its restart is a fast shutdown, which
+            # checkpoints, never a crash.
             pg = stack.enter_context(postgres(persistent=False, fast=True))
             work = stack.enter_context(workspace())
             setup = odoo_setup(odoo, work, work / "data", pg)
             db = fresh_db_name("bjet_chaos")
             stack.callback(drop_database, setup, db)  # LIFO: after Odoo stops
             prepare_database(setup, db, log_path, echo=False)
-            server = ChaosServer(stack, setup, db, log_path)
+            server = ChaosServer(stack, setup, db, log_path, pg)
             server.start()
             say(f"Odoo {odoo.version} serving {db} at {server.url} with {CHAOS_WORKERS} HTTP "
-                f"workers and 2 cron workers (log: {log_path})")
+                f"workers and 2 cron workers, limit_time_real_cron {CHAOS_CRON_LIMIT} s "
+                f"(log: {log_path})")
             env = {
                 **setup.env,
                 "BJET_BENCH_URL": server.url,
@@ -1014,6 +1047,7 @@ def cmd_chaos(_args: argparse.Namespace) -> int:
                 "BJET_CHAOS_STARTED": str(started_epoch),
                 "BJET_CHAOS_REPORT_BY": str(started_epoch + CHAOS_REPORT_BY),
                 "BJET_CHAOS_BOUND": str(CHAOS_BOUND),
+                "BJET_CHAOS_CRON_LIMIT": str(CHAOS_CRON_LIMIT),
             }
             say(f"running {CHAOS_PROGRAM.relative_to(REPO).as_posix()}")
             returncode = run_chaos_program(
@@ -1035,7 +1069,7 @@ COMMANDS = {
     "test": (cmd_test, "lint + install with tests in a fresh db; last line: N passed, N failed"),
     "run": (cmd_run, "serve a demo db on 127.0.0.1:$PORT (default 8069), db $DB"),
     "bench": (cmd_bench, "run bench/*.py against a freshly started server"),
-    "chaos": (cmd_chaos, "kill and restart a multi-process server under load; check the outbox"),
+    "chaos": (cmd_chaos, "faults, kills and a PostgreSQL restart under load; check the outbox"),
     "lint": (cmd_lint, "ruff check ."),
 }
 
