@@ -55,4 +55,5 @@ from . import test_field_access
 from . import test_acting_fields
 from . import test_script_lock
 from . import test_admin_only_race
+from . import test_run_budget
 from . import test_secret_readers
