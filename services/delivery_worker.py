@@ -152,6 +152,7 @@ class DeliveryWorker:
         # Payloads are built only while a request could still be sent after them.
         self.prepare_deadline = self.deadline - RUN_MARGIN - MIN_REQUEST_SECONDS
         self.lease_cr = None  # the cursor whose open transaction holds this run's lease
+        self.lease_lost = False
 
     # -- the run ---------------------------------------------------------------
 
@@ -418,12 +419,16 @@ class DeliveryWorker:
 
     def _lease_alive(self):
         """Whether this run still holds its lease (its transaction is alive)."""
+        if self.lease_lost:
+            return False
         try:
-            self.lease_cr.execute("SELECT 1")
+            self.lease_cr.execute("SELECT 1", log_exceptions=False)
             return True
-        except psycopg2.Error:
-            _logger.warning("Outbound delivery run %s lost its lease: it stops claiming",
-                            self.name, exc_info=True)
+        except psycopg2.Error as error:
+            self.lease_lost = True
+            _logger.warning("Outbound delivery run %s lost its lease (%s): it claims nothing "
+                            "more, and the next run takes its unfinished jobs",
+                            self.name, str(error).strip())
             return False
 
     def _release_lease(self):
@@ -433,8 +438,10 @@ class DeliveryWorker:
         if cr is None:
             return
         try:
-            cr.execute(f"DELETE FROM {LEASE_TABLE} WHERE worker = %s", [self.name])  # noqa: S608
-            cr.commit()
+            if not self.lease_lost:
+                cr.execute(f"DELETE FROM {LEASE_TABLE} WHERE worker = %s",  # noqa: S608
+                           [self.name], log_exceptions=False)
+                cr.commit()
         except psycopg2.Error:
             _logger.info("Could not delete the lease of outbound delivery run %s", self.name,
                          exc_info=True)

@@ -8,7 +8,7 @@ import time
 from datetime import timedelta
 from unittest.mock import patch
 
-from odoo import Command, fields, sql_db
+from odoo import Command, fields
 from odoo.exceptions import AccessError
 from odoo.tests import BaseCase, tagged
 from odoo.tools import config as odoo_config
@@ -106,26 +106,6 @@ class TestCommittedOutbox(CommittedDataMixin, BaseCase):
         self.run_worker().join(60)
         self.assertEqual(self.names_received(), ["v2"])
         self.assertEqual(self.jobs(), [("create", "done"), ("write", "cancelled")])
-
-    def run_worker_process(self):
-        """One delivery run in a forked process, as in a cron worker of its own;
-        its pid.  The child opens connections of its own: the ones it inherits
-        belong to this process and are left untouched (never closed)."""
-        pid = os.fork()
-        if pid:
-            return pid
-        status = 1
-        try:
-            pool = sql_db._Pool
-            inherited = list(pool._connections)  # noqa: F841 - kept open until _exit
-            pool._connections.clear()
-            pool._lock = threading.Lock()
-            threading.current_thread().testing = False  # commit, as a cron worker does
-            with self.committed_env() as env:
-                env["bj.api.sync.job"]._cron_deliver_jobs()
-            status = 0
-        finally:
-            os._exit(status)
 
     def job_row(self, job_id):
         """State, attempt, error, and whether the run named by the job holds its lease."""
