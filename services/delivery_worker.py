@@ -76,8 +76,7 @@ DEFAULT_TIME_LIMIT = 120
 RUN_SHARE = 0.4
 # Seconds kept free before the end of a run, beyond the requests in flight.
 RUN_MARGIN = 1
-# A request is sent only with at least this many seconds left for it; payloads
-# are built only while a request could still follow.
+# A request is sent only with at least this many seconds left for it.
 MIN_REQUEST_SECONDS = 2
 # Odoo's cron workers look for due scheduled actions about once a minute (60 s plus
 # up to 10): a retry due later than a run can wait would otherwise wait for that.
@@ -149,8 +148,10 @@ class DeliveryWorker:
         configured = self.env["bj.api.log"]._bj_int_param(PARAM_RUN_SECONDS, 0)
         self.budget = run_budget(configured, cron_clock.seconds_used())
         self.deadline = time.monotonic() + self.budget
-        # Payloads are built only while a request could still be sent after them.
-        self.prepare_deadline = self.deadline - RUN_MARGIN - MIN_REQUEST_SECONDS
+        # Payloads are built in the first half of the run at most, so that their
+        # requests can still be sent after them.
+        self.prepare_deadline = self.deadline - RUN_MARGIN - max(
+            self.budget / 2, MIN_REQUEST_SECONDS + 1)
         self.lease_cr = None  # the cursor whose open transaction holds this run's lease
         self.lease_lost = False
 
