@@ -11,8 +11,9 @@ database does), which cuts the sleeps short; the sleep's share of a run's
 budget is tested in test_run_budget.py.
 
 Tagged ``bjet_watchdog`` too: ``TEST_TAGS=/bjet_api_sync:TestCronWatchdog``
-runs it alone; ``make test`` runs it with the rest (about 40 s).  Built all in one run, as before the
-run's budget covered payloads, the scripts alone would outlast the limit.
+runs it alone; ``make test`` runs it with the rest (about 40 s).  Built all in
+one run, as before the run's budget covered payloads, the scripts alone would
+outlast the limit.
 """
 
 import logging
