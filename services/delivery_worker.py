@@ -148,10 +148,14 @@ class DeliveryWorker:
         configured = self.env["bj.api.log"]._bj_int_param(PARAM_RUN_SECONDS, 0)
         self.budget = run_budget(configured, cron_clock.seconds_used())
         self.deadline = time.monotonic() + self.budget
-        # Payloads are built in the first half of the run at most, so that their
-        # requests can still be sent after them.
-        self.prepare_deadline = self.deadline - RUN_MARGIN - max(
-            self.budget / 2, MIN_REQUEST_SECONDS + 1)
+        # No payload is built once a request could no longer follow it; and once
+        # one has been built, the others only in the first half of the run, so
+        # that the requests get the other half.  The first one gets all it can:
+        # a payload slower than half a run still goes out, or dies of its own
+        # attempts, instead of going back to the queue forever.
+        self.build_end = self.deadline - RUN_MARGIN - MIN_REQUEST_SECONDS
+        self.prepare_deadline = min(time.monotonic() + self.budget / 2, self.build_end)
+        self.built = False
         self.lease_cr = None  # the cursor whose open transaction holds this run's lease
         self.lease_lost = False
 
@@ -223,7 +227,7 @@ class DeliveryWorker:
         return []
 
     def _prepare_time_left(self):
-        return self.prepare_deadline - time.monotonic()
+        return (self.prepare_deadline if self.built else self.build_end) - time.monotonic()
 
     def _wait_for_work(self):
         """With nothing on the wire: wait for the next retry, polling every
@@ -564,29 +568,30 @@ class DeliveryWorker:
         time left for building, and the jobs not built by then go back to the
         queue, their attempt not counted.
         """
-        with scripts_end_by(self.prepare_deadline):
-            for config, unbuilt in jobs.filtered(lambda job: not job.payload).grouped(
-                    "config_id").items():
-                plan = config._bj_plan()
-                for part in list(unbuilt) if plan.has_scripts else [unbuilt]:
-                    if self._prepare_time_left() <= 0:
-                        self._give_back(part)
-                        continue
-                    try:
-                        with self.env.cr.savepoint():
-                            rows = self._build_payloads(plan, part)
-                            if rows:
-                                self._update_rows((("payload", "text"), ("res_ids", "varchar")),
-                                                  rows)
-                                self._merge_younger_jobs(
-                                    plan, [i for row in rows for i in id_list(row[2])])
-                    except Exception as error:  # noqa: BLE001 - find the culprit job by job
-                        self.env.invalidate_all()
-                        if len(part) == 1:
-                            self._payload_failed(plan, part, error)
-                        else:
-                            for job in part:
-                                self._build_alone(plan, job)
+        for config, unbuilt in jobs.filtered(lambda job: not job.payload).grouped(
+                "config_id").items():
+            plan = config._bj_plan()
+            for part in list(unbuilt) if plan.has_scripts else [unbuilt]:
+                if self._prepare_time_left() <= 0:
+                    self._give_back(part)
+                    continue
+                try:
+                    with self.env.cr.savepoint(), scripts_end_by(
+                            time.monotonic() + self._prepare_time_left()):
+                        rows = self._build_payloads(plan, part)
+                        if rows:
+                            self._update_rows((("payload", "text"), ("res_ids", "varchar")),
+                                              rows)
+                            self._merge_younger_jobs(
+                                plan, [i for row in rows for i in id_list(row[2])])
+                except Exception as error:  # noqa: BLE001 - find the culprit job by job
+                    self.env.invalidate_all()
+                    if len(part) == 1:
+                        self._payload_failed(plan, part, error)
+                    else:
+                        for job in part:
+                            self._build_alone(plan, job)
+                self.built = True
         return jobs.filtered(lambda job: job.state == "running" and job.payload)
 
     def _build_payloads(self, plan, jobs):
@@ -611,7 +616,8 @@ class DeliveryWorker:
     def _build_alone(self, plan, job):
         """Build one job's payload in a savepoint; on failure, record why."""
         try:
-            with self.env.cr.savepoint():
+            with self.env.cr.savepoint(), scripts_end_by(
+                    time.monotonic() + self._prepare_time_left()):
                 rows = self._build_payloads(plan, job)
                 if rows:
                     self._update_rows((("payload", "text"), ("res_ids", "varchar")), rows)
@@ -622,9 +628,10 @@ class DeliveryWorker:
     def _payload_failed(self, plan, job, error):
         """A payload that cannot be built: a mapping error is final (dead); a
         script out of time and anything else is retried by the policy, like a
-        failed request.  Out of the run's time, the job goes back unattempted
-        (a script stopped by the run's end, not by its own budget)."""
-        if self._prepare_time_left() <= 0:
+        failed request.  Out of the run's time after another payload took it,
+        the job goes back unattempted (a script stopped by the run's end, not
+        by its own budget)."""
+        if self.built and self._prepare_time_left() <= 0:
             self._give_back(job)
             return
         final = isinstance(error, MappingError) and not isinstance(error, ScriptTimedOut)
