@@ -433,6 +433,27 @@ class CommittedDataMixin(LocalServerMixin):
         with self.registry.cursor() as cr:
             yield api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
 
+    def committed_out_config(self, env, values):
+        """An Out configuration on Contacts, run as the administrator, posting to
+        the local server's ``/sink``, with ``values``."""
+        return env["bj.api.sync.config"].create({
+            "request_type": "out",
+            "model_id": env["ir.model"]._get_id("res.partner"),
+            "run_as_user_id": env.ref("base.user_admin").id,
+            "request_url": self.server.url + "/sink",
+            "http_method_ids": [Command.set(env.ref("bjet_api_sync.bj_http_method_post").ids)],
+            **values,
+        })
+
+    def delete_committed(self, config_id, partner_ids=()):
+        """Delete a committed configuration with its jobs, their log rows and
+        ``partner_ids``."""
+        with self.committed_env() as env:
+            env["bj.api.log"].search([("config_id", "=", config_id)]).unlink()
+            env["bj.api.sync.job"].search([("config_id", "=", config_id)]).unlink()
+            env["bj.api.sync.config"].browse(config_id).unlink()
+            env["res.partner"].browse(partner_ids).unlink()
+
     def run_worker_process(self):
         """One delivery run in a forked process, as in a cron worker of its own;
         its pid.  The child opens connections of its own: the ones it inherits

@@ -69,13 +69,8 @@ class TestCronWatchdog(CommittedDataMixin, BaseCase):
             others = env["ir.cron"].search([("id", "!=", delivery.id)])
             self.nextcalls = {cron.id: cron.nextcall for cron in others}
             others.write({"nextcall": fields.Datetime.now() + timedelta(days=1)})
-            config = env["bj.api.sync.config"].create({
+            config = self.committed_out_config(env, {
                 "name": "Watchdog test",
-                "request_type": "out",
-                "model_id": env["ir.model"]._get_id("res.partner"),
-                "run_as_user_id": env.ref("base.user_admin").id,
-                "request_url": self.server.url + "/sink",
-                "http_method_ids": [Command.set(env.ref("bjet_api_sync.bj_http_method_post").ids)],
                 "retry_base_delay": 1,
                 "retry_max_delay": 1,
                 "line_ids": [
@@ -97,11 +92,8 @@ class TestCronWatchdog(CommittedDataMixin, BaseCase):
             self.server.queue(503, {}, headers={"Retry-After": "1"}, delay=API_SECONDS)
 
     def delete_data(self):
+        self.delete_committed(self.config_id, self.partner_ids)
         with self.committed_env() as env:
-            env["bj.api.log"].search([("config_id", "=", self.config_id)]).unlink()
-            env["bj.api.sync.job"].search([("config_id", "=", self.config_id)]).unlink()
-            env["bj.api.sync.config"].browse(self.config_id).unlink()
-            env["res.partner"].browse(self.partner_ids).unlink()
             for cron_id, nextcall in self.nextcalls.items():
                 env["ir.cron"].browse(cron_id).nextcall = nextcall
 

@@ -12,7 +12,6 @@ import threading
 import time
 from unittest.mock import patch
 
-from odoo import Command
 from odoo.tests import BaseCase, tagged
 
 from ..services import delivery_worker
@@ -26,13 +25,8 @@ class TestOutboundLease(CommittedDataMixin, BaseCase):
     def setUp(self):
         super().setUp()
         with self.committed_env() as env:
-            config = env["bj.api.sync.config"].create({
+            config = self.committed_out_config(env, {
                 "name": "Lease test",
-                "request_type": "out",
-                "model_id": env["ir.model"]._get_id("res.partner"),
-                "run_as_user_id": env.ref("base.user_admin").id,
-                "request_url": self.server.url + "/sink",
-                "http_method_ids": [Command.set(env.ref("bjet_api_sync.bj_http_method_post").ids)],
             })
             jobs = env["bj.api.sync.job"].create([{
                 "config_id": config.id, "event": "manual", "res_model": "res.partner",
@@ -40,17 +34,11 @@ class TestOutboundLease(CommittedDataMixin, BaseCase):
                 "attempt_limit": 5,
             } for record_id in (9100001, 9100002)])
             self.config_id, self.job_ids = config.id, jobs.ids
-        self.addCleanup(self.delete_data)
+        self.addCleanup(self.delete_committed, self.config_id)
         # One job claimed and sent at a time: the test knows which one is on the wire.
         self.startPatcher(patch.object(delivery_worker, "CLAIM_BATCH_SIZE", 1))
         self.startPatcher(patch.object(delivery_worker, "SEND_CONCURRENCY", 1))
         self.startPatcher(patch.object(delivery_worker, "WAIT_FOR_RETRIES", False))
-
-    def delete_data(self):
-        with self.committed_env() as env:
-            env["bj.api.log"].search([("config_id", "=", self.config_id)]).unlink()
-            env["bj.api.sync.job"].browse(self.job_ids).unlink()
-            env["bj.api.sync.config"].browse(self.config_id).unlink()
 
     def jobs(self):
         with self.committed_env() as env:

@@ -25,13 +25,8 @@ class TestCommittedOutbox(CommittedDataMixin, BaseCase):
     def setUp(self):
         super().setUp()
         with self.committed_env() as env:
-            config = env["bj.api.sync.config"].create({
+            config = self.committed_out_config(env, {
                 "name": "Committed outbox test",
-                "request_type": "out",
-                "model_id": env["ir.model"]._get_id("res.partner"),
-                "run_as_user_id": env.ref("base.user_admin").id,
-                "request_url": self.server.url + "/sink",
-                "http_method_ids": [Command.set(env.ref("bjet_api_sync.bj_http_method_post").ids)],
                 "trigger_on_create": True,
                 "trigger_on_write": True,
                 "retry_base_delay": 1,
@@ -47,11 +42,7 @@ class TestCommittedOutbox(CommittedDataMixin, BaseCase):
         self.addCleanup(self.delete_data)
 
     def delete_data(self):
-        with self.committed_env() as env:
-            env["bj.api.log"].search([("config_id", "=", self.config_id)]).unlink()
-            env["bj.api.sync.job"].search([("config_id", "=", self.config_id)]).unlink()
-            env["bj.api.sync.config"].browse(self.config_id).unlink()
-            env["res.partner"].browse(self.partner_ids).unlink()
+        self.delete_committed(self.config_id, self.partner_ids)
 
     def create_partner(self, name):
         with self.committed_env() as env:
@@ -130,7 +121,7 @@ class TestCommittedOutbox(CommittedDataMixin, BaseCase):
         with self.committed_env() as env:
             config = env["bj.api.sync.config"].browse(self.config_id)
             other = config.copy({"name": "Committed outbox, no script", "max_attempts": 2})
-            self.addCleanup(self.delete_config, other.id)
+            self.addCleanup(self.delete_committed, other.id)
             config.max_attempts = 2
             config.line_ids.filtered(lambda line: line.external_key == "name").write({
                 "value_type": "python_plain", "python_script": "sum(range(10 ** 15))"})
@@ -172,12 +163,6 @@ class TestCommittedOutbox(CommittedDataMixin, BaseCase):
             self.assertTrue(all("cut short" in log.error_message for log in logs))
         self.assertEqual(self.job_row(other_job_id)[:2], ("done", 1))
         self.assertEqual(self.names_received(), ["Runaway"])
-
-    def delete_config(self, config_id):
-        with self.committed_env() as env:
-            env["bj.api.log"].search([("config_id", "=", config_id)]).unlink()
-            env["bj.api.sync.job"].search([("config_id", "=", config_id)]).unlink()
-            env["bj.api.sync.config"].browse(config_id).unlink()
 
     def test_an_answer_is_committed_within_about_a_second(self):
         """While a slow request is still in flight, the outcome of a quick one is
