@@ -16,3 +16,9 @@ class MappingError(ValueError):
 
     def __str__(self):
         return self.message
+
+
+class ScriptTimedOut(MappingError):
+    """A line's Python Script ran out of time: its budget, or the delivery
+    run's end.  It may well succeed later (a loaded server), so the outbound
+    queue retries it instead of giving up."""

@@ -15,3 +15,4 @@ from . import bj_api_auth_failure
 from . import bj_api_signature
 from . import res_users
 from . import ir_http
+from . import ir_cron

@@ -1,6 +1,7 @@
 import json
 import logging
 import uuid
+from datetime import timedelta
 
 from markupsafe import Markup
 
@@ -8,7 +9,7 @@ from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 
 from ..core.record_ids import id_text
-from ..services import retention
+from ..services import delivery_worker, retention
 from ..services.delivery_worker import WORKER_CRON, DeliveryWorker
 from .bj_api_access import MANAGER_GROUP, USER_GROUP, check_group
 from .bj_api_log import compute_res_model_name, get_int_param
@@ -17,6 +18,10 @@ _logger = logging.getLogger("bj.api.outbound")
 
 DEAD_ACTIVITY_TYPE = "bjet_api_sync.mail_activity_type_delivery_failed"
 POSTCOMMIT_WAKE_KEY = "bjet_api_sync.wake_worker"
+# A due trigger of a delivery cron made within this many seconds (after the
+# second it is rounded to) means a wake-up is on its way: a burst of commits
+# notifies the cron workers at most about once per WAKE_GRACE + 1 seconds.
+WAKE_GRACE = 1
 PARAM_RETENTION_DAYS = "bjet_api_sync.job_retention_days"
 DEFAULT_RETENTION_DAYS = 30
 # Jobs that retention deletes: finished for good.  Pending and running jobs are
@@ -153,6 +158,16 @@ class BjApiSyncJob(models.Model):
             ON bj_api_sync_job (idempotency_key)
             """
         )
+        # The delivery runs' leases (services/delivery_worker.py): a row per
+        # run, locked by a transaction of the run for as long as it lives.  No
+        # model: only the worker reads or writes it, in SQL.
+        cr.execute(
+            f"""
+            CREATE TABLE IF NOT EXISTS {delivery_worker.LEASE_TABLE} (
+                worker varchar PRIMARY KEY,
+                started_at timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'))
+            """
+        )
 
     @api.depends("config_id.name", "event")
     def _compute_display_name(self):
@@ -207,11 +222,11 @@ class BjApiSyncJob(models.Model):
         return jobs
 
     def _bj_wake_worker_after_commit(self):
-        """Trigger the delivery cron once the transaction has committed.
+        """Trigger the delivery crons once the transaction has committed.
 
-        Only when no wake-up is pending already: ir.cron's trigger notifies the
-        cron threads through a new connection, which would cost more than the
-        change itself if done for every commit of a burst.
+        Only those not woken a moment ago: ir.cron's trigger notifies the cron
+        threads through a new connection, which would cost more than the change
+        itself if done for every commit of a burst.
         """
         postcommit = self.env.cr.postcommit
         if not postcommit.data.get(POSTCOMMIT_WAKE_KEY):
@@ -219,28 +234,48 @@ class BjApiSyncJob(models.Model):
             postcommit.add(self._bj_wake_worker_unless_pending)
 
     def _bj_wake_worker_unless_pending(self):
-        # Runs right after the commit, so this query starts a new transaction,
-        # which sees the latest triggers.  (_xmlid_to_res_id is cached, env.ref
-        # would query.)
+        # Runs right after the commit, so these queries start a new transaction,
+        # which sees the latest triggers.
         try:
-            cron_id = self.env["ir.model.data"]._xmlid_to_res_id(WORKER_CRON,
-                                                                  raise_if_not_found=False)
-            if not cron_id or self._bj_wake_pending(cron_id):
+            crons = self._bj_crons_to_wake()
+            if not crons:
                 return
             with self.env.registry.cursor() as cr:
-                self.env(cr=cr, su=True)["ir.cron"].browse(cron_id)._trigger()
+                for cron in crons.with_env(self.env(cr=cr, su=True)):
+                    cron._trigger()
         except Exception:  # noqa: BLE001 - the change is committed: never fail its caller
             # The worker's own interval picks the jobs up anyway.
             _logger.warning("Could not wake the outbound delivery worker", exc_info=True)
 
-    def _bj_wake_pending(self, cron_id):
-        """Whether the delivery cron already has a trigger due (it was woken)."""
-        # call_at is set from Python's clock by ir.cron._trigger: compare with it.
+    def _bj_delivery_crons(self):
+        """The delivery scheduled action and its active copies (README, Scaling
+        delivery): the same model and code."""
+        main = self.env.ref(WORKER_CRON, raise_if_not_found=False)
+        if not main:
+            return self.env["ir.cron"]
+        return self.env["ir.cron"].sudo().search([
+            ("model_id", "=", main.model_id.id), ("code", "=", main.code),
+        ])
+
+    def _bj_crons_to_wake(self):
+        """The delivery crons without a trigger made due within the last
+        WAKE_GRACE seconds (one is on its way).  An older due trigger does not
+        count: it is left by a cron still running (Odoo deletes triggers when
+        a run ends) or by workers all busy, and the new change must not wait
+        for them when another delivery cron could take it."""
+        crons = self._bj_delivery_crons()
+        if not crons:
+            return crons
+        # call_at is set from Python's clock, to the second, by ir.cron._trigger.
+        now = fields.Datetime.now()
         self.env.cr.execute(
-            "SELECT 1 FROM ir_cron_trigger WHERE cron_id = %s AND call_at <= %s LIMIT 1",
-            [cron_id, self._bj_now()],
+            """
+            SELECT DISTINCT cron_id FROM ir_cron_trigger
+            WHERE cron_id = ANY(%s) AND call_at BETWEEN %s AND %s
+            """,
+            [crons.ids, now - timedelta(seconds=WAKE_GRACE), now],
         )
-        return bool(self.env.cr.fetchone())
+        return crons.browse(set(crons.ids) - {row[0] for row in self.env.cr.fetchall()})
 
     @api.model
     def _bj_wake_worker(self, at=None):
@@ -257,7 +292,7 @@ class BjApiSyncJob(models.Model):
         return DeliveryWorker(self.env).run()
 
     def _bj_now(self):
-        return fields.Datetime.now()
+        return delivery_worker.now()
 
     def _bj_release(self, message=False):
         """Put claimed jobs back in the queue, due now."""

@@ -4,22 +4,29 @@ A plain class, not a model: each call of the delivery cron
 (``bj.api.sync.job._cron_deliver_jobs``) runs one ``DeliveryWorker``, as OCA
 ``queue_job`` separates its runner from its job records.  A run:
 
-* gives back the jobs of dead workers: a worker holds a PostgreSQL advisory
-  lock on each job it claimed until the job's outcome is committed, and the
-  lock dies with the worker's connection, so a ``running`` job whose lock can
-  be taken has lost its worker (no timer involved);
+* holds a lease for its whole length: a row of ``bj_api_sync_lease`` locked
+  (``FOR UPDATE``) by a transaction of its own, kept open on a cursor of its
+  own, as OCA ``queue_job`` locks its job rows; the jobs it claims name it.
+  The lock ends with that transaction, whatever ends it (the run's end, an
+  error, a killed worker or connection), never later: nothing is left on a
+  connection that goes back to Odoo's pool;
+* gives back the jobs of dead runs: a lease row that this run can lock
+  (``SKIP LOCKED``) is a dead run's, so a ``running`` job naming it, or no
+  lease at all, has lost its worker (no timer involved);
 * claims a few due jobs at a time in a short transaction of its own;
-* builds their payloads, one configuration at a time, each in a savepoint of a
-  transaction whose single snapshot serves both the export and the merge of
-  younger jobs that the export already covers; a job that fails there fails
-  alone;
+* builds their payloads, one configuration at a time (job by job when its
+  lines run scripts), each in a savepoint of a transaction whose single
+  snapshot serves both the export and the merge of younger jobs that the
+  export already covers; a job that fails there fails alone, and a job not
+  built in time is given back without counting an attempt;
 * sends them from a small thread pool and commits each outcome within about a
   second of its answer, fenced: only the claim that sent an attempt may write
   its outcome;
 * stays within the cron's time limit (``limit_time_real_cron``, else
-  ``limit_time_real``), counting the requests in flight at their timeouts, and
-  waits for retries that fall due before its end instead of leaving them to
-  the next cron tick.
+  ``limit_time_real``) as Odoo's watchdog counts it (``services/cron_clock.py``),
+  payloads and the requests in flight at their timeouts included, and waits
+  for retries that fall due before its end instead of leaving them to the
+  next cron tick.
 """
 
 import json
@@ -31,7 +38,7 @@ import time
 import uuid
 from collections import deque, namedtuple
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import psycopg2
 
@@ -39,12 +46,13 @@ from odoo import _
 from odoo.exceptions import UserError
 from odoo.tools import config as odoo_config
 
-from ..core import http_client, retry
-from ..core.claim import select_claimable
-from ..core.exceptions import MappingError
+from ..core import http_client, retry, watchdog
+from ..core.claim import earliest_claimable, select_claimable
+from ..core.exceptions import MappingError, ScriptTimedOut
 from ..core.record_ids import id_list, id_text
 from ..core.transactions import auto_commit
-from . import outbound
+from . import cron_clock, outbound
+from .scripts import scripts_end_by
 
 _logger = logging.getLogger("bj.api.outbound")
 
@@ -58,15 +66,18 @@ RESULTS_COMMIT_INTERVAL = 1
 EVENT_HEADER = "X-BJET-Event"
 # Candidates considered per job claimed: several workers claim concurrently.
 CLAIM_CANDIDATE_FACTOR = 4
-# Key space of the advisory locks held on claimed jobs: pg_advisory_lock(space, job id).
-JOB_LOCK_SPACE = 0x626A  # "bj"
-# The cron's watchdog limit when Odoo sets none, and the share of it a run may use:
-# a cron worker runs every due scheduled action in one go under that limit, and
-# two of them may be delivery runs (the action and one copy, see README).
+# The table of runs' leases (created by the job model's init): one row per run.
+LEASE_TABLE = "bj_api_sync_lease"
+# The cron's watchdog limit when Odoo sets none, and the share of what is left
+# of it a run may use: a cron worker runs every due scheduled action in one go
+# under that limit, and the others after this one, a copy of the delivery
+# action among them (see README), need the rest.
 DEFAULT_TIME_LIMIT = 120
 RUN_SHARE = 0.4
 # Seconds kept free before the end of a run, beyond the requests in flight.
 RUN_MARGIN = 1
+# A request is sent only with at least this many seconds left for it.
+MIN_REQUEST_SECONDS = 2
 # Odoo's cron workers look for due scheduled actions about once a minute (60 s plus
 # up to 10): a retry due later than a run can wait would otherwise wait for that.
 CRON_POLL_GAP = 70
@@ -85,12 +96,21 @@ OutboundRequest = namedtuple(
     "OutboundRequest", "job_id plan attempt limit res_ids body headers")
 
 
+def now():
+    """UTC now as the jobs' Datetime columns hold it, to the microsecond: due
+    times are compared and computed with it (Odoo's ``fields.Datetime.now()``
+    drops the microseconds, which would send a retry up to a second early)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
 def _send_request(request, timeout):
-    """Send one job's request (in a sender thread: no ORM here)."""
+    """Send one job's request (in a sender thread: no ORM here); its result
+    and when it came, from which a retry's delay counts."""
     delivery = request.plan.delivery
     payload = json.loads(request.body) if http_client.placeholders(delivery.url) else None
-    return http_client.send_json(delivery.method, delivery.url, request.body, payload,
-                                 request.headers, timeout, dict(delivery.options))
+    result = http_client.send_json(delivery.method, delivery.url, request.body, payload,
+                                   request.headers, timeout, dict(delivery.options))
+    return result, now()
 
 
 def cron_time_limit():
@@ -102,11 +122,12 @@ def cron_time_limit():
     return limit if limit and limit > 0 else None
 
 
-def run_budget(configured=0):
-    """Seconds one run may last: a system parameter, else a share of the cron's limit."""
+def run_budget(configured=0, used=0):
+    """Seconds one run may last: a system parameter, else a share of what the
+    cron's limit leaves after the ``used`` seconds Odoo's watchdog counted
+    before the run started."""
     limit = cron_time_limit() or DEFAULT_TIME_LIMIT
-    budget = configured if configured > 0 else limit * RUN_SHARE
-    return max(min(budget, limit - RUN_MARGIN), 1)
+    return watchdog.run_budget(limit, used, RUN_SHARE, RUN_MARGIN, configured)
 
 
 class DeliveryWorker:
@@ -125,9 +146,18 @@ class DeliveryWorker:
         # Unique per run: fencing tells this run's claims from any other's.
         self.name = f"{socket.gethostname()}:{os.getpid()}:{thread}:{uuid.uuid4().hex[:8]}"
         configured = self.env["bj.api.log"]._bj_int_param(PARAM_RUN_SECONDS, 0)
-        self.budget = run_budget(configured)
+        self.budget = run_budget(configured, cron_clock.seconds_used())
         self.deadline = time.monotonic() + self.budget
-        self.locked = set()  # jobs whose advisory lock this run holds
+        # No payload is built once a request could no longer follow it; and once
+        # one has been built, the others only in the first half of the run, so
+        # that the requests get the other half.  The first one gets all it can:
+        # a payload slower than half a run still goes out, or dies of its own
+        # attempts, instead of going back to the queue forever.
+        self.build_end = self.deadline - RUN_MARGIN - MIN_REQUEST_SECONDS
+        self.prepare_deadline = min(time.monotonic() + self.budget / 2, self.build_end)
+        self.built = False
+        self.lease_cr = None  # the cursor whose open transaction holds this run's lease
+        self.lease_lost = False
 
     # -- the run ---------------------------------------------------------------
 
@@ -136,6 +166,7 @@ class DeliveryWorker:
         done = 0
         ready = deque()  # prepared requests waiting for a free sender
         try:
+            self._take_lease()
             self._reclaim_abandoned_jobs()
             self._commit()
             self._wake_sibling_workers()
@@ -157,7 +188,8 @@ class DeliveryWorker:
                         continue
                     finished, _pending = wait(in_flight, timeout=RESULTS_COMMIT_INTERVAL,
                                               return_when=FIRST_COMPLETED)
-                    answered += [(in_flight.pop(future), future.result()) for future in finished]
+                    answered += [(in_flight.pop(future), *future.result())
+                                 for future in finished]
                     # Outcomes together, at most a second after their answer: a
                     # commit per request would cost more than the request.
                     if not in_flight or time.monotonic() - stored_at >= RESULTS_COMMIT_INTERVAL:
@@ -167,7 +199,7 @@ class DeliveryWorker:
                 self._give_back(self.jobs.browse([request.job_id for request in ready]))
                 self._commit()
         finally:
-            self._unlock_all()
+            self._release_lease()
         self._schedule_next_run()
         return done
 
@@ -182,24 +214,26 @@ class DeliveryWorker:
         """Claim a few due jobs, build their payloads, and return the requests
         that fit in the run's remaining time (the others go back to the queue).
         A claim whose jobs all finished while preparing (cancelled, dead,
-        retried later) is followed by the next one."""
-        while self._time_left() > RUN_MARGIN:
+        retried later) is followed by the next one.  Nothing more is claimed
+        once the lease is lost: another run may be taking this run's jobs."""
+        while self._prepare_time_left() > 0 and self._lease_alive():
             claimed = self._claim(CLAIM_BATCH_SIZE)
             if not claimed:
                 break
             requests = [self._outbound_request(job) for job in self._prepare_payloads(claimed)]
             self._commit()
-            # Jobs finished while preparing are settled.
-            self._unlock(set(claimed.ids) - {request.job_id for request in requests})
             if requests:
                 return requests
         return []
 
+    def _prepare_time_left(self):
+        return (self.prepare_deadline if self.built else self.build_end) - time.monotonic()
+
     def _wait_for_work(self):
         """With nothing on the wire: wait for the next retry, polling every
-        IDLE_POLL seconds (for jobs queued meanwhile, or released by an older
-        one of their record), when it falls due before the cron would look
-        again after this run.  False when the run should end now.
+        IDLE_POLL seconds (for jobs queued meanwhile), when it falls due before
+        the cron would look again after this run.  False when the run should
+        end now.
         """
         left = self._time_left() - RUN_MARGIN
         next_due = self._seconds_to_next_due()
@@ -212,18 +246,26 @@ class DeliveryWorker:
         return True
 
     def _seconds_to_next_due(self):
-        """Seconds until the next pending job may be claimable (0: due now), or
-        None.  A due job held back by an older unfinished job of its record
-        counts as due in IDLE_POLL seconds: the older one may finish by then."""
+        """Seconds until the next job that can be claimed falls due, or None.
+
+        A job held back by an older unfinished job of its record is not
+        waited for: it cannot go before that one, whose own due time counts,
+        and the run that finishes that one goes on with it (or wakes the
+        cron).  A job due now that the claim did not take (another worker is
+        taking it) counts as due in IDLE_POLL seconds.
+        """
         cr = self.env.cr
         cr.execute(
             """
-            SELECT min(next_attempt_at) FROM bj_api_sync_job job
+            SELECT job.id, job.config_id, job.res_ids, job.state = 'pending', job.next_attempt_at
+            FROM bj_api_sync_job job
             JOIN bj_api_sync_config config ON config.id = job.config_id AND config.active
-            WHERE job.state = 'pending'
+            WHERE job.state IN ('pending', 'running')
             """
         )
-        next_at = cr.fetchone()[0]
+        next_at = earliest_claimable(
+            [(job_id, config_id, id_list(res_ids), pending, due)
+             for job_id, config_id, res_ids, pending, due in cr.fetchall()])
         if next_at is None:
             return None
         seconds = (next_at - self.jobs._bj_now()).total_seconds()
@@ -266,10 +308,10 @@ class DeliveryWorker:
         A job is not due while an older unfinished job of its configuration
         shares one of its records: changes of a record go out in the order they
         happened.  ``FOR UPDATE SKIP LOCKED`` lets several workers claim at the
-        same time without waiting for or taking each other's jobs.  The claim
-        takes each job's advisory lock before it commits, so a claimed job is
-        never seen running without its lock.  Archived configurations keep
-        their jobs waiting.
+        same time without waiting for or taking each other's jobs.  The jobs
+        name this run, whose lease is held before the claim commits, so a
+        claimed job is never seen running without a live lease.  Archived
+        configurations keep their jobs waiting.
         """
         self.env.flush_all()
         if self.commit:
@@ -295,10 +337,6 @@ class DeliveryWorker:
              "ids": self._claimable_ids(limit * CLAIM_CANDIDATE_FACTOR)},
         )
         ids = sorted(row[0] for row in rows or ())
-        if ids:
-            self.env.cr.execute("SELECT pg_advisory_lock(%s, id) FROM unnest(%s::int[]) AS id",
-                                [JOB_LOCK_SPACE, ids])
-            self.locked.update(ids)
         self._commit()
         jobs = self.jobs.browse(ids)
         jobs.invalidate_recordset(["state", "attempt", "locked_at", "worker"])
@@ -365,22 +403,58 @@ class DeliveryWorker:
             return [i for i in ids if configs[i] == first]
         return [i for i in ids if configs[i] not in scripted]
 
-    def _unlock(self, ids):
-        ids = [job_id for job_id in ids if job_id in self.locked]
-        if ids:
-            self.env.cr.execute(
-                "SELECT pg_advisory_unlock(%s, id) FROM unnest(%s::int[]) AS id",
-                [JOB_LOCK_SPACE, ids])
-            self.locked.difference_update(ids)
+    def _take_lease(self):
+        """Lock this run's lease row in a transaction kept open on a cursor of
+        its own until the run ends.  The row is committed first (other runs
+        must see it to know the run is alive), then locked; a run that meets
+        it unlocked in between takes it for a dead run's and deletes it, so
+        it is written again until the lock holds a row."""
+        self.lease_cr = self.env.registry.cursor()
+        cr = self.lease_cr
+        while True:
+            cr.execute(f"INSERT INTO {LEASE_TABLE} (worker) VALUES (%s) "  # noqa: S608
+                       "ON CONFLICT DO NOTHING", [self.name])
+            cr.commit()
+            if self.commit:  # (a test's cursor shares the test's transaction)
+                cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cr.execute(f"SELECT 1 FROM {LEASE_TABLE} WHERE worker = %s FOR UPDATE",  # noqa: S608
+                       [self.name])
+            if cr.fetchone():
+                return
 
-    def _unlock_all(self):
-        """Release this run's remaining job locks, whatever happened: the
-        connection goes back to Odoo's pool, which would keep them otherwise."""
+    def _lease_alive(self):
+        """Whether this run still holds its lease (its transaction is alive)."""
+        if self.lease_lost:
+            return False
         try:
-            self._unlock(list(self.locked))
+            self.lease_cr.execute("SELECT 1", log_exceptions=False)
+            return True
+        except psycopg2.Error as error:
+            self.lease_lost = True
+            _logger.warning("Outbound delivery run %s lost its lease (%s): it claims nothing "
+                            "more, and the next run takes its unfinished jobs",
+                            self.name, str(error).strip())
+            return False
+
+    def _release_lease(self):
+        """End the lease with its transaction, whatever happened; the row goes
+        too (a row left behind is a dead run's, deleted by the next reclaim)."""
+        cr, self.lease_cr = self.lease_cr, None
+        if cr is None:
+            return
+        try:
+            if not self.lease_lost:
+                cr.execute(f"DELETE FROM {LEASE_TABLE} WHERE worker = %s",  # noqa: S608
+                           [self.name], log_exceptions=False)
+                cr.commit()
         except psycopg2.Error:
-            _logger.warning("Could not release the locks of outbound jobs %s", self.locked,
-                            exc_info=True)
+            _logger.info("Could not delete the lease of outbound delivery run %s", self.name,
+                         exc_info=True)
+        finally:
+            try:
+                cr.close()  # rolls back: the lock ends here at the latest
+            except psycopg2.Error:
+                _logger.info("Closing the lease cursor of %s failed", self.name, exc_info=True)
 
     def _give_back(self, jobs):
         """Claimed jobs this run will not send: pending again, the attempt undone."""
@@ -396,31 +470,39 @@ class DeliveryWorker:
             jobs.invalidate_recordset(["state", "attempt", "locked_at"])
 
     def _reclaim_abandoned_jobs(self):
-        """Give back the jobs of workers that died (or were killed) mid-attempt.
+        """Give back the jobs of runs that died (or were killed) mid-attempt.
 
-        A running job whose advisory lock this run can take has lost its
-        worker.  Its attempt was cut short: it is logged as such, and the job
-        is retried (or dead-lettered when it has no attempt left).
+        A lease row this run can lock belongs to a run that ended without
+        deleting it (its transaction, hence its lock, is gone); a running job
+        naming such a run, or a run without a lease row, has lost its worker.
+        Its attempt was cut short: it is logged as such, and the job is
+        retried (or dead-lettered when it has no attempt left).  The dead
+        leases are deleted with the reclaim.
         """
         self.env.flush_all()
+        if self.commit:
+            # READ COMMITTED: a lease or claim committed after this transaction
+            # began must be seen (a live run), not fail to serialize.
+            self.env.cr.commit()
+            self.env.cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        dead = [row[0] for row in self._lock_rows(
+            f"SELECT worker FROM {LEASE_TABLE} WHERE worker != %s "  # noqa: S608
+            "FOR UPDATE SKIP LOCKED", [self.name]) or ()]
         rows = self._lock_rows(
-            "SELECT id FROM bj_api_sync_job WHERE state = 'running' FOR UPDATE SKIP LOCKED", [],
+            f"""
+            SELECT id FROM bj_api_sync_job job
+            WHERE state = 'running' AND (worker = ANY(%s) OR NOT EXISTS (
+                SELECT 1 FROM {LEASE_TABLE} lease WHERE lease.worker = job.worker))
+            FOR UPDATE OF job SKIP LOCKED
+            """,  # noqa: S608
+            [dead],
         )
-        ids = [row[0] for row in rows or ()]
-        if not ids:
-            return self.jobs.browse()
-        self.env.cr.execute(
-            "SELECT id FROM unnest(%s::int[]) AS id WHERE pg_try_advisory_lock(%s, id)",
-            [ids, JOB_LOCK_SPACE],
-        )
-        abandoned = self.jobs.browse(sorted(row[0] for row in self.env.cr.fetchall()))
+        abandoned = self.jobs.browse(sorted(row[0] for row in rows or ()))
         if abandoned:
-            try:
-                self._give_back_abandoned(abandoned)
-            finally:
-                self.env.cr.execute(
-                    "SELECT pg_advisory_unlock(%s, id) FROM unnest(%s::int[]) AS id",
-                    [JOB_LOCK_SPACE, abandoned.ids])
+            self._give_back_abandoned(abandoned)
+        if dead:
+            self.env.cr.execute(f"DELETE FROM {LEASE_TABLE} WHERE worker = ANY(%s)",  # noqa: S608
+                                [dead])
         return abandoned
 
     def _give_back_abandoned(self, abandoned):
@@ -464,13 +546,10 @@ class DeliveryWorker:
         One ir.cron runs in one thread at a time; administrators scale delivery
         out by duplicating the delivery scheduled action (see README).
         """
-        main = self.env.ref(WORKER_CRON, raise_if_not_found=False)
-        if not main or self._count_due() <= CLAIM_BATCH_SIZE:
+        if self._count_due() <= CLAIM_BATCH_SIZE:
             return
-        siblings = self.env["ir.cron"].search([
-            ("id", "!=", main.id), ("model_id", "=", main.model_id.id), ("code", "=", main.code),
-        ])
-        for cron in siblings:
+        main = self.env.ref(WORKER_CRON, raise_if_not_found=False)
+        for cron in self.jobs._bj_delivery_crons().filtered(lambda cron: cron != main):
             cron._trigger()
 
     # -- payloads ----------------------------------------------------------------------
@@ -481,25 +560,38 @@ class DeliveryWorker:
         This transaction begins with the export, so the export and the merge of
         younger jobs see one snapshot: a younger job merged here was committed
         before the records were read, and its change is in the payload; a change
-        committed after the read keeps its job.  One export per configuration,
-        in a savepoint: whatever fails there (a script, a value JSON cannot
-        encode, an access or database error) fails that configuration's jobs
-        alone, job by job.
+        committed after the read keeps its job.  One export per configuration
+        (per job when its lines run scripts, whose time adds up), in a
+        savepoint: whatever fails there (a script, a value JSON cannot encode,
+        an access or database error) fails that configuration's jobs alone, job
+        by job.  The run's budget covers this: scripts stop at the end of the
+        time left for building, and the jobs not built by then go back to the
+        queue, their attempt not counted.
         """
         for config, unbuilt in jobs.filtered(lambda job: not job.payload).grouped(
                 "config_id").items():
             plan = config._bj_plan()
-            try:
-                with self.env.cr.savepoint():
-                    rows = self._build_payloads(plan, unbuilt)
-                    if rows:
-                        self._update_rows((("payload", "text"), ("res_ids", "varchar")), rows)
-                        merged = [i for row in rows for i in id_list(row[2])]
-                        self._merge_younger_jobs(plan, merged)
-            except Exception:  # noqa: BLE001 - find the culprit job by job
-                self.env.invalidate_all()
-                for job in unbuilt:
-                    self._build_alone(plan, job)
+            for part in list(unbuilt) if plan.has_scripts else [unbuilt]:
+                if self._prepare_time_left() <= 0:
+                    self._give_back(part)
+                    continue
+                try:
+                    with self.env.cr.savepoint(), scripts_end_by(
+                            time.monotonic() + self._prepare_time_left()):
+                        rows = self._build_payloads(plan, part)
+                        if rows:
+                            self._update_rows((("payload", "text"), ("res_ids", "varchar")),
+                                              rows)
+                            self._merge_younger_jobs(
+                                plan, [i for row in rows for i in id_list(row[2])])
+                except Exception as error:  # noqa: BLE001 - find the culprit job by job
+                    self.env.invalidate_all()
+                    if len(part) == 1:
+                        self._payload_failed(plan, part, error)
+                    else:
+                        for job in part:
+                            self._build_alone(plan, job)
+                self.built = True
         return jobs.filtered(lambda job: job.state == "running" and job.payload)
 
     def _build_payloads(self, plan, jobs):
@@ -524,7 +616,8 @@ class DeliveryWorker:
     def _build_alone(self, plan, job):
         """Build one job's payload in a savepoint; on failure, record why."""
         try:
-            with self.env.cr.savepoint():
+            with self.env.cr.savepoint(), scripts_end_by(
+                    time.monotonic() + self._prepare_time_left()):
                 rows = self._build_payloads(plan, job)
                 if rows:
                     self._update_rows((("payload", "text"), ("res_ids", "varchar")), rows)
@@ -533,8 +626,15 @@ class DeliveryWorker:
             self._payload_failed(plan, job, error)
 
     def _payload_failed(self, plan, job, error):
-        """A payload that cannot be built: a mapping error is final (dead);
-        anything else is retried by the policy, like a failed request."""
+        """A payload that cannot be built: a mapping error is final (dead); a
+        script out of time and anything else is retried by the policy, like a
+        failed request.  Out of the run's time after another payload took it,
+        the job goes back unattempted (a script stopped by the run's end, not
+        by its own budget)."""
+        if self.built and self._prepare_time_left() <= 0:
+            self._give_back(job)
+            return
+        final = isinstance(error, MappingError) and not isinstance(error, ScriptTimedOut)
         if isinstance(error, MappingError):
             message = str(error)
         elif isinstance(error, UserError):
@@ -550,7 +650,7 @@ class DeliveryWorker:
                                 error=message, job_id=job.id),
             plan.secrets,
         )
-        if isinstance(error, MappingError) or job.attempt >= job.attempt_limit:
+        if final or job.attempt >= job.attempt_limit:
             job._bj_finish("dead", message)
             job._bj_notify_dead()
         else:
@@ -592,7 +692,7 @@ class DeliveryWorker:
         configuration's, cut down to what the run has left; None when less
         than two seconds are left."""
         left = self._time_left() - RUN_MARGIN
-        if left < 2:
+        if left < MIN_REQUEST_SECONDS:
             return None
         connect, read = request.plan.delivery.timeout
         connect = min(connect, left / 2)
@@ -601,17 +701,18 @@ class DeliveryWorker:
     # -- outcomes ------------------------------------------------------------------------
 
     def _store_results(self, results):
-        """Write the outcomes of answered requests, commit, release their locks."""
+        """Write the outcomes of answered requests and commit."""
         if results:
             self._record_results(results)
             self._commit()
-            self._unlock([request.job_id for request, _result in results])
 
     def _record_results(self, results):
         """Write the jobs' outcomes and one log row per attempt, in bulk.
 
         Fenced: an outcome is written only while the job is still this run's
         claim of that attempt (a job given back and claimed again is not).
+        ``results`` are ``(request, result, answered at)``: a retry's delay
+        counts from its answer.
         """
         log_model = self.env["bj.api.log"]
         # In the worker's transaction: a log row commits with the outcome it records.
@@ -620,27 +721,26 @@ class DeliveryWorker:
             outbound.log_values(request.plan, result, body=request.body,
                                 records_text=request.res_ids, attempt=request.attempt,
                                 headers=request.headers, job_id=request.job_id),
-            request.plan.secrets, max_size) for request, result in results])
-        now = self.jobs._bj_now()
+            request.plan.secrets, max_size) for request, result, _at in results])
         rows, dead, wake_at = [], [], None
-        for request, result in results:
+        for request, result, answered_at in results:
             verdict = retry.outcome(result.status_code, result.transient_error)
             error = None if verdict == retry.SUCCESS else (result.error or _(
                 "The external API answered %(status)s.", status=result.describe()))
             next_at = done_at = None
             if verdict == retry.SUCCESS:
-                state, done_at = "done", now
+                state, done_at = "done", answered_at
             elif verdict == retry.RETRY and request.attempt < request.limit:
                 retry_after = retry.parse_retry_after(result.header("Retry-After"))
                 delay = retry.next_delay(request.attempt, request.plan.delivery.base_delay,
                                          request.plan.delivery.max_delay, retry_after)
-                state, next_at = "pending", now + timedelta(seconds=delay)
+                state, next_at = "pending", answered_at + timedelta(seconds=delay)
                 wake_at = min(wake_at or next_at, next_at)
             else:
                 state = "dead"
                 dead.append(request.job_id)
             rows.append((request.job_id, state, result.status_code or 0, error,
-                         next_at or now, done_at, None, request.attempt))
+                         next_at or answered_at, done_at, None, request.attempt))
         written = self._update_rows(OUTCOME_COLUMNS, rows, fence=True)
         if wake_at:
             self.jobs._bj_wake_worker(wake_at)

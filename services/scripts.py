@@ -9,6 +9,7 @@ import math
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dis import opmap
 
 from psycopg2.errors import QueryCanceled
@@ -21,9 +22,9 @@ from odoo.sql_db import BaseCursor
 from odoo.tools import SQL, float_compare
 from odoo.tools import safe_eval as sandbox
 
-from ..core.exceptions import MappingError
+from ..core.exceptions import MappingError, ScriptTimedOut
 from ..core.plan import MODE_EXECUTE, Script
-from ..core.script_budget import CHECKPOINT, Budget, ScriptTimeout, add_checkpoints
+from ..core.script_budget import CHECKPOINT, Budget, ScriptExpired, ScriptTimeout, add_checkpoints
 from ..core.script_rules import ScriptRefused, bind_script_name, check_source
 from . import script_connection
 from .quiet_cursor import share_transaction
@@ -302,8 +303,28 @@ def script_environment(env):
 
 def script_budget(seconds):
     """The :class:`Budget` of a run starting now; a script run by a running
-    script (an export of the records it changed) gets that one's deadline."""
-    return Budget(script_deadline() or time.monotonic() + seconds)
+    script (an export of the records it changed) gets that one's deadline;
+    none ends after the work this thread must finish by (:func:`scripts_end_by`)."""
+    deadline = script_deadline()
+    if deadline is None:
+        deadline = time.monotonic() + seconds
+        end = getattr(_running, "end", None)
+        if end is not None:
+            deadline = min(deadline, end)
+    return Budget(deadline)
+
+
+@contextmanager
+def scripts_end_by(deadline):
+    """Scripts run in this thread meanwhile stop at ``deadline`` (a
+    ``time.monotonic()`` value) at the latest: the delivery run's budget
+    covers the payloads it builds."""
+    previous = getattr(_running, "end", None)
+    _running.end = deadline if previous is None else min(previous, deadline)
+    try:
+        yield
+    finally:
+        _running.end = previous
 
 
 def script_context(env, model, record, request_data, budget):
@@ -344,9 +365,9 @@ class ScriptRunner:
     def __call__(self, line, handle, request_data, index):
         script = line.script
 
-        def failure(what):
-            return MappingError(f"Script of line {line.label!r}{what}",
-                                line_id=line.line_id, index=index)
+        def failure(what, error_class=MappingError):
+            return error_class(f"Script of line {line.label!r}{what}",
+                               line_id=line.line_id, index=index)
 
         if script.code is None:
             raise failure(f" does not compile: {script.error}")
@@ -361,7 +382,9 @@ class ScriptRunner:
                 value = run_within(budget, run)
         except ScriptTimeout:
             raise failure(f" ran longer than its {self.seconds} s budget "
-                          f"(system parameter {PARAM_SCRIPT_SECONDS}).") from None
+                          f"(system parameter {PARAM_SCRIPT_SECONDS}).", ScriptTimedOut) from None
+        except ScriptExpired as error:  # its budget's end met in code it left behind
+            raise failure(f" failed: {type(error).__name__}: {error}", ScriptTimedOut) from error
         except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
             raise  # concurrency failures: Odoo retries the whole request
         except UserError as error:

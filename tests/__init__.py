@@ -56,5 +56,8 @@ from . import test_field_access
 from . import test_acting_fields
 from . import test_script_lock
 from . import test_admin_only_race
+from . import test_run_budget
+from . import test_outbound_lease
+from . import test_cron_watchdog
 from . import test_secret_readers
 from . import test_inbound_upsert_race

@@ -4,6 +4,7 @@ local HTTP server and log assertions."""
 import base64
 import json
 import logging
+import os
 import secrets
 import socket
 import sys
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 
 from psycopg2 import errors
 
-from odoo import SUPERUSER_ID, Command, api, fields
+from odoo import SUPERUSER_ID, Command, api, fields, sql_db
 from odoo.modules.registry import DummyRLock, Registry
 from odoo.tests import common as odoo_test_common
 from odoo.tests.common import HttpCase, TransactionCase, get_db_name, new_test_user
@@ -431,6 +432,47 @@ class CommittedDataMixin(LocalServerMixin):
         """A superuser environment on a cursor of its own, committed at the end."""
         with self.registry.cursor() as cr:
             yield api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
+
+    def committed_out_config(self, env, values):
+        """An Out configuration on Contacts, run as the administrator, posting to
+        the local server's ``/sink``, with ``values``."""
+        return env["bj.api.sync.config"].create({
+            "request_type": "out",
+            "model_id": env["ir.model"]._get_id("res.partner"),
+            "run_as_user_id": env.ref("base.user_admin").id,
+            "request_url": self.server.url + "/sink",
+            "http_method_ids": [Command.set(env.ref("bjet_api_sync.bj_http_method_post").ids)],
+            **values,
+        })
+
+    def delete_committed(self, config_id, partner_ids=()):
+        """Delete a committed configuration with its jobs, their log rows and
+        ``partner_ids``."""
+        with self.committed_env() as env:
+            env["bj.api.log"].search([("config_id", "=", config_id)]).unlink()
+            env["bj.api.sync.job"].search([("config_id", "=", config_id)]).unlink()
+            env["bj.api.sync.config"].browse(config_id).unlink()
+            env["res.partner"].browse(partner_ids).unlink()
+
+    def run_worker_process(self):
+        """One delivery run in a forked process, as in a cron worker of its own;
+        its pid.  The child opens connections of its own: the ones it inherits
+        belong to this process and are left untouched (never closed)."""
+        pid = os.fork()
+        if pid:
+            return pid
+        status = 1
+        try:
+            pool = sql_db._Pool
+            inherited = list(pool._connections)  # noqa: F841 - kept open until _exit
+            pool._connections.clear()
+            pool._lock = threading.Lock()
+            threading.current_thread().testing = False  # commit, as a cron worker does
+            with self.committed_env() as env:
+                env["bj.api.sync.job"]._cron_deliver_jobs()
+            status = 0
+        finally:
+            os._exit(status)
 
 
 class BjOutboundCase(LocalServerMixin, BjApiSyncCase):

@@ -1,6 +1,6 @@
 from odoo.tests import BaseCase, tagged
 
-from ..core.claim import select_claimable
+from ..core.claim import earliest_claimable, select_claimable
 
 DUE, WAITING = True, False  # WAITING: pending and not due yet, or running
 
@@ -59,3 +59,34 @@ class TestClaimSelection(BaseCase):
         self.assertEqual(picked, [1])
         more, _pairs = select_claimable(second, 3 - len(picked), seen)
         self.assertEqual(more, [5])
+
+
+PENDING, RUNNING = True, False
+
+# (case, rows as (job_id, config_id, record_ids, is_pending, due at), earliest claimable due)
+EARLIEST_CASES = [
+    ("empty queue", [], None),
+    ("running jobs only", [(1, 1, [10], RUNNING, 0)], None),
+    ("the earliest of free jobs", [(1, 1, [10], PENDING, 50), (2, 1, [11], PENDING, 20)], 20),
+    ("a job held back by an older one in a long backoff waits for that one",
+     [(1, 1, [10], PENDING, 3600), (2, 1, [10], PENDING, 0)], 3600),
+    ("a job held back by a running job is not waited for",
+     [(1, 1, [10], RUNNING, 0), (2, 1, [10], PENDING, 0), (3, 1, [11], PENDING, 30)], 30),
+    ("held back in turn, through an overlapping page",
+     [(1, 1, [10, 11], RUNNING, 0), (2, 1, [11, 12], PENDING, 0), (3, 1, [12], PENDING, 5)],
+     None),
+    ("another configuration's job does not hold back",
+     [(1, 1, [10], PENDING, 3600), (2, 2, [10], PENDING, 7)], 7),
+    ("a younger job never holds back an older one",
+     [(1, 1, [10], PENDING, 9), (2, 1, [10], PENDING, 1)], 9),
+    ("rows are walked in id order, whatever their order",
+     [(2, 1, [10], PENDING, 1), (1, 1, [10], PENDING, 9)], 9),
+]
+
+
+@tagged("post_install", "-at_install")
+class TestEarliestClaimable(BaseCase):
+    def test_cases(self):
+        for case, rows, expected in EARLIEST_CASES:
+            with self.subTest(case):
+                self.assertEqual(earliest_claimable(rows), expected)

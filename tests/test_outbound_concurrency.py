@@ -11,7 +11,7 @@ import json
 import threading
 from unittest.mock import patch
 
-from odoo import SUPERUSER_ID, Command, api
+from odoo import SUPERUSER_ID, api
 from odoo.tests import BaseCase, tagged
 
 from ..services import delivery_worker
@@ -35,13 +35,8 @@ class TestOutboundConcurrentWorkers(CommittedDataMixin, BaseCase):
         super().setUp()
         with self.registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
-            config = env["bj.api.sync.config"].create({
+            config = self.committed_out_config(env, {
                 "name": "Concurrency test",
-                "request_type": "out",
-                "model_id": env["ir.model"]._get_id("res.partner"),
-                "run_as_user_id": env.ref("base.user_admin").id,
-                "request_url": self.server.url + "/sink",
-                "http_method_ids": [Command.set(env.ref("bjet_api_sync.bj_http_method_post").ids)],
             })
             record_ids = [*range(9000001, 9000031), *REPEATED_RECORDS]
             jobs = env["bj.api.sync.job"].create([{

@@ -3,7 +3,6 @@ from datetime import timedelta
 from unittest.mock import patch
 
 from odoo import fields
-from odoo.sql_db import db_connect
 from odoo.tests import tagged
 
 from ..core import http_client
@@ -209,31 +208,30 @@ class TestOutboundDelivery(BjOutboundCase):
         action.with_context(active_model=jobs._name, active_ids=jobs.ids).run()
         self.assertEqual(jobs.mapped("state"), ["pending", "pending"])
 
-    def test_jobs_of_a_dead_worker_are_reclaimed_by_lock(self):
-        """A running job whose advisory lock nobody holds lost its worker: it is
-        given back at once (whatever its age), its cut-short attempt logged; a job
-        whose worker is alive (it holds the lock) is left alone."""
+    def test_jobs_of_a_dead_worker_are_reclaimed_by_lease(self):
+        """A running job whose run left an unlocked lease, or none, lost its
+        worker: it is given back at once (whatever its age), its cut-short
+        attempt logged, and the dead lease deleted.  (A live run's jobs are
+        left alone: TestOutboundLease, with real transactions.)"""
         jobs = self.enqueue(self.partners[:3])
         now = fields.Datetime.now()
         jobs.write({"state": "running", "locked_at": now, "worker": "dead-host:1:t",
                     "attempt": 1})
         jobs[1].write({"attempt": 3})  # its budget was spent by the attempts that died
-        alive = jobs[2]
-        with db_connect(self.env.cr.dbname).cursor() as other_worker:
-            other_worker.execute("SELECT pg_advisory_lock(%s, %s)",
-                                 [delivery_worker.JOB_LOCK_SPACE, alive.id])
-            self.deliver()
-            self.assertEqual(alive.state, "running", "a job being sent right now is left alone")
-            other_worker.execute("SELECT pg_advisory_unlock(%s, %s)",
-                                 [delivery_worker.JOB_LOCK_SPACE, alive.id])
+        jobs[2].write({"worker": "no-lease-host:1:t"})
+        self.env.cr.execute(f"INSERT INTO {delivery_worker.LEASE_TABLE} (worker) "
+                            "VALUES ('dead-host:1:t')")
+        self.deliver()
         self.assertEqual(jobs[0].state, "done")
         self.assertEqual(jobs[1].state, "dead")
+        self.assertEqual(jobs[2].state, "done")
         self.assertIn("stopped", jobs[1].last_error)
         cut_short = self.env["bj.api.log"].search([("job_id", "=", jobs[0].id)], order="id")[0]
         self.assertEqual(cut_short.attempt, 1)
         self.assertIn("cut short", cut_short.error_message)
-        self.deliver()  # its worker is gone now
-        self.assertEqual(alive.state, "done")
+        self.env.cr.execute(f"SELECT worker FROM {delivery_worker.LEASE_TABLE} "
+                            "WHERE worker = 'dead-host:1:t'")
+        self.assertFalse(self.env.cr.fetchall(), "the dead lease is deleted")
 
     def test_archived_configuration_keeps_its_jobs_waiting(self):
         config = self.make_out_config(name="Archived later")

@@ -1,4 +1,6 @@
-from odoo import Command
+from datetime import timedelta
+
+from odoo import Command, fields
 from odoo.exceptions import UserError, ValidationError
 from odoo.tests import tagged
 
@@ -31,11 +33,28 @@ class TestOutboundTriggers(BjOutboundCase):
         wake_ups = [f for f in self.env.cr.postcommit._funcs
                     if getattr(f, "__func__", None) is type(jobs)._bj_wake_worker_unless_pending]
         self.assertEqual(len(wake_ups), 1, "one wake-up per transaction, after its commit")
-        cron = self.env.ref(WORKER_CRON)
-        self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)]).unlink()
-        self.assertFalse(jobs._bj_wake_pending(cron.id))
-        cron._trigger()
-        self.assertTrue(jobs._bj_wake_pending(cron.id), "no second wake-up while one is due")
+
+    def test_every_delivery_cron_is_woken_whatever_stale_triggers_say(self):
+        """With a copy of the delivery action (README, Scaling delivery), a
+        past-due trigger left by a cron still running stops no wake-up: every
+        delivery cron without a trigger made a moment ago is triggered, and a
+        burst of commits within that moment triggers nothing more."""
+        jobs = self.env["bj.api.sync.job"]
+        main = self.env.ref(WORKER_CRON)
+        copy = main.copy({"name": "Deliver outbound jobs (2)", "active": True})
+        triggers = self.env["ir.cron.trigger"].sudo()
+        triggers.search([("cron_id", "in", (main | copy).ids)]).unlink()
+        self.assertEqual(jobs._bj_delivery_crons(), main | copy)
+        stale = fields.Datetime.now() - timedelta(seconds=40)
+        triggers.create([{"cron_id": main.id, "call_at": stale}])
+        self.assertEqual(jobs._bj_crons_to_wake(), main | copy, "a stale trigger is ignored")
+        for cron in main | copy:
+            cron._trigger()  # what the wake-up does
+        self.assertFalse(jobs._bj_crons_to_wake(), "no second wake-up in a burst")
+        triggers.search([("cron_id", "=", copy.id)]).unlink()  # the copy ran
+        self.assertEqual(jobs._bj_crons_to_wake(), copy)
+        copy.active = False
+        self.assertFalse(jobs._bj_crons_to_wake(), "an archived copy is not woken")
 
     def test_rollback_sends_nothing(self):
         config = self.make_out_config(trigger_on_create=True, trigger_on_write=True)

@@ -387,7 +387,7 @@ class TestOutboundScriptSandbox(BjOutboundCase):
         _logger.info("sandbox vectors through outbound jobs: %s contained", cls.contained)
         super().tearDownClass()
 
-    def test_refused_script_kills_its_job_and_the_next_one_goes(self):
+    def test_refused_script_fails_its_job_and_the_next_one_goes(self):
         before = statement_timeout(self.env.cr)
         for name, code, message in self.OUT_VECTORS:
             with self.subTest(vector=name):
@@ -399,7 +399,8 @@ class TestOutboundScriptSandbox(BjOutboundCase):
                 self.deliver()
                 # A budget of 1 s per try: the worker tries a failed export once more alone.
                 self.assertLess(time.monotonic() - started, 5)
-                self.assertEqual(job.state, "dead")
+                # Out of time may be the load of the moment: retried by the policy.
+                self.assertEqual(job.state, "pending" if message == TIMEOUT else "dead")
                 self.assertRegex(job.last_error, message)
                 self.assertIn("'phone'", job.last_error, "the message names the line")
                 self.assertNotIn(code, job.last_error, "never the script's source")
