@@ -562,13 +562,18 @@ class DeliveryWorker:
 
     def _merge_younger_jobs(self, plan, ids):
         """Cancel younger pending jobs of these records that were never attempted:
-        the payload just built carries their change (same snapshot)."""
+        the payload just built carries their change (same snapshot).  Jobs that
+        a direct call of the entry point locked are its own to settle: skipped,
+        not waited for."""
         self.env.flush_all()
         merged = self._lock_rows(
             """
             UPDATE bj_api_sync_job SET state = 'cancelled', last_error = %s
-            WHERE config_id = %s AND state = 'pending' AND attempt = 0 AND payload IS NULL
-              AND string_to_array(res_ids, ',')::int[] <@ %s::int[]
+            WHERE id IN (SELECT id FROM bj_api_sync_job
+                         WHERE config_id = %s AND state = 'pending' AND attempt = 0
+                           AND payload IS NULL
+                           AND string_to_array(res_ids, ',')::int[] <@ %s::int[]
+                         FOR UPDATE SKIP LOCKED)
             RETURNING id
             """,
             [_("Merged into an older delivery, which sent the record's state including "
