@@ -232,8 +232,11 @@ class BjApiSyncConfigOutbound(models.Model):
         """Queue the deliveries that a create, write or unlink of ``records`` fires.
 
         For writes with Watched Fields, only records where one of them changed
-        value count (``before`` holds their old values).  Deletions are exported
-        now, before the records disappear.
+        value count (``before`` holds their old values).  A create whose
+        records were already written during it (inverse fields, which
+        ``BaseModel.create`` writes before returning) turns those write jobs
+        into its own.  Deletions are exported now, before the records
+        disappear.
         """
         # with_prefetch(): reading a field must not load it for every record
         # that happened to be fetched with these (a whole imported batch...).
@@ -253,6 +256,13 @@ class BjApiSyncConfigOutbound(models.Model):
             changed = outbound.records_in_scope(self.env, plan, changed.ids)[0]
             if not changed:
                 continue
+            if event == "create":
+                # Writes made inside create (a form's inverse fields) queued
+                # "write" jobs first: they are the creation.
+                changed -= changed.browse(
+                    self.env["bj.api.sync.job"]._bj_writes_become_create(plan, changed))
+                if not changed:
+                    continue
             payloads = None
             if event == "unlink":
                 try:
@@ -601,10 +611,17 @@ class BjApiSyncConfigOutbound(models.Model):
             # No filter_domain of its own: automation rules evaluate it without the
             # Filter Domain's names (datetime is a module there), and queuing
             # already skips the records outside the scope.
+            # It fires only when a field of _bj_trigger_field_names changed
+            # (base_automation also runs "On save" rules at stored recomputes).
+            trigger_fields = self.env["ir.model.fields"].search([
+                ("model", "=", self.model_name),
+                ("name", "in", list(self._bj_trigger_field_names())),
+            ])
             action = self.env[kind].create({
                 "name": name,
                 "model_id": self.model_id.id,
                 "trigger": "on_create_or_write",
+                "trigger_field_ids": [Command.set(trigger_fields.ids)],
                 "action_server_ids": [Command.create(action_values)],
             })
         else:

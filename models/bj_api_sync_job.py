@@ -208,6 +208,27 @@ class BjApiSyncJob(models.Model):
         self._bj_wake_worker_after_commit()
         return jobs
 
+    @api.model
+    def _bj_writes_become_create(self, plan, records):
+        """Make the write jobs of ``records``, queued while they were being
+        created, their create jobs; return the ids of the records they hold.
+
+        Records created just now have no job but those of this transaction,
+        none attempted yet."""
+        self.env.flush_all()
+        self.env.cr.execute(
+            """
+            UPDATE bj_api_sync_job SET event = 'create'
+            WHERE config_id = %s AND event = 'write' AND state = 'pending' AND attempt = 0
+              AND string_to_array(res_ids, ',')::int[] <@ %s::int[]
+            RETURNING res_ids
+            """,
+            [plan.config_id, records.ids],
+        )
+        rows = self.env.cr.fetchall()
+        self.invalidate_model(["event"])
+        return [i for (res_ids,) in rows for i in id_list(res_ids)]
+
     def _bj_wake_worker_after_commit(self):
         """Trigger the delivery cron once the transaction has committed.
 
