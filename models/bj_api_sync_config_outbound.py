@@ -351,13 +351,33 @@ class BjApiSyncConfigOutbound(models.Model):
         delivered is queued in the outbox (see ``services/outbound_call.py``).
         Every request is logged.
 
+        One order with the Outbound Queue, per record: a record (or page) is
+        not sent while an older unfinished job of the configuration holds one
+        of its records (pending with a payload or attempts, or running); it is
+        queued behind it, listed in ``held_ids``, and ``error`` names the older
+        jobs.  Otherwise the call takes over the record's never-attempted job
+        (such as the create job of this very transaction): its attempts carry
+        that job's Idempotency-Key and X-BJET-Event (else a fresh key and
+        "manual"), and that job is done when delivered, or else keeps the key
+        and the payload attempted.  The records' rows are locked until the
+        caller's transaction ends; one that another transaction changed since
+        it began raises the serialization error Odoo retries the request on,
+        before anything is sent.
+
+        Jobs are written in the caller's transaction: they commit or roll back
+        with the changes they carry.  A caller that raises when ``success`` is
+        false rolls back the jobs queued for what was not delivered: raise only
+        when nothing was queued (``queued_job_ids`` empty).
+
         Returns ``{"success", "status_code", "data", "error", "log_id"}``:
         ``success`` when every record was delivered now; ``status_code``,
         ``error`` and ``log_id`` of the last attempt of the last record (or
-        page) not delivered, else of the last record; ``data`` the body of each
-        record's (or page's) last answer, a list when there are several.  Plus
-        ``log_ids`` (every request), ``skipped_ids``, ``unsent_ids`` (not
-        delivered now, all queued) and ``queued_job_ids`` (their jobs).
+        page) not delivered, else of the last record (``status_code`` None for
+        one not sent); ``data`` the body of each record's (or page's) last
+        answer, a list when there are several.  Plus ``log_ids`` (every
+        request), ``skipped_ids``, ``unsent_ids`` (not delivered now, all
+        queued), ``held_ids`` (of those, the ones not sent because an older job
+        holds them) and ``queued_job_ids`` (the jobs that carry them).
         """
         config = self._bj_resolve_config(config_id_ref)
         plan = config._bj_plan()

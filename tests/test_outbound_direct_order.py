@@ -13,8 +13,11 @@ import threading
 import time
 from unittest.mock import patch
 
+from psycopg2 import errors
+
 from odoo import Command
 from odoo.tests import BaseCase, tagged
+from odoo.tools import mute_logger
 
 from ..core import http_client
 from ..services import delivery_worker
@@ -117,7 +120,8 @@ class TestDirectCallTakesOverItsJob(BjOutboundCase):
         answer = self.send(partner)
         self.assertFalse(answer["success"])
         self.assertEqual((answer["held_ids"], answer["unsent_ids"]), (partner.ids, partner.ids))
-        self.assertIn(f"older deliveries [{older.id}]", answer["error"])
+        self.assertEqual(answer["error"], f"Not sent: older deliveries [{older.id}] of records "
+                                          f"[{partner.id}] are unfinished; queued behind them.")
         self.assertEqual(answer["queued_job_ids"], write_job.ids,
                          "the never-attempted job already carries the state")
         self.assertIsNone(answer["status_code"])
@@ -269,6 +273,16 @@ class TestDirectCallRacesTheQueue(CommittedOutboundMixin, BaseCase):
         keys = [request.headers[KEY] for request in self.server.requests]
         self.assertEqual(keys.count(key), 1, "the worker's claim is not sent again")
         self.assertEqual(len(keys), 2, "the call's state goes out behind it, once")
+
+    def test_a_record_changed_since_the_callers_snapshot_is_never_sent_stale(self):
+        with self.committed_env() as env:
+            self.assertEqual(env["res.partner"].browse(self.partner_id).phone, "v0")
+            with self.committed_env() as other:
+                other["res.partner"].browse(self.partner_id).phone = "v1"
+            with mute_logger("odoo.sql_db"), self.assertRaises(errors.SerializationFailure):
+                self.direct_call(env)
+            env.cr.rollback()
+        self.assertFalse(self.server.requests, "nothing sent: Odoo retries the request")
 
     def test_a_direct_call_while_a_job_is_being_sent_waits_behind_it(self):
         with self.committed_env() as env:
