@@ -11,6 +11,7 @@ HTTP sink that records what it received, in order.
 
 import threading
 import time
+from pathlib import Path
 from unittest.mock import patch
 
 from psycopg2 import errors
@@ -146,6 +147,13 @@ class TestDirectCallTakesOverItsJob(BjOutboundCase):
 
     def send_to(self, config, records):
         return self.env["bj.api.sync.config"]._make_outbound_http_request(records, config)
+
+
+def readme_entry_point_example():
+    """The code block of the README's section on the entry point."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text.split("### From code: the original entry point", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
 class CommittedOutboundMixin(CommittedDataMixin):
@@ -324,7 +332,8 @@ class TestDirectCallInTheCallersTransaction(CommittedOutboundMixin, BaseCase):
         with self.committed_env() as env:
             try:
                 env["ir.actions.server"].browse(action.id).with_context(
-                    active_model="res.partner", active_id=self.partner_id).run()
+                    active_model="res.partner", active_id=self.partner_id,
+                    active_ids=[self.partner_id]).run()
             except Exception:  # noqa: BLE001 - the action's UserError ends the transaction
                 env.cr.rollback()
                 raise
@@ -338,15 +347,13 @@ class TestDirectCallInTheCallersTransaction(CommittedOutboundMixin, BaseCase):
             return [(job.state, job.payload) for job in self.jobs(env)]
 
     def test_the_documented_pattern_keeps_the_queued_jobs(self):
+        with self.committed_env() as env:
+            env["ir.model.data"].create({
+                "module": "my_module", "name": "my_out_configuration",
+                "model": "bj.api.sync.config", "res_id": self.config_id})
         for _attempt in range(3):
             self.server.queue(503, {})
-        self.run_action(
-            "record.write({'phone': 'v1'})\n"
-            "result = env['bj.api.sync.config']._make_outbound_http_request(\n"
-            f"    record, {self.config_id})\n"
-            "if not result.success and not result.queued_job_ids:\n"
-            "    raise UserError(result.error)\n"
-        )
+        self.run_action("record.write({'phone': 'v1'})\n" + readme_entry_point_example())
         (state, payload), = self.committed_jobs()
         self.assertEqual(state, "pending")
         self.assertIn('"phone": "v1"', payload)
