@@ -298,7 +298,8 @@ class BjApiSyncJob(models.Model):
         (``FOR UPDATE SKIP LOCKED``) and merge then skip until it ends.  Any
         other one holds its records: it has a payload or attempts, runs, or
         another transaction locked or changed it since this one's snapshot (a
-        worker claiming or merging it).
+        worker claiming or merging it), or committed it since (queued, retried
+        or claimed meanwhile).
         """
         self.env.flush_all()
         self.env.cr.execute(
@@ -311,8 +312,29 @@ class BjApiSyncJob(models.Model):
             """,
             [plan.config_id, list(record_ids)],
         )
-        return [(job_id, id_list(res_ids), never_attempted and self._bj_lock_job(job_id))
+        rows = [(job_id, id_list(res_ids), never_attempted and self._bj_lock_job(job_id))
                 for job_id, res_ids, never_attempted in self.env.cr.fetchall()]
+        seen = {row[0] for row in rows}
+        return sorted(rows + [(job_id, job_ids, False) for job_id, job_ids
+                              in self._bj_committed_jobs_of_records(plan, record_ids)
+                              if job_id not in seen])
+
+    @api.model
+    def _bj_committed_jobs_of_records(self, plan, record_ids):
+        """``(job id, record ids)`` of the unfinished jobs holding ``record_ids``
+        as committed now, read on a cursor of its own: jobs committed after
+        this transaction's snapshot (queued, retried or claimed meanwhile)
+        hold the records too."""
+        with self.env.registry.cursor() as cr:
+            cr.execute(
+                """
+                SELECT id, res_ids FROM bj_api_sync_job
+                WHERE config_id = %s AND state IN ('pending', 'running')
+                  AND string_to_array(res_ids, ',')::int[] && %s::int[]
+                """,
+                [plan.config_id, list(record_ids)],
+            )
+            return [(job_id, id_list(res_ids)) for job_id, res_ids in cr.fetchall()]
 
     def _bj_lock_job(self, job_id):
         """Whether this transaction now holds the row lock of job ``job_id``:

@@ -37,6 +37,7 @@ import psycopg2
 
 from odoo import _
 from odoo.exceptions import UserError
+from odoo.tools import SQL
 from odoo.tools import config as odoo_config
 
 from ..core import http_client, retry
@@ -489,6 +490,7 @@ class DeliveryWorker:
         for config, unbuilt in jobs.filtered(lambda job: not job.payload).grouped(
                 "config_id").items():
             plan = config._bj_plan()
+            unbuilt = self._defer_records_in_use(plan, unbuilt)
             try:
                 with self.env.cr.savepoint():
                     rows = self._build_payloads(plan, unbuilt)
@@ -501,6 +503,34 @@ class DeliveryWorker:
                 for job in unbuilt:
                     self._build_alone(plan, job)
         return jobs.filtered(lambda job: job.state == "running" and job.payload)
+
+    def _defer_records_in_use(self, plan, jobs):
+        """Give back, due again in IDLE_POLL seconds and without counting the
+        attempt, the unbuilt ``jobs`` whose records another open transaction
+        has locked or changed since this one's snapshot (a direct call of the
+        entry point sending them, a write not committed yet): a payload read
+        now would miss that state, which may go out first.  The others' rows
+        stay share-locked until the payloads are committed, so that no direct
+        call sends them meanwhile.  Returns the others."""
+        ids = list({i for job in jobs for i in id_list(job.res_ids)})
+        table = SQL.identifier(self.env[plan.model]._table)
+        rows = self._lock_rows(
+            SQL("SELECT id FROM %s WHERE id = ANY(%s) FOR SHARE SKIP LOCKED", table, ids), None)
+        self.env.cr.execute(SQL("SELECT id FROM %s WHERE id = ANY(%s)", table, ids))
+        # Records gone stay with their jobs: the build cancels those.
+        in_use = {row[0] for row in self.env.cr.fetchall()} - {row[0] for row in rows or ()}
+        busy = jobs.filtered(lambda job: in_use.intersection(id_list(job.res_ids)))
+        if busy:
+            self.env.cr.execute(
+                """
+                UPDATE bj_api_sync_job SET state = 'pending', attempt = attempt - 1,
+                       locked_at = NULL, next_attempt_at = %s
+                WHERE id = ANY(%s) AND state = 'running' AND worker = %s
+                """,
+                [self.jobs._bj_now() + timedelta(seconds=IDLE_POLL), busy.ids, self.name],
+            )
+            busy.invalidate_recordset(["state", "attempt", "locked_at", "next_attempt_at"])
+        return jobs - busy
 
     def _build_payloads(self, plan, jobs):
         """``(id, payload, res_ids)`` of the ``jobs`` of one configuration."""

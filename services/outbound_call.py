@@ -260,10 +260,12 @@ class OutboundCall:
                     jobs_model._bj_enqueue(self.plan, page.records, "manual"))
                 jobs |= job
                 continue
+            page.jobs[1:]._bj_finish("cancelled", _(
+                "Merged into a direct call's delivery, whose payload carries the records' "
+                "state including this change."))
+            if page.delivered and not page.jobs:
+                continue
             job = page.jobs[:1] or jobs_model._bj_enqueue(self.plan, page.records, "manual")
-            (page.jobs - job)._bj_finish("cancelled", _(
-                "Merged into a direct call's delivery, which sent the records' state "
-                "including this change."))
             values = {
                 "attempt": page.attempts,
                 "idempotency_key": page.key,

@@ -16,7 +16,7 @@ from unittest.mock import patch
 
 from psycopg2 import errors
 
-from odoo import Command
+from odoo import Command, fields
 from odoo.tests import BaseCase, tagged
 from odoo.tools import mute_logger
 
@@ -102,11 +102,20 @@ class TestDirectCallTakesOverItsJob(BjOutboundCase):
         key, event, body = keys.pop()
         self.assertEqual((event, job.event, job.idempotency_key, job.payload),
                          ("manual", "manual", key, body.decode()))
+        self.assertEqual(self.get_jobs(self.config), job, "the only job of the call")
         self.pass_time(job)
         self.deliver()
         self.assertEqual((self.server.requests[-1].headers[KEY], self.server.requests[-1].body),
                          (key, body))
         self.assertEqual(job.state, "done")
+
+    def test_a_delivery_without_a_job_leaves_none(self):
+        partner = self.env["res.partner"].create({"name": "Delivered"})
+        self.get_jobs(self.config).unlink()
+        answer = self.send(partner)
+        self.assertTrue(answer["success"])
+        self.assertFalse(self.get_jobs(self.config))
+        self.assertEqual(self.server.requests[0].headers[EVENT], "manual")
 
     def test_a_record_in_backoff_is_held_and_queued_behind(self):
         """The finding, in one transaction: v0 waits in backoff, the call has v1."""
@@ -291,6 +300,66 @@ class TestDirectCallRacesTheQueue(CommittedOutboundMixin, BaseCase):
                 self.direct_call(env)
             env.cr.rollback()
         self.assertFalse(self.server.requests, "nothing sent: Odoo retries the request")
+
+    def test_a_job_queued_and_claimed_after_the_callers_snapshot_holds_the_record(self):
+        arrived = threading.Event()
+
+        def slow(request):
+            arrived.set()
+            time.sleep(1)
+            return {"ok": True}
+
+        self.server.queue(200, slow)
+        with self.committed_env() as env:
+            self.assertEqual(env["res.partner"].browse(self.partner_id).phone, "v0")
+            with self.committed_env() as other:  # after the caller's snapshot
+                other["bj.api.sync.config"]._enqueue_outbound_records(
+                    self.partner_id, self.config_id)
+            worker = self.worker_thread(wait_for_retries=False)
+            self.assertTrue(arrived.wait(10))
+            env["res.partner"].browse(self.partner_id).phone = "v1"
+            answer = self.direct_call(env)
+        worker.join(30)
+        self.run_worker()
+        self.assertEqual(answer["held_ids"], [self.partner_id], answer)
+        self.assertEqual(self.phones(), ["v0", "v1"])
+        first, second = self.server.requests
+        self.assertGreaterEqual(second.received_at - first.received_at, 1)
+
+    def test_a_dead_job_retried_during_a_direct_call_is_built_after_it(self):
+        with self.committed_env() as env:
+            dead = env["bj.api.sync.config"]._enqueue_outbound_records(
+                self.partner_id, self.config_id)
+            dead.write({"state": "dead", "attempt": 1, "attempt_limit": 1,
+                        "payload": '{"phone": "older"}'})
+        with self.committed_env() as env:
+            env["res.partner"].browse(self.partner_id).phone = "v1"
+            self.assertTrue(self.direct_call(env)["success"])
+            with self.committed_env() as other:  # a manager's Retry, meanwhile
+                other["bj.api.sync.job"].browse(dead.id).write({
+                    "state": "pending", "payload": False, "attempt_limit": 6,
+                    "next_attempt_at": fields.Datetime.now()})
+            self.run_worker()  # the record is the call's until it commits
+            self.assertEqual(self.phones(), ["v1"])
+        time.sleep(delivery_worker.IDLE_POLL + 0.2)
+        self.run_worker()
+        self.assertEqual(self.phones(), ["v1", "v1"], "never the committed v0 after v1")
+
+    def test_a_job_of_a_record_being_saved_waits_for_the_save(self):
+        with self.committed_env() as env:
+            job_id = env["bj.api.sync.config"]._enqueue_outbound_records(
+                self.partner_id, self.config_id).id
+        with self.committed_env() as env:
+            env["res.partner"].browse(self.partner_id).phone = "v1"
+            env.flush_all()  # written, not committed
+            self.run_worker()
+            self.assertFalse(self.server.requests, "v0 would be older than the save")
+            with self.committed_env() as other:
+                job = other["bj.api.sync.job"].browse(job_id)
+                self.assertEqual((job.state, job.attempt), ("pending", 0), "not counted")
+        time.sleep(delivery_worker.IDLE_POLL + 0.2)
+        self.run_worker()
+        self.assertEqual(self.phones(), ["v1"])
 
     def test_a_direct_call_while_a_job_is_being_sent_waits_behind_it(self):
         with self.committed_env() as env:
