@@ -276,7 +276,9 @@ class BjApiSyncConfig(models.Model):
         "ir.model.fields",
         string="Watched Fields",
         domain="[('model_id', '=', model_id)]",
-        help="With Send on Update: only changes of these fields are sent. Empty: any change.",
+        help="Send on Update and the generated \"On save\" rule send a change only when one of "
+        "these fields changed value. Empty: the fields the lines send (any change when a line "
+        "runs a Python Script or sends a field that is not stored).",
     )
     max_attempts = fields.Integer(
         string="Maximum Attempts",
@@ -925,9 +927,26 @@ class BjApiSyncConfig(models.Model):
             on_create=self.trigger_on_create,
             on_write=self.trigger_on_write,
             on_unlink=self.trigger_on_unlink,
-            watched=frozenset(self.watched_field_ids.mapped("name")),
+            watched=self._bj_trigger_field_names(),
             send_inbound=self.send_inbound_changes,
         )
+
+    def _bj_trigger_field_names(self):
+        """The fields whose change Send on Update and the generated "On save"
+        rule send: the Watched Fields, else the stored fields the lines send.
+        Empty (any change) when a line runs a Python Script or sends a field
+        that is not stored: its value may derive from any other field."""
+        self.ensure_one()
+        if self.watched_field_ids:
+            return frozenset(self.watched_field_ids.mapped("name"))
+        fields_ = self.env[self.model_name]._fields
+        names = set()
+        for line in self.line_ids:
+            field = fields_.get(line.field_id.name)
+            if line.value_type in SCRIPT_TYPES or not (field and field.store):
+                return frozenset()
+            names.add(field.name)
+        return frozenset(names)
 
     def copy_data(self, default=None):
         """The copy of an In configuration gets a free endpoint (``<endpoint>-copy``,

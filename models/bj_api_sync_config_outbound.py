@@ -232,8 +232,11 @@ class BjApiSyncConfigOutbound(models.Model):
         """Queue the deliveries that a create, write or unlink of ``records`` fires.
 
         For writes with Watched Fields, only records where one of them changed
-        value count (``before`` holds their old values).  Deletions are exported
-        now, before the records disappear.
+        value count (``before`` holds their old values).  A create whose
+        records were already written during it (inverse fields, which
+        ``BaseModel.create`` writes before returning) turns those write jobs
+        into its own.  Deletions are exported now, before the records
+        disappear.
         """
         # with_prefetch(): reading a field must not load it for every record
         # that happened to be fetched with these (a whole imported batch...).
@@ -253,6 +256,13 @@ class BjApiSyncConfigOutbound(models.Model):
             changed = outbound.records_in_scope(self.env, plan, changed.ids)[0]
             if not changed:
                 continue
+            if event == "create":
+                # Writes made inside create (a form's inverse fields) queued
+                # "write" jobs first: they are the creation.
+                changed -= changed.browse(
+                    self.env["bj.api.sync.job"]._bj_writes_become_create(plan, changed))
+                if not changed:
+                    continue
             payloads = None
             if event == "unlink":
                 try:
@@ -341,13 +351,33 @@ class BjApiSyncConfigOutbound(models.Model):
         delivered is queued in the outbox (see ``services/outbound_call.py``).
         Every request is logged.
 
+        One order with the Outbound Queue, per record: a record (or page) is
+        not sent while an older unfinished job of the configuration holds one
+        of its records (pending with a payload or attempts, or running); it is
+        queued behind it, listed in ``held_ids``, and ``error`` names the older
+        jobs.  Otherwise the call takes over the record's never-attempted job
+        (such as the create job of this very transaction): its attempts carry
+        that job's Idempotency-Key and X-BJET-Event (else a fresh key and
+        "manual"), and that job is done when delivered, or else keeps the key
+        and the payload attempted.  The records' rows are locked until the
+        caller's transaction ends; one that another transaction changed since
+        it began raises the serialization error Odoo retries the request on,
+        before anything is sent.
+
+        Jobs are written in the caller's transaction: they commit or roll back
+        with the changes they carry.  A caller that raises when ``success`` is
+        false rolls back the jobs queued for what was not delivered: raise only
+        when nothing was queued (``queued_job_ids`` empty).
+
         Returns ``{"success", "status_code", "data", "error", "log_id"}``:
         ``success`` when every record was delivered now; ``status_code``,
         ``error`` and ``log_id`` of the last attempt of the last record (or
-        page) not delivered, else of the last record; ``data`` the body of each
-        record's (or page's) last answer, a list when there are several.  Plus
-        ``log_ids`` (every request), ``skipped_ids``, ``unsent_ids`` (not
-        delivered now, all queued) and ``queued_job_ids`` (their jobs).
+        page) not delivered, else of the last record (``status_code`` None for
+        one not sent); ``data`` the body of each record's (or page's) last
+        answer, a list when there are several.  Plus ``log_ids`` (every
+        request), ``skipped_ids``, ``unsent_ids`` (not delivered now, all
+        queued), ``held_ids`` (of those, the ones not sent because an older job
+        holds them) and ``queued_job_ids`` (the jobs that carry them).
         """
         config = self._bj_resolve_config(config_id_ref)
         plan = config._bj_plan()
@@ -601,10 +631,17 @@ class BjApiSyncConfigOutbound(models.Model):
             # No filter_domain of its own: automation rules evaluate it without the
             # Filter Domain's names (datetime is a module there), and queuing
             # already skips the records outside the scope.
+            # It fires only when a field of _bj_trigger_field_names changed
+            # (base_automation also runs "On save" rules at stored recomputes).
+            trigger_fields = self.env["ir.model.fields"].search([
+                ("model", "=", self.model_name),
+                ("name", "in", list(self._bj_trigger_field_names())),
+            ])
             action = self.env[kind].create({
                 "name": name,
                 "model_id": self.model_id.id,
                 "trigger": "on_create_or_write",
+                "trigger_field_ids": [Command.set(trigger_fields.ids)],
                 "action_server_ids": [Command.create(action_values)],
             })
         else:

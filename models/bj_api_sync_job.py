@@ -3,12 +3,14 @@ import logging
 import uuid
 from datetime import timedelta
 
+import psycopg2
 from markupsafe import Markup
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
+from odoo.tools import SQL
 
-from ..core.record_ids import id_text
+from ..core.record_ids import id_list, id_text
 from ..services import delivery_worker, retention
 from ..services.delivery_worker import WORKER_CRON, DeliveryWorker
 from .bj_api_access import MANAGER_GROUP, USER_GROUP, check_group
@@ -221,6 +223,27 @@ class BjApiSyncJob(models.Model):
         self._bj_wake_worker_after_commit()
         return jobs
 
+    @api.model
+    def _bj_writes_become_create(self, plan, records):
+        """Make the write jobs of ``records``, queued while they were being
+        created, their create jobs; return the ids of the records they hold.
+
+        Records created just now have no job but those of this transaction,
+        none attempted yet."""
+        self.env.flush_all()
+        self.env.cr.execute(
+            """
+            UPDATE bj_api_sync_job SET event = 'create'
+            WHERE config_id = %s AND event = 'write' AND state = 'pending' AND attempt = 0
+              AND string_to_array(res_ids, ',')::int[] <@ %s::int[]
+            RETURNING res_ids
+            """,
+            [plan.config_id, records.ids],
+        )
+        rows = self.env.cr.fetchall()
+        self.invalidate_model(["event"])
+        return [i for (res_ids,) in rows for i in id_list(res_ids)]
+
     def _bj_wake_worker_after_commit(self):
         """Trigger the delivery crons once the transaction has committed.
 
@@ -282,6 +305,84 @@ class BjApiSyncJob(models.Model):
         cron = self.env.ref(WORKER_CRON, raise_if_not_found=False)
         if cron:
             cron.sudo()._trigger(at)
+
+    # -- the direct call: one order with the queue (services/outbound_call.py) -----
+
+    @api.model
+    def _bj_lock_records(self, records):
+        """Lock ``records``' rows until this transaction ends, in id order.
+
+        Nobody writes them meanwhile, so the state this transaction sends is
+        the record's latest.  In Odoo's REPEATABLE READ, a row that another
+        transaction changed and committed after this one began fails with the
+        serialization error Odoo retries the request on: this transaction's
+        state of it is stale and must not be sent.
+        """
+        self.env.flush_all()
+        self.env.cr.execute(
+            SQL("SELECT id FROM %s WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE",
+                SQL.identifier(records._table), records.ids))
+
+    @api.model
+    def _bj_jobs_of_records(self, plan, record_ids):
+        """The unfinished jobs of ``plan``'s configuration that hold one of
+        ``record_ids``, as ``(job id, its record ids, free)`` in id order.
+
+        ``free``: pending and never attempted (no payload: built at its first
+        attempt) and now locked by this transaction, which the worker's claim
+        (``FOR UPDATE SKIP LOCKED``) and merge then skip until it ends.  Any
+        other one holds its records: it has a payload or attempts, runs, or
+        another transaction locked or changed it since this one's snapshot (a
+        worker claiming or merging it), or committed it since (queued, retried
+        or claimed meanwhile).
+        """
+        self.env.flush_all()
+        self.env.cr.execute(
+            """
+            SELECT id, res_ids, state = 'pending' AND attempt = 0 AND payload IS NULL
+            FROM bj_api_sync_job
+            WHERE config_id = %s AND state IN ('pending', 'running')
+              AND string_to_array(res_ids, ',')::int[] && %s::int[]
+            ORDER BY id
+            """,
+            [plan.config_id, list(record_ids)],
+        )
+        rows = [(job_id, id_list(res_ids), never_attempted and self._bj_lock_job(job_id))
+                for job_id, res_ids, never_attempted in self.env.cr.fetchall()]
+        seen = {row[0] for row in rows}
+        return sorted(rows + [(job_id, job_ids, False) for job_id, job_ids
+                              in self._bj_committed_jobs_of_records(plan, record_ids)
+                              if job_id not in seen])
+
+    @api.model
+    def _bj_committed_jobs_of_records(self, plan, record_ids):
+        """``(job id, record ids)`` of the unfinished jobs holding ``record_ids``
+        as committed now, read on a cursor of its own: jobs committed after
+        this transaction's snapshot (queued, retried or claimed meanwhile)
+        hold the records too."""
+        with self.env.registry.cursor() as cr:
+            cr.execute(
+                """
+                SELECT id, res_ids FROM bj_api_sync_job
+                WHERE config_id = %s AND state IN ('pending', 'running')
+                  AND string_to_array(res_ids, ',')::int[] && %s::int[]
+                """,
+                [plan.config_id, list(record_ids)],
+            )
+            return [(job_id, id_list(res_ids)) for job_id, res_ids in cr.fetchall()]
+
+    def _bj_lock_job(self, job_id):
+        """Whether this transaction now holds the row lock of job ``job_id``:
+        not when another transaction holds it, or changed the row after this
+        transaction's snapshot (REPEATABLE READ)."""
+        try:
+            with self.env.cr.savepoint(flush=False):
+                self.env.cr.execute(
+                    "SELECT id FROM bj_api_sync_job WHERE id = %s FOR UPDATE NOWAIT",
+                    [job_id], log_exceptions=False)
+                return bool(self.env.cr.fetchone())
+        except (psycopg2.errors.LockNotAvailable, psycopg2.errors.SerializationFailure):
+            return False
 
     # -- delivery: the cron entry, and the steps the worker calls per job -----------
 

@@ -44,6 +44,7 @@ import psycopg2
 
 from odoo import _
 from odoo.exceptions import UserError
+from odoo.tools import SQL
 from odoo.tools import config as odoo_config
 
 from ..core import http_client, retry, watchdog
@@ -456,18 +457,19 @@ class DeliveryWorker:
             except psycopg2.Error:
                 _logger.info("Closing the lease cursor of %s failed", self.name, exc_info=True)
 
-    def _give_back(self, jobs):
-        """Claimed jobs this run will not send: pending again, the attempt undone."""
+    def _give_back(self, jobs, due_at=None):
+        """Claimed jobs this run will not send: pending again (due at
+        ``due_at``, else when they were), the attempt undone."""
         if jobs:
             self.env.cr.execute(
                 """
                 UPDATE bj_api_sync_job SET state = 'pending', attempt = attempt - 1,
-                       locked_at = NULL
+                       locked_at = NULL, next_attempt_at = COALESCE(%s, next_attempt_at)
                 WHERE id = ANY(%s) AND state = 'running' AND worker = %s
                 """,
-                [jobs.ids, self.name],
+                [due_at, jobs.ids, self.name],
             )
-            jobs.invalidate_recordset(["state", "attempt", "locked_at"])
+            jobs.invalidate_recordset(["state", "attempt", "locked_at", "next_attempt_at"])
 
     def _reclaim_abandoned_jobs(self):
         """Give back the jobs of runs that died (or were killed) mid-attempt.
@@ -571,6 +573,7 @@ class DeliveryWorker:
         for config, unbuilt in jobs.filtered(lambda job: not job.payload).grouped(
                 "config_id").items():
             plan = config._bj_plan()
+            unbuilt = self._defer_records_in_use(plan, unbuilt)
             for part in list(unbuilt) if plan.has_scripts else [unbuilt]:
                 if self._prepare_time_left() <= 0:
                     self._give_back(part)
@@ -593,6 +596,25 @@ class DeliveryWorker:
                             self._build_alone(plan, job)
                 self.built = True
         return jobs.filtered(lambda job: job.state == "running" and job.payload)
+
+    def _defer_records_in_use(self, plan, jobs):
+        """Give back, due again in IDLE_POLL seconds and without counting the
+        attempt, the unbuilt ``jobs`` whose records another open transaction
+        has locked or changed since this one's snapshot (a direct call of the
+        entry point sending them, a write not committed yet): a payload read
+        now would miss that state, which may go out first.  The others' rows
+        stay share-locked until the payloads are committed, so that no direct
+        call sends them meanwhile.  Returns the others."""
+        ids = list({i for job in jobs for i in id_list(job.res_ids)})
+        table = SQL.identifier(self.env[plan.model]._table)
+        rows = self._lock_rows(
+            SQL("SELECT id FROM %s WHERE id = ANY(%s) FOR SHARE SKIP LOCKED", table, ids), None)
+        self.env.cr.execute(SQL("SELECT id FROM %s WHERE id = ANY(%s)", table, ids))
+        # Records gone stay with their jobs: the build cancels those.
+        in_use = {row[0] for row in self.env.cr.fetchall()} - {row[0] for row in rows or ()}
+        busy = jobs.filtered(lambda job: in_use.intersection(id_list(job.res_ids)))
+        self._give_back(busy, self.jobs._bj_now() + timedelta(seconds=IDLE_POLL))
+        return jobs - busy
 
     def _build_payloads(self, plan, jobs):
         """``(id, payload, res_ids)`` of the ``jobs`` of one configuration."""
@@ -662,13 +684,18 @@ class DeliveryWorker:
 
     def _merge_younger_jobs(self, plan, ids):
         """Cancel younger pending jobs of these records that were never attempted:
-        the payload just built carries their change (same snapshot)."""
+        the payload just built carries their change (same snapshot).  Jobs that
+        a direct call of the entry point locked are its own to settle: skipped,
+        not waited for."""
         self.env.flush_all()
         merged = self._lock_rows(
             """
             UPDATE bj_api_sync_job SET state = 'cancelled', last_error = %s
-            WHERE config_id = %s AND state = 'pending' AND attempt = 0 AND payload IS NULL
-              AND string_to_array(res_ids, ',')::int[] <@ %s::int[]
+            WHERE id IN (SELECT id FROM bj_api_sync_job
+                         WHERE config_id = %s AND state = 'pending' AND attempt = 0
+                           AND payload IS NULL
+                           AND string_to_array(res_ids, ',')::int[] <@ %s::int[]
+                         FOR UPDATE SKIP LOCKED)
             RETURNING id
             """,
             [_("Merged into an older delivery, which sent the record's state including "

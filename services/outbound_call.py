@@ -14,17 +14,36 @@ With T the longest time one attempt may wait for the server
    attempt would end past the window is not made.
 
 A call therefore never waits longer than (requests + INLINE_RETRY_WINDOW) × T.
-What was not delivered is queued as ``bj.api.sync.job`` rows (event "manual"):
-retryable failures pending, due when their backoff ends; any other failure
-(a 4xx answer, a redirect not followed, a mapping or URL placeholder error)
-dead at once, as the queue would leave it, and so is a page that the Run As
-User cannot export now (off, or without access to a field or record), so that
-it shows in the Outbound Queue with Retry.
+
+The call and the Outbound Queue keep one order per record.  Before sending,
+the call locks its records' rows (``_bj_lock_records``) and looks at the
+unfinished jobs of the configuration that hold them (``_bj_jobs_of_records``):
+
+* a page is *held* when one of them has a payload or attempts, runs, or
+  belongs to another transaction (a worker claiming it): it is not sent, and
+  waits in the queue behind that job as a job built at its first attempt,
+  which therefore carries at least the state the call would have sent;
+* otherwise the call takes over the never-attempted pending jobs of the
+  page's records (locked: the worker skips them): its attempts carry the
+  oldest one's Idempotency-Key and X-BJET-Event (a fresh key and "manual"
+  without one), that job is settled with the outcome, and the younger ones
+  are merged into it, the payload sent covering their changes.
+
+What was not delivered stays queued under the key and with the payload that
+were attempted: retryable failures pending, due when their backoff ends; any
+other failure (a 4xx answer, a redirect not followed, a mapping or URL
+placeholder error) dead at once, as the queue would leave it, and so is a page
+that the Run As User cannot export now (off, or without access to a field or
+record), so that it shows in the Outbound Queue with Retry.
+
+Everything is written in the caller's transaction: the jobs commit or roll
+back with the changes whose state they carry.
 """
 
 import heapq
 import json
 import time
+import uuid
 from datetime import timedelta
 
 from odoo import _
@@ -33,8 +52,9 @@ from odoo.exceptions import UserError
 from ..core import http_client, retry
 from ..core.exceptions import MappingError
 from ..core.outbound_result import OutboundResult
-from ..core.record_ids import id_text
+from ..core.record_ids import id_list, id_text
 from . import outbound
+from .delivery_worker import EVENT_HEADER
 from .scripts import script_deadline
 
 # What a page's export may fail with: its mapping, or the Run As User (off, or
@@ -47,6 +67,12 @@ class Page:
 
     def __init__(self, records):
         self.records = records
+        # The never-attempted jobs it took over, oldest first: their state goes
+        # out with it, under the oldest one's key and event.
+        self.jobs = None
+        self.key = str(uuid.uuid4())
+        self.event = "manual"
+        self.held_by = []  # older unfinished jobs of its records: it is not sent
         self.payload = None  # JSON object (array when paginated); None: export failed
         self.body = None
         self.attempts = 0
@@ -96,13 +122,15 @@ class OutboundCall:
         entry point's answer (see ``_make_outbound_http_request``)."""
         answer = OutboundResult(success=False, status_code=None, data=None, error=None,
                                 log_id=False, log_ids=self.log_ids, skipped_ids=skipped,
-                                unsent_ids=[], queued_job_ids=[])
+                                unsent_ids=[], held_ids=[], queued_job_ids=[])
         if not records:
             answer["error"] = _(
                 "Nothing to send: records %(ids)s do not exist, are outside the Filter Domain "
                 "of %(name)r or hidden from its Run As User.", ids=skipped, name=self.plan.name)
             return answer
         pages = self._pages(records)
+        self._take_over_jobs(records, pages)
+        self._export(records, [page for page in pages if not page.held_by])
         for page in pages:
             if page.body is not None:
                 self._attempt(page)
@@ -116,7 +144,8 @@ class OutboundCall:
             error=last.error,
             log_id=last.log_id,
             unsent_ids=[i for page in undelivered for i in page.records.ids],
-            queued_job_ids=self._queue(undelivered).ids,
+            held_ids=[i for page in pages if page.held_by for i in page.records.ids],
+            queued_job_ids=self._settle(pages).ids,
         )
         return answer
 
@@ -129,18 +158,44 @@ class OutboundCall:
         self.log_ids.append(page.log_id)
 
     def _pages(self, records):
-        """The call's pages with their bodies; a page whose records cannot be
-        exported is dead (and logged), the others are still sent."""
+        size = self.plan.batch_size
+        return [Page(records[start:start + size]) for start in range(0, len(records), size)]
+
+    def _take_over_jobs(self, records, pages):
+        """Lock the records and the queue's hold on them; hold back each page
+        that an older unfinished job holds, give the others the jobs they take
+        over (see the module's docstring)."""
+        jobs_model = self.env["bj.api.sync.job"].sudo()
+        jobs_model._bj_lock_records(records)
+        unfinished = jobs_model._bj_jobs_of_records(self.plan, records.ids)
+        for page in pages:
+            ids = set(page.records.ids)
+            mine = [(job_id, free and set(job_ids) <= ids)
+                    for job_id, job_ids, free in unfinished if ids.intersection(job_ids)]
+            # A free job that also holds records of another page stays whole,
+            # built at its first attempt: it holds this page like a busy one.
+            page.held_by = [job_id for job_id, taken in mine if not taken]
+            page.jobs = jobs_model.browse([job_id for job_id, taken in mine if taken])
+            if page.jobs and not page.held_by:
+                page.key, page.event = page.jobs[0].idempotency_key, page.jobs[0].event
+            if page.held_by:
+                page.error = _(
+                    "Not sent: older deliveries %(jobs)s of records %(ids)s are unfinished; "
+                    "queued behind them.", jobs=page.held_by, ids=page.records.ids)
+
+    def _export(self, records, pages):
+        """The bodies of ``pages``; a page whose records cannot be exported is
+        dead (and logged), the others are still sent."""
         plan = self.plan
-        size = plan.batch_size
-        pages = [Page(records[start:start + size]) for start in range(0, len(records), size)]
+        sent = records.browse([i for page in pages for i in page.records.ids])
         try:
-            objects = outbound.export_payloads(self.env, plan, records)
+            objects = dict(zip(sent.ids, outbound.export_payloads(self.env, plan, sent),
+                               strict=True))
         except EXPORT_ERRORS:
             objects = None  # find the culprit page by page
-        for index, page in enumerate(pages):
+        for page in pages:
             try:
-                chunk = (objects[index * size:(index + 1) * size] if objects is not None
+                chunk = ([objects[i] for i in page.records.ids] if objects is not None
                          else outbound.export_payloads(self.env, plan, page.records))
             except EXPORT_ERRORS as error:
                 page.verdict, page.error = retry.DEAD, str(error)
@@ -149,18 +204,19 @@ class OutboundCall:
                 continue
             page.payload = chunk if plan.is_paginated else chunk[0]
             page.body = json.dumps(page.payload)
-        return pages
 
     def _attempt(self, page):
         """Send ``page`` once, log the attempt and judge its result."""
         delivery = self.plan.delivery
         page.attempts += 1
+        headers = {**self.headers, http_client.IDEMPOTENCY_HEADER: page.key,
+                   EVENT_HEADER: page.event}
         result = page.result = http_client.send_json(
-            delivery.method, delivery.url, page.body, page.payload, self.headers, self.timeout,
+            delivery.method, delivery.url, page.body, page.payload, headers, self.timeout,
             dict(delivery.options))
         self._log(page, outbound.log_values(
             self.plan, result, page.body, id_text(page.records.ids), attempt=page.attempts,
-            headers=self.headers))
+            headers=headers, job_id=page.jobs[:1].id))
         page.verdict = retry.outcome(result.status_code, result.transient_error)
         page.error = None if result.ok else (
             result.error or _("HTTP %(status)s", status=result.describe()))
@@ -189,19 +245,39 @@ class OutboundCall:
             if page.verdict == retry.RETRY and page.attempts < self.max_attempts:
                 heapq.heappush(waiting, (page.due, index))
 
-    def _queue(self, pages):
-        """Queue the undelivered ``pages``: one job each, which carries the outcome
-        of its inline attempts; return the jobs."""
+    def _settle(self, pages):
+        """Settle the jobs the pages took over and queue what was not delivered:
+        one job per page, under the key and with the payload attempted, which
+        carries the outcome of its inline attempts; return the jobs that wait."""
         jobs_model = self.env["bj.api.sync.job"].sudo()
         jobs, dead = jobs_model.browse(), jobs_model.browse()
         now, wake_at = jobs_model._bj_now(), None
         for page in pages:
-            job = jobs_model._bj_enqueue(self.plan, page.records, "manual")
+            if page.held_by:
+                # Behind the older job: built at its first attempt, after it.
+                covered = {i for job in page.jobs for i in id_list(job.res_ids)}
+                job = page.jobs if covered == set(page.records.ids) else (
+                    jobs_model._bj_enqueue(self.plan, page.records, "manual"))
+                jobs |= job
+                continue
+            page.jobs[1:]._bj_finish("cancelled", _(
+                "Merged into a direct call's delivery, whose payload carries the records' "
+                "state including this change."))
+            if page.delivered and not page.jobs:
+                continue
+            job = page.jobs[:1] or jobs_model._bj_enqueue(self.plan, page.records, "manual")
             values = {
                 "attempt": page.attempts,
+                "idempotency_key": page.key,
+                "payload": page.body,
                 "last_error": page.error,
                 "last_status_code": (page.result.status_code or 0) if page.result else 0,
             }
+            if page.delivered:
+                values.update(state="done", date_done=now, locked_at=False,
+                              attempt_limit=max(job.attempt_limit, page.attempts))
+                job.write(values)
+                continue
             if page.verdict == retry.RETRY:
                 # A fresh budget of attempts, from when its backoff ends.
                 next_at = now + timedelta(seconds=max(page.due - self.clock(), 0))

@@ -21,6 +21,8 @@ from . import test_inbound_lists
 from . import test_inbound_batches
 from . import test_outbound_triggers
 from . import test_outbound_concurrency
+from . import test_outbound_direct_order
+from . import test_outbound_form_events
 from . import test_inbound_idempotency
 from . import test_inbound_hardening
 from . import test_inbound_logging

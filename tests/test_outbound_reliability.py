@@ -70,22 +70,28 @@ class TestCommittedOutbox(CommittedDataMixin, BaseCase):
 
     def test_a_change_committed_between_export_and_merge_is_delivered(self):
         """The export and the merge of younger jobs share one snapshot: an update
-        committed after the export read the record keeps its own job."""
+        made after the export read the record keeps its own job.  (It commits
+        once the payloads are: the build share-locks the records it reads.)"""
         partner_id = self.create_partner("v1")
         merge = delivery_worker.DeliveryWorker._merge_younger_jobs
 
         updates = []
 
+        def update():
+            with self.committed_env() as env:  # another transaction
+                env["res.partner"].browse(partner_id).name = "v2"
+
         def update_then_merge(worker, plan, ids):
             if not updates:
-                updates.append("v2")
-                with self.committed_env() as env:  # another transaction, committed now
-                    env["res.partner"].browse(partner_id).name = "v2"
+                updates.append(threading.Thread(target=update))
+                updates[0].start()
+                updates[0].join(1)  # waits for the worker's lock on the record
             return merge(worker, plan, ids)
 
         with patch.object(delivery_worker.DeliveryWorker, "_merge_younger_jobs",
                           update_then_merge):
             self.run_worker().join(60)
+        updates[0].join(60)
         self.run_worker().join(60)
         self.assertEqual(self.names_received(), ["v1", "v2"], "the update arrives, after")
         self.assertEqual(self.jobs(), [("create", "done"), ("write", "done")])

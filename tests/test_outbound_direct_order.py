@@ -1,0 +1,444 @@
+"""The entry point and the Outbound Queue keep one order per record.
+
+``_make_outbound_http_request`` sends a record only when no older unfinished
+job holds it, takes over the never-attempted job that would otherwise carry
+its state (same Idempotency-Key and X-BJET-Event), and queues what it did not
+deliver under the key and with the payload it attempted, in the caller's
+transaction.  The races run on real transactions: a delivery worker in a
+thread on a cursor of its own against a direct call on another, and a local
+HTTP sink that records what it received, in order.
+"""
+
+import threading
+import time
+from pathlib import Path
+from unittest.mock import patch
+
+from psycopg2 import errors
+
+from odoo import Command, fields
+from odoo.tests import BaseCase, tagged
+from odoo.tools import mute_logger
+
+from ..core import http_client
+from ..services import delivery_worker
+from ..services.outbound_call import OutboundCall
+from .common import BjOutboundCase, CommittedDataMixin
+
+KEY = http_client.IDEMPOTENCY_HEADER
+EVENT = delivery_worker.EVENT_HEADER
+
+
+def no_wait(seconds):
+    """Inline backoff waits cost nothing in these tests."""
+
+
+@tagged("post_install", "-at_install")
+class TestDirectCallTakesOverItsJob(BjOutboundCase):
+    """One transaction: which job the call settles, and under which key."""
+
+    def setUp(self):
+        super().setUp()
+        self.startPatcher(patch.object(OutboundCall, "sleep", staticmethod(no_wait)))
+        self.config = self.make_out_config(trigger_on_create=True, trigger_on_write=True,
+                                           retry_base_delay=0, retry_max_delay=0)
+
+    def send(self, records):
+        return self.env["bj.api.sync.config"]._make_outbound_http_request(records, self.config)
+
+    def test_the_create_job_of_this_transaction_goes_out_with_the_call(self):
+        partner = self.env["res.partner"].create({"name": "Created", "phone": "v1"})
+        partner.write({"email": "created@example.com"})  # a younger job, merged
+        create_job, write_job = self.get_jobs(self.config)
+        self.assertEqual((create_job.event, write_job.event), ("create", "write"))
+        answer = self.send(partner)
+        self.assertTrue(answer["success"], answer)
+        request, = self.server.requests
+        self.assertEqual((request.headers[KEY], request.headers[EVENT]),
+                         (create_job.idempotency_key, "create"))
+        self.assertEqual(request.json()["email"], "created@example.com")
+        self.assertEqual((create_job.state, create_job.attempt), ("done", 1))
+        self.assertEqual(create_job.payload, request.body.decode())
+        self.assertEqual(write_job.state, "cancelled")
+        self.assertIn("Merged into a direct call", write_job.last_error)
+        self.assertEqual(answer["queued_job_ids"], [])
+        self.assertEqual(self.env["bj.api.log"].browse(answer["log_id"]).job_id, create_job)
+        self.deliver()
+        self.assertEqual(len(self.server.requests), 1, "the queue sends nothing more")
+
+    def test_an_undelivered_take_over_keeps_its_key_and_the_payload_attempted(self):
+        partner = self.env["res.partner"].create({"name": "Down", "phone": "v1"})
+        job = self.get_jobs(self.config)
+        for _attempt in range(3):
+            self.server.queue(503, {})
+        answer = self.send(partner)
+        self.assertFalse(answer["success"])
+        self.assertEqual(answer["queued_job_ids"], job.ids)
+        sent = self.server.requests
+        self.assertEqual({(r.headers[KEY], r.headers[EVENT]) for r in sent},
+                         {(job.idempotency_key, "create")}, "every inline attempt")
+        self.assertEqual((job.state, job.attempt, job.payload),
+                         ("pending", 3, sent[0].body.decode()))
+        partner.phone = "v2"  # a change after the call: its own job, after this one
+        self.pass_time(job)
+        self.deliver()
+        retried = self.server.requests[3]
+        self.assertEqual((retried.headers[KEY], retried.body), (job.idempotency_key, sent[0].body))
+        self.assertEqual(job.state, "done")
+        self.pass_time(self.get_jobs(self.config))
+        self.deliver()
+        self.assertEqual(self.bodies()[-1]["phone"], "v2", "the remote ends with Odoo's state")
+
+    def test_without_a_job_a_fresh_key_and_manual_and_the_queue_keeps_them(self):
+        partner = self.env["res.partner"].with_context(tracking_disable=True).create(
+            {"name": "No trigger", "phone": "v1"})
+        self.get_jobs(self.config).unlink()  # as if delivered long ago
+        for _attempt in range(3):
+            self.server.queue(503, {})
+        answer = self.send(partner)
+        job = self.env["bj.api.sync.job"].browse(answer["queued_job_ids"])
+        keys = {(r.headers[KEY], r.headers[EVENT], r.body) for r in self.server.requests}
+        self.assertEqual(len(keys), 1, "one key, one event, one payload for every attempt")
+        key, event, body = keys.pop()
+        self.assertEqual((event, job.event, job.idempotency_key, job.payload),
+                         ("manual", "manual", key, body.decode()))
+        self.assertEqual(self.get_jobs(self.config), job, "the only job of the call")
+        self.pass_time(job)
+        self.deliver()
+        self.assertEqual((self.server.requests[-1].headers[KEY], self.server.requests[-1].body),
+                         (key, body))
+        self.assertEqual(job.state, "done")
+
+    def test_a_delivery_without_a_job_leaves_none(self):
+        partner = self.env["res.partner"].create({"name": "Delivered"})
+        self.get_jobs(self.config).unlink()
+        answer = self.send(partner)
+        self.assertTrue(answer["success"])
+        self.assertFalse(self.get_jobs(self.config))
+        self.assertEqual(self.server.requests[0].headers[EVENT], "manual")
+
+    def test_a_record_in_backoff_is_held_and_queued_behind(self):
+        """The finding, in one transaction: v0 waits in backoff, the call has v1."""
+        self.config.write({"retry_base_delay": 30, "retry_max_delay": 30})
+        partner = self.env["res.partner"].create({"name": "Held", "phone": "v0"})
+        older = self.get_jobs(self.config)
+        self.server.queue(503, {})
+        self.deliver()
+        self.assertEqual((older.state, older.attempt), ("pending", 1))
+        partner.phone = "v1"
+        write_job = self.get_jobs(self.config) - older
+        answer = self.send(partner)
+        self.assertFalse(answer["success"])
+        self.assertEqual((answer["held_ids"], answer["unsent_ids"]), (partner.ids, partner.ids))
+        self.assertEqual(answer["error"], f"Not sent: older deliveries [{older.id}] of records "
+                                          f"[{partner.id}] are unfinished; queued behind them.")
+        self.assertEqual(answer["queued_job_ids"], write_job.ids,
+                         "the never-attempted job already carries the state")
+        self.assertIsNone(answer["status_code"])
+        self.assertEqual(len(self.server.requests), 1, "nothing sent before the older job")
+        self.pass_time(older)
+        self.deliver()
+        self.assertEqual([body["phone"] for body in self.bodies()], ["v0", "v0", "v1"])
+
+    def test_held_without_a_job_queues_one_built_at_its_first_attempt(self):
+        config = self.make_out_config(name="No triggers", path="/plain")
+        partner = self.env["res.partner"].create({"name": "Plain", "phone": "v0"})
+        older = self.env["bj.api.sync.job"]._bj_enqueue(config._bj_plan(), partner, "manual")
+        older.write({"payload": '{"phone": "v0"}', "attempt": 1})
+        partner.phone = "v1"
+        answer = self.send_to(config, partner)
+        job = self.env["bj.api.sync.job"].browse(answer["queued_job_ids"])
+        self.assertEqual((answer["held_ids"], job.event, job.payload, job.attempt),
+                         (partner.ids, "manual", False, 0))
+        self.deliver()
+        self.assertEqual([r.json()["phone"] for r in self.server.requests if r.path == "/plain"],
+                         ["v0", "v1"])
+
+    def send_to(self, config, records):
+        return self.env["bj.api.sync.config"]._make_outbound_http_request(records, config)
+
+
+def readme_entry_point_example():
+    """The code block of the README's section on the entry point."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text.split("### From code: the original entry point", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+class CommittedOutboundMixin(CommittedDataMixin):
+    """A committed Out configuration on Contacts (name, phone) posting to the
+    sink, with a committed partner; everything deleted afterwards."""
+
+    config_values = {}
+
+    def setUp(self):
+        super().setUp()
+        with self.committed_env() as env:
+            env["ir.config_parameter"].set_param(delivery_worker.PARAM_RUN_SECONDS, 10)
+            model = env["ir.model"]._get("res.partner")
+            config = env["bj.api.sync.config"].create({
+                "name": "Direct order", "request_type": "out", "model_id": model.id,
+                "run_as_user_id": env.ref("base.user_admin").id,
+                "request_url": self.server.url + "/contacts",
+                "http_method_ids": [Command.set(env.ref("bjet_api_sync.bj_http_method_post").ids)],
+                "retry_base_delay": 0, "retry_max_delay": 0,
+                "line_ids": [Command.create({
+                    "sequence": index, "external_key": key, "value_type": "plain",
+                    "field_id": env["ir.model.fields"]._get("res.partner", name).id,
+                    "is_identifier": name == "id"})
+                    for index, (name, key) in enumerate(
+                        (("id", "res_id"), ("name", "name"), ("phone", "phone")))],
+                **self.config_values,
+            })
+            partner = env["res.partner"].create({"name": "Raced", "phone": "v0"})
+            self.config_id, self.partner_id = config.id, partner.id
+        self.addCleanup(self._delete_data)
+
+    def _delete_data(self):
+        with self.committed_env() as env:
+            env["ir.config_parameter"].set_param(delivery_worker.PARAM_RUN_SECONDS, False)
+            env["bj.api.log"].search([("config_id", "=", self.config_id)]).unlink()
+            env["bj.api.sync.job"].search([("config_id", "=", self.config_id)]).unlink()
+            env["bj.api.sync.config"].browse(self.config_id).unlink()
+            env["res.partner"].browse(self.partner_id).unlink()
+
+    def run_worker(self, wait_for_retries=False):
+        with patch.object(delivery_worker, "WAIT_FOR_RETRIES", wait_for_retries), \
+                self.committed_env() as env:
+            env["bj.api.sync.job"]._cron_deliver_jobs()
+
+    def worker_thread(self, wait_for_retries=True):
+        thread = threading.Thread(target=self.run_worker, args=(wait_for_retries,),
+                                  name="bj-test-worker")
+        thread.start()
+        return thread
+
+    def jobs(self, env):
+        return env["bj.api.sync.job"].search([("config_id", "=", self.config_id)], order="id")
+
+    def direct_call(self, env):
+        return env["bj.api.sync.config"]._make_outbound_http_request(
+            self.partner_id, self.config_id)
+
+    def phones(self):
+        return [request.json()["phone"] for request in self.server.requests]
+
+
+@tagged("post_install", "-at_install")
+class TestDirectCallRacesTheQueue(CommittedOutboundMixin, BaseCase):
+    config_values = {"retry_base_delay": 2, "retry_max_delay": 2}
+
+    def setUp(self):
+        super().setUp()
+        self.startPatcher(patch.object(OutboundCall, "sleep", staticmethod(no_wait)))
+
+    def test_the_finding_a_job_in_backoff_with_v0_and_a_direct_call_with_v1(self):
+        with self.committed_env() as env:
+            env["bj.api.sync.config"]._enqueue_outbound_records(self.partner_id, self.config_id)
+        self.server.queue(503, {})
+        self.run_worker()  # v0 refused: the job waits 1 to 2 s
+        worker = self.worker_thread()  # it waits for the retry, then sends it
+        with self.committed_env() as env:
+            env["res.partner"].browse(self.partner_id).phone = "v1"
+            answer = self.direct_call(env)
+        worker.join(30)
+        self.run_worker()  # what the thread left, if anything
+        phones = self.phones()
+        self.assertEqual(phones[-1], "v1", "the remote ends with Odoo's state")
+        self.assertNotIn("v0", phones[phones.index("v1"):], "v0 never sent after v1")
+        self.assertEqual(answer["held_ids"], [self.partner_id], answer)
+        with self.committed_env() as env:
+            self.assertEqual(set(self.jobs(env).mapped("state")), {"done"})
+
+    def test_a_worker_skips_the_job_a_direct_call_took_over(self):
+        with self.committed_env() as env:
+            job = env["bj.api.sync.config"]._enqueue_outbound_records(
+                self.partner_id, self.config_id)
+            key = job.idempotency_key
+        with self.committed_env() as env:
+            worker = None
+
+            def start_worker(request):
+                nonlocal worker
+                worker = self.worker_thread(wait_for_retries=False)
+                worker.join(30)  # the worker's whole run, while the call waits
+                return {"ok": True}
+
+            self.server.clear()
+            self.server.queue(200, start_worker)
+            answer = self.direct_call(env)
+        self.assertFalse(worker.is_alive())
+        self.assertTrue(answer["success"], answer)
+        self.run_worker()
+        self.assertEqual([request.headers[KEY] for request in self.server.requests], [key],
+                         "sent once, by the direct call")
+        with self.committed_env() as env:
+            self.assertEqual(self.jobs(env).mapped("state"), ["done"])
+
+    def test_a_job_claimed_after_the_callers_snapshot_is_not_sent_twice(self):
+        with self.committed_env() as env:
+            job = env["bj.api.sync.config"]._enqueue_outbound_records(
+                self.partner_id, self.config_id)
+            key = job.idempotency_key
+        with self.committed_env() as env:
+            # The caller's snapshot: the job is pending and never attempted.
+            self.assertEqual(self.jobs(env).mapped("attempt"), [0])
+            self.run_worker()  # another worker delivers it meanwhile
+            answer = self.direct_call(env)
+        self.assertEqual(answer["held_ids"], [self.partner_id], answer)
+        self.run_worker()
+        keys = [request.headers[KEY] for request in self.server.requests]
+        self.assertEqual(keys.count(key), 1, "the worker's claim is not sent again")
+        self.assertEqual(len(keys), 2, "the call's state goes out behind it, once")
+
+    def test_a_record_changed_since_the_callers_snapshot_is_never_sent_stale(self):
+        with self.committed_env() as env:
+            self.assertEqual(env["res.partner"].browse(self.partner_id).phone, "v0")
+            with self.committed_env() as other:
+                other["res.partner"].browse(self.partner_id).phone = "v1"
+            with mute_logger("odoo.sql_db"), self.assertRaises(errors.SerializationFailure):
+                self.direct_call(env)
+            env.cr.rollback()
+        self.assertFalse(self.server.requests, "nothing sent: Odoo retries the request")
+
+    def test_a_job_queued_and_claimed_after_the_callers_snapshot_holds_the_record(self):
+        arrived = threading.Event()
+
+        def slow(request):
+            arrived.set()
+            time.sleep(1)
+            return {"ok": True}
+
+        self.server.queue(200, slow)
+        with self.committed_env() as env:
+            self.assertEqual(env["res.partner"].browse(self.partner_id).phone, "v0")
+            with self.committed_env() as other:  # after the caller's snapshot
+                other["bj.api.sync.config"]._enqueue_outbound_records(
+                    self.partner_id, self.config_id)
+            worker = self.worker_thread(wait_for_retries=False)
+            self.assertTrue(arrived.wait(10))
+            env["res.partner"].browse(self.partner_id).phone = "v1"
+            answer = self.direct_call(env)
+        worker.join(30)
+        self.run_worker()
+        self.assertEqual(answer["held_ids"], [self.partner_id], answer)
+        self.assertEqual(self.phones(), ["v0", "v1"])
+        first, second = self.server.requests
+        self.assertGreaterEqual(second.received_at - first.received_at, 1)
+
+    def test_a_dead_job_retried_during_a_direct_call_is_built_after_it(self):
+        with self.committed_env() as env:
+            dead = env["bj.api.sync.config"]._enqueue_outbound_records(
+                self.partner_id, self.config_id)
+            dead.write({"state": "dead", "attempt": 1, "attempt_limit": 1,
+                        "payload": '{"phone": "older"}'})
+        with self.committed_env() as env:
+            env["res.partner"].browse(self.partner_id).phone = "v1"
+            self.assertTrue(self.direct_call(env)["success"])
+            with self.committed_env() as other:  # a manager's Retry, meanwhile
+                other["bj.api.sync.job"].browse(dead.id).write({
+                    "state": "pending", "payload": False, "attempt_limit": 6,
+                    "next_attempt_at": fields.Datetime.now()})
+            self.run_worker()  # the record is the call's until it commits
+            self.assertEqual(self.phones(), ["v1"])
+        time.sleep(delivery_worker.IDLE_POLL + 0.2)
+        self.run_worker()
+        self.assertEqual(self.phones(), ["v1", "v1"], "never the committed v0 after v1")
+
+    def test_a_job_of_a_record_being_saved_waits_for_the_save(self):
+        with self.committed_env() as env:
+            job_id = env["bj.api.sync.config"]._enqueue_outbound_records(
+                self.partner_id, self.config_id).id
+        with self.committed_env() as env:
+            env["res.partner"].browse(self.partner_id).phone = "v1"
+            env.flush_all()  # written, not committed
+            self.run_worker()
+            self.assertFalse(self.server.requests, "v0 would be older than the save")
+            with self.committed_env() as other:
+                job = other["bj.api.sync.job"].browse(job_id)
+                self.assertEqual((job.state, job.attempt), ("pending", 0), "not counted")
+        time.sleep(delivery_worker.IDLE_POLL + 0.2)
+        self.run_worker()
+        self.assertEqual(self.phones(), ["v1"])
+
+    def test_a_direct_call_while_a_job_is_being_sent_waits_behind_it(self):
+        with self.committed_env() as env:
+            env["bj.api.sync.config"]._enqueue_outbound_records(self.partner_id, self.config_id)
+        arrived = threading.Event()
+
+        def slow(request):
+            arrived.set()
+            time.sleep(1)
+            return {"ok": True}
+
+        self.server.queue(200, slow)
+        worker = self.worker_thread(wait_for_retries=False)
+        self.assertTrue(arrived.wait(10))
+        with self.committed_env() as env:
+            env["res.partner"].browse(self.partner_id).phone = "v1"
+            answer = self.direct_call(env)
+        worker.join(30)
+        self.run_worker()
+        self.assertEqual(answer["held_ids"], [self.partner_id], answer)
+        self.assertEqual(self.phones(), ["v0", "v1"])
+        first, second = self.server.requests
+        self.assertGreaterEqual(second.received_at - first.received_at, 1,
+                                "v1 leaves once v0 is answered")
+
+
+@tagged("post_install", "-at_install")
+class TestDirectCallInTheCallersTransaction(CommittedOutboundMixin, BaseCase):
+    """The README's pattern keeps the queued jobs; raising rolls them back with
+    the changes they carry (real transactions)."""
+
+    def run_action(self, code):
+        with self.committed_env() as env:
+            action = env["ir.actions.server"].create({
+                "name": "Send to the CRM", "state": "code", "code": code,
+                "model_id": env["ir.model"]._get_id("res.partner"),
+            })
+            self.addCleanup(self._delete_action, action.id)
+        with self.committed_env() as env:
+            try:
+                env["ir.actions.server"].browse(action.id).with_context(
+                    active_model="res.partner", active_id=self.partner_id,
+                    active_ids=[self.partner_id]).run()
+            except Exception:  # noqa: BLE001 - the action's UserError ends the transaction
+                env.cr.rollback()
+                raise
+
+    def _delete_action(self, action_id):
+        with self.committed_env() as env:
+            env["ir.actions.server"].browse(action_id).unlink()
+
+    def committed_jobs(self):
+        with self.committed_env() as env:
+            return [(job.state, job.payload) for job in self.jobs(env)]
+
+    def test_the_documented_pattern_keeps_the_queued_jobs(self):
+        with self.committed_env() as env:
+            env["ir.model.data"].create({
+                "module": "my_module", "name": "my_out_configuration",
+                "model": "bj.api.sync.config", "res_id": self.config_id})
+        for _attempt in range(3):
+            self.server.queue(503, {})
+        self.run_action("record.write({'phone': 'v1'})\n" + readme_entry_point_example())
+        (state, payload), = self.committed_jobs()
+        self.assertEqual(state, "pending")
+        self.assertIn('"phone": "v1"', payload)
+
+    def test_raising_rolls_the_jobs_back_with_the_change(self):
+        for _attempt in range(3):
+            self.server.queue(503, {})
+        with self.assertRaisesRegex(Exception, "503"):
+            self.run_action(
+                "record.write({'phone': 'v1'})\n"
+                "result = env['bj.api.sync.config']._make_outbound_http_request(\n"
+                f"    record, {self.config_id})\n"
+                "if not result.success:\n"
+                "    raise UserError(result.error)\n"
+            )
+        self.assertEqual(self.committed_jobs(), [], "no job carries a state Odoo never held")
+        with self.committed_env() as env:
+            self.assertEqual(env["res.partner"].browse(self.partner_id).phone, "v0")
+        self.assertEqual(self.phones(), ["v1"] * 3)
