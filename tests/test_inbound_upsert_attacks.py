@@ -1,0 +1,220 @@
+"""Upserts that still duplicate, and what READ COMMITTED lets through.
+
+Real transactions: a request is served on a cursor of its own and left
+uncommitted while another one runs in a thread (which either finishes or waits
+for a lock), then committed; whatever the order, one identifier names one
+record, and a record's stored computed fields agree with its fields.
+"""
+
+import secrets
+import threading
+import time
+
+from odoo import SUPERUSER_ID, api
+from odoo.tests import tagged
+
+from ..services.inbound_request import InboundRequest
+from .common import BjApiSyncCase
+from .test_inbound_upsert_race import InboundWorkersMixin
+
+
+@tagged("post_install", "-at_install")
+class TestUpsertAttacks(InboundWorkersMixin, BjApiSyncCase):
+    def committed_lines_config(self, name, identifier, keys):
+        """An inbound configuration on Contacts identified by ``identifier``, with
+        plain lines ``keys`` (external key → field); returns its endpoint."""
+        with self.committed_env() as env:
+            field = env["ir.model.fields"]._get
+            config = env["bj.api.sync.config"].create({
+                "name": name, "request_type": "in", "endpoint": f"{name}-{self.tag}",
+                "model_id": env["ir.model"]._get_id("res.partner"),
+                "authorization_type": "no_auth",
+                "http_method_ids": [(6, 0, self.all_methods.ids)],
+                "run_as_user_id": env.ref("base.user_admin").id,
+                "line_ids": [
+                    (0, 0, {"sequence": index, "field_id": field("res.partner", name_).id,
+                            "external_key": key, "value_type": "plain",
+                            "is_identifier": name_ == identifier})
+                    for index, (key, name_) in enumerate(keys.items())
+                ],
+            })
+            self.config_ids.append(config.id)
+            return config.endpoint
+
+    def _drop_data(self):
+        with self.committed_env() as env:
+            env.cr.execute("DELETE FROM res_partner WHERE website LIKE %s",
+                           (f"%{self.tag}%",))
+        super()._drop_data()
+
+    def refs(self, size, count=1):
+        return [f"{self.tag}-{size}-{secrets.token_hex(3)}" for _index in range(count)]
+
+    def held(self, method, endpoint, body=None, identifier=None):
+        """A request served on a transaction of its own, not committed yet."""
+        cr = self.registry.cursor()
+        self.addCleanup(cr.close)
+        answer = InboundRequest(api.Environment(cr, None, {}),
+                                self.call(method, endpoint, body, identifier)).serve()
+        return cr, answer
+
+    def waiting_on_lock(self):
+        with self.registry.cursor() as cr:
+            cr.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                       " AND wait_event_type = 'Lock'")
+            return cr.fetchone()[0] > 0
+
+    def meanwhile(self, holder, *request):
+        """Serve ``request`` in a thread while ``holder`` (a cursor) is open; commit
+        ``holder`` once the request is done or waits for a lock; its answer."""
+        result = {}
+
+        def run():
+            with self.registry.cursor() as cr:
+                try:
+                    result["answer"] = self.serve(cr, *request)
+                except Exception as error:  # noqa: BLE001 - reported below
+                    result["answer"] = error
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while thread.is_alive() and not self.waiting_on_lock():
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        holder.commit()
+        thread.join(60)
+        self.assertFalse(thread.is_alive())
+        self.assertIsInstance(result["answer"], tuple, result["answer"])
+        return result["answer"]
+
+    def count(self, field, value):
+        with self.committed_env() as env:
+            return env["res.partner"].with_context(active_test=False).search_count(
+                [(field, "=", value)])
+
+    # -- an identifier written by a request that does not hold its lock ----------
+
+    def test_put_renaming_to_an_identifier_races_a_post_of_it(self):
+        """PUT /<old> {"ref": new} holds the lock of <old> only: a POST of <new>
+        meanwhile creates a second record with ref <new>."""
+        endpoint = self.committed_config("atk-rename", "ref", "ref")
+        old, new = self.refs(2, 2)
+        with self.committed_env() as env:
+            env["res.partner"].create({"name": old, "ref": old})
+        holder, answer = self.held("PUT", endpoint, {"ref": new, "name": f"{self.tag}-put"}, old)
+        self.assertEqual(answer.status, 200, answer.body)
+        self.meanwhile(holder, "POST", endpoint, {"ref": new, "name": f"{self.tag}-post"})
+        self.assertEqual(self.count("ref", new), 1, "one record with the renamed identifier")
+
+    def test_put_renaming_to_an_existing_identifier(self):
+        """No race at all: PUT /<a> {"ref": <b>} when <b> exists makes two records
+        with ref <b>; every later GET, PUT and DELETE of <b> answers 409."""
+        endpoint = self.committed_config("atk-rename-seq", "ref", "ref")
+        first, second = self.refs(2, 2)
+        with self.committed_env() as env:
+            env["res.partner"].create([{"name": first, "ref": first},
+                                       {"name": second, "ref": second}])
+        with self.registry.cursor() as cr:
+            status, body, _headers, _tries = self.serve(cr, "PUT", endpoint, {"ref": second},
+                                                        first)
+        self.assertEqual(self.count("ref", second), 1, (status, body))
+
+    def test_another_configuration_writes_the_identifier(self):
+        """A configuration identified by email writes ref: it takes the lock of the
+        email, not of the ref, and a POST of that ref by the configuration
+        identified by ref creates a second record meanwhile."""
+        by_ref = self.committed_config("atk-by-ref", "ref", "ref")
+        by_email = self.committed_lines_config(
+            "atk-by-email", "email", {"email": "email", "ref": "ref", "name": "name"})
+        (ref,) = self.refs(3)
+        email = f"{ref}@example.com"
+        with self.committed_env() as env:
+            env["res.partner"].create({"name": ref, "email": email})
+        holder, answer = self.held("PUT", by_email, {"ref": ref}, email)
+        self.assertEqual(answer.status, 200, answer.body)
+        self.meanwhile(holder, "POST", by_ref, {"ref": ref, "name": f"{self.tag}-post"})
+        self.assertEqual(self.count("ref", ref), 1, "one record with this ref")
+
+    # -- the identifier the search compares is not the one the record stores ----
+
+    def test_an_identifier_the_model_rewrites(self):
+        """A contact's website is stored cleaned ("example.com" becomes
+        "http://example.com"): the upsert searches for what was sent, never finds
+        what it created, and each POST makes another record."""
+        endpoint = self.committed_lines_config("atk-website", "website",
+                                               {"website": "website", "name": "name"})
+        website = f"{self.tag}.example.com"
+        for index in range(2):
+            with self.registry.cursor() as cr:
+                status, body, _headers, _tries = self.serve(
+                    cr, "POST", endpoint, {"website": website, "name": f"{self.tag}-{index}"})
+            self.assertIn(status, (200, 201), body)
+        with self.committed_env() as env:
+            found = env["res.partner"].search_count([("website", "like", website)])
+        self.assertLessEqual(found, 1, "at most one record for one identifier")
+
+    def test_an_identifier_the_field_rounds(self):
+        """A float with digits (10, 7) stores 1.00000001 and 1.00000002 as
+        1.0000000; their locks differ (the key is the value as sent), so
+        concurrent POSTs of the two both create."""
+        endpoint = self.committed_lines_config("atk-latitude", "partner_latitude",
+                                               {"lat": "partner_latitude", "name": "name"})
+        name = f"{self.tag}-lat"
+        holder, answer = self.held("POST", endpoint, {"lat": 1.00000001, "name": name})
+        self.assertEqual(answer.status, 201, answer.body)
+        self.meanwhile(holder, "POST", endpoint, {"lat": 1.00000002, "name": name})
+        with self.committed_env() as env:
+            found = env["res.partner"].search_count([("name", "=", name)])
+        self.assertLessEqual(found, 1, "at most one record with latitude 1.0000000")
+
+    # -- READ COMMITTED: what REPEATABLE READ replayed, now answered -------------
+
+    def test_an_upsert_racing_a_delete(self):
+        """A DELETE of <ref> (not committed yet) and a POST upsert of <ref>: in any
+        serial order the POST succeeds (it updates, then the DELETE removes; or
+        the DELETE removes, then it creates).  Under READ COMMITTED the POST
+        found the record, waits for the DELETE's row lock, updates nothing, and
+        answers an error: a caller's valid upsert refused, nothing written."""
+        endpoint = self.committed_config("atk-delete", "ref", "ref")
+        (ref,) = self.refs(4)
+        with self.committed_env() as env:
+            env["res.partner"].create({"name": ref, "ref": ref})
+        holder, answer = self.held("DELETE", endpoint, identifier=ref)
+        self.assertEqual(answer.status, 200, answer.body)
+        status, body, _headers, _tries = self.meanwhile(
+            holder, "POST", endpoint, {"ref": ref, "name": f"{self.tag}-post"})
+        # 503 is the addon's "busy, retry" answer, which loses nothing either.
+        self.assertIn(status, (200, 201, 503), body)
+        if status != 503:
+            self.assertEqual(self.count("ref", ref), 1, "the upsert's record exists")
+
+    # -- READ COMMITTED: a write computed from what another transaction changed --
+
+    def test_a_concurrent_write_keeps_stored_computed_fields_consistent(self):
+        """A user renames a contact in Odoo (REPEATABLE READ, not committed yet)
+        while a PUT moves it under a company.  The PUT computes the contact's
+        complete_name from the old name, waits for the user's row lock, and
+        under READ COMMITTED overwrites the row with it: the name is new, the
+        complete_name says the old one.  Under REPEATABLE READ the PUT's update
+        failed to serialize and Odoo replayed it on the new name."""
+        endpoint = self.committed_lines_config(
+            "atk-parent", "ref", {"ref": "ref", "parent": "parent_id"})
+        (ref,) = self.refs(1)
+        with self.committed_env() as env:
+            company = env["res.partner"].create({"name": f"{self.tag}-Company",
+                                                 "is_company": True})
+            contact = env["res.partner"].create({"name": f"{self.tag}-old", "ref": ref})
+            company_id, contact_id = company.id, contact.id
+        user_cr = self.registry.cursor()
+        self.addCleanup(user_cr.close)
+        user_env = api.Environment(user_cr, SUPERUSER_ID, {})
+        user_env["res.partner"].browse(contact_id).write({"name": f"{self.tag}-new"})
+        user_env.flush_all()
+        status, body, _headers, _tries = self.meanwhile(
+            user_cr, "PUT", endpoint, {"parent": company_id}, ref)
+        self.assertEqual(status, 200, body)
+        with self.committed_env() as env:
+            contact = env["res.partner"].browse(contact_id)
+            self.assertEqual((contact.name, contact.parent_id.id), (f"{self.tag}-new", company_id))
+            self.assertEqual(contact.complete_name, f"{self.tag}-Company, {self.tag}-new")
