@@ -45,6 +45,9 @@ class TestUpsertAttacks(InboundWorkersMixin, BjApiSyncCase):
         with self.committed_env() as env:
             env.cr.execute("DELETE FROM res_partner WHERE website LIKE %s",
                            (f"%{self.tag}%",))
+            # A line may name another of these configurations as its Mapping Model.
+            env.cr.execute("DELETE FROM bj_api_sync_config_line WHERE config_id = ANY(%s)",
+                           (self.config_ids,))
         super()._drop_data()
 
     def refs(self, size, count=1):
@@ -167,6 +170,51 @@ class TestUpsertAttacks(InboundWorkersMixin, BjApiSyncCase):
         with self.committed_env() as env:
             found = env["res.partner"].search_count([("name", "=", name)])
         self.assertLessEqual(found, 1, "at most one record with latitude 1.0000000")
+
+    def test_an_identifier_through_a_mapping_model(self):
+        """The Record Identifier is a many2one with a Mapping Model: the body names
+        the related record by that configuration's identifier (here a company's
+        color index, an integer).  The upsert looks for records whose parent's
+        *id* is that number, not whose parent has it: it finds a contact of
+        another company, whose id happens to be the number, and overwrites it."""
+        by_color = self.committed_lines_config("atk-color", "color",
+                                               {"code": "color", "name": "name"})
+        with self.committed_env() as env:
+            other = env["res.partner"].create({"name": f"{self.tag}-other", "is_company": True})
+            bystander = env["res.partner"].create({"name": f"{self.tag}-bystander",
+                                                   "parent_id": other.id})
+            company = env["res.partner"].create({"name": f"{self.tag}-company",
+                                                 "is_company": True, "color": other.id})
+            by_color_id = env["bj.api.sync.config"].search([("endpoint", "=", by_color)]).id
+            field = env["ir.model.fields"]._get
+            config = env["bj.api.sync.config"].create({
+                "name": "atk-by-company", "request_type": "in",
+                "endpoint": f"atk-by-company-{self.tag}",
+                "model_id": env["ir.model"]._get_id("res.partner"),
+                "authorization_type": "no_auth",
+                "http_method_ids": [(6, 0, self.all_methods.ids)],
+                "run_as_user_id": env.ref("base.user_admin").id,
+                "line_ids": [
+                    (0, 0, {"sequence": 0, "field_id": field("res.partner", "parent_id").id,
+                            "external_key": "company", "value_type": "relational_mapping",
+                            "mapping_config_id": by_color_id, "is_identifier": True}),
+                    (0, 0, {"sequence": 1, "field_id": field("res.partner", "name").id,
+                            "external_key": "name", "value_type": "plain"}),
+                ],
+            })
+            self.config_ids.append(config.id)
+            endpoint, other_id, bystander_id = config.endpoint, other.id, bystander.id
+            company_id = company.id
+        with self.registry.cursor() as cr:
+            status, body, _headers, _tries = self.serve(
+                cr, "POST", endpoint, {"company": other_id, "name": f"{self.tag}-posted"})
+        with self.committed_env() as env:
+            bystander = env["res.partner"].browse(bystander_id)
+            self.assertEqual((bystander.name, bystander.parent_id.id),
+                             (f"{self.tag}-bystander", other_id),
+                             f"a contact of another company is left alone: {status} {body}")
+            self.assertEqual(env["res.partner"].search_count([("parent_id", "=", company_id)]),
+                             1 if status in (200, 201) else 0)
 
     # -- READ COMMITTED: what REPEATABLE READ replayed, now answered -------------
 
