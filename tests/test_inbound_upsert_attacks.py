@@ -10,9 +10,13 @@ import secrets
 import threading
 import time
 
-from odoo import SUPERUSER_ID, api
+from werkzeug.test import Client
+
+from odoo import SUPERUSER_ID, api, http
+from odoo.service import security
 from odoo.tests import tagged
 
+from ..core import inbound
 from ..services.inbound_request import InboundRequest
 from .common import BjApiSyncCase
 from .test_inbound_upsert_race import InboundWorkersMixin
@@ -171,12 +175,12 @@ class TestUpsertAttacks(InboundWorkersMixin, BjApiSyncCase):
             found = env["res.partner"].search_count([("name", "=", name)])
         self.assertLessEqual(found, 1, "at most one record with latitude 1.0000000")
 
-    def test_an_identifier_through_a_mapping_model(self):
-        """The Record Identifier is a many2one with a Mapping Model: the body names
-        the related record by that configuration's identifier (here a company's
-        color index, an integer).  The upsert looks for records whose parent's
-        *id* is that number, not whose parent has it: it finds a contact of
-        another company, whose id happens to be the number, and overwrites it."""
+    def mapped_identifier(self):
+        """A configuration whose Record Identifier is a many2one with a Mapping
+        Model: the body names the parent company by that configuration's
+        identifier, its color index (an integer).  A company whose color is the
+        id of another company, which has a contact (the bystander).  Returns
+        ``(endpoint, color, company_id, bystander_id)``."""
         by_color = self.committed_lines_config("atk-color", "color",
                                                {"code": "color", "name": "name"})
         with self.committed_env() as env:
@@ -203,18 +207,35 @@ class TestUpsertAttacks(InboundWorkersMixin, BjApiSyncCase):
                 ],
             })
             self.config_ids.append(config.id)
-            endpoint, other_id, bystander_id = config.endpoint, other.id, bystander.id
-            company_id = company.id
+            return config.endpoint, other.id, company.id, bystander.id
+
+    def assertBystanderUntouched(self, bystander_id, parent_id, answer):
+        with self.committed_env() as env:
+            bystander = env["res.partner"].browse(bystander_id).exists()
+            self.assertEqual((bystander.name, bystander.parent_id.id),
+                             (f"{self.tag}-bystander", parent_id),
+                             f"a contact of another company is left alone: {answer}")
+
+    def test_an_identifier_through_a_mapping_model(self):
+        """POST {"company": <color>}: the upsert looks for contacts whose parent's
+        *id* is the color, not whose parent has it: it finds the bystander, a
+        contact of another company, and overwrites it (name and company)."""
+        endpoint, color, company_id, bystander_id = self.mapped_identifier()
         with self.registry.cursor() as cr:
             status, body, _headers, _tries = self.serve(
-                cr, "POST", endpoint, {"company": other_id, "name": f"{self.tag}-posted"})
+                cr, "POST", endpoint, {"company": color, "name": f"{self.tag}-posted"})
+        self.assertBystanderUntouched(bystander_id, color, (status, body))
         with self.committed_env() as env:
-            bystander = env["res.partner"].browse(bystander_id)
-            self.assertEqual((bystander.name, bystander.parent_id.id),
-                             (f"{self.tag}-bystander", other_id),
-                             f"a contact of another company is left alone: {status} {body}")
             self.assertEqual(env["res.partner"].search_count([("parent_id", "=", company_id)]),
                              1 if status in (200, 201) else 0)
+
+    def test_a_delete_through_a_mapping_model(self):
+        """DELETE /<color>: the company with that color has no contact (404), but
+        the bystander, whose company's id is the color, is deleted."""
+        endpoint, color, _company_id, bystander_id = self.mapped_identifier()
+        with self.registry.cursor() as cr:
+            answer = self.serve(cr, "DELETE", endpoint, identifier=color)
+        self.assertBystanderUntouched(bystander_id, color, answer)
 
     # -- READ COMMITTED: what REPEATABLE READ replayed, now answered -------------
 
@@ -266,3 +287,42 @@ class TestUpsertAttacks(InboundWorkersMixin, BjApiSyncCase):
             contact = env["res.partner"].browse(contact_id)
             self.assertEqual((contact.name, contact.parent_id.id), (f"{self.tag}-new", company_id))
             self.assertEqual(contact.complete_name, f"{self.tag}-Company, {self.tag}-new")
+
+
+@tagged("post_install", "-at_install")
+class TestBeginRollback(InboundWorkersMixin, BjApiSyncCase):
+    """``_begin`` rolls back what ran before the controller, to switch POST and
+    PUT to READ COMMITTED.  Odoo writes there: ``ir.http._authenticate`` checks
+    a session cookie and inserts the session's device log row (``res.device.log``,
+    the "Devices" audit of a user) in the request's transaction.  Through Odoo's
+    WSGI application, outside test mode: a GET keeps that row, a POST loses it."""
+
+    def device_logs(self, sid):
+        with self.committed_env() as env:
+            env.cr.execute("SELECT count(*) FROM res_device_log WHERE session_identifier = %s",
+                           [sid[:42]])
+            return env.cr.fetchone()[0]
+
+    def logged_in_session(self):
+        """A saved session of the admin user, as after a login in the browser."""
+        session = http.root.session_store.new()
+        session.update(http.get_default_session(), db=self.registry.db_name)
+        with self.committed_env() as env:
+            session.uid = env.ref("base.user_admin").id
+            session.session_token = security.compute_session_token(session, env)
+        http.root.session_store.save(session)
+        self.addCleanup(http.root.session_store.delete, session)
+        return session.sid
+
+    def test_the_device_log_of_a_session_survives(self):
+        endpoint = self.committed_config("atk-device", "ref", "ref")
+        client = Client(http.root)
+        path = f"{inbound.API_PREFIX}/{endpoint}"
+        for method, body in (("GET", None), ("POST", {"ref": f"{self.tag}-r", "name": self.tag})):
+            with self.subTest(method=method):
+                sid = self.logged_in_session()
+                response = client.open(
+                    path, method=method, json=body,
+                    headers={"Cookie": f"session_id={sid}", "User-Agent": "Mozilla/5.0 atk"})
+                self.assertIn(response.status_code, (200, 201), response.get_data())
+                self.assertEqual(self.device_logs(sid), 1, "the session's device is logged")
