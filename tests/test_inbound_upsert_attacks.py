@@ -25,8 +25,8 @@ from .test_inbound_upsert_race import InboundWorkersMixin
 @tagged("post_install", "-at_install")
 class TestUpsertAttacks(InboundWorkersMixin, BjApiSyncCase):
     def committed_lines_config(self, name, identifier, keys):
-        """An inbound configuration on Contacts identified by ``identifier``, with
-        plain lines ``keys`` (external key → field); returns its endpoint."""
+        """An inbound configuration on Contacts with plain lines ``keys`` (external
+        key → field), identified by the key ``identifier``; returns its endpoint."""
         with self.committed_env() as env:
             field = env["ir.model.fields"]._get
             config = env["bj.api.sync.config"].create({
@@ -38,7 +38,7 @@ class TestUpsertAttacks(InboundWorkersMixin, BjApiSyncCase):
                 "line_ids": [
                     (0, 0, {"sequence": index, "field_id": field("res.partner", name_).id,
                             "external_key": key, "value_type": "plain",
-                            "is_identifier": name_ == identifier})
+                            "is_identifier": key == identifier})
                     for index, (key, name_) in enumerate(keys.items())
                 ],
             })
@@ -143,7 +143,32 @@ class TestUpsertAttacks(InboundWorkersMixin, BjApiSyncCase):
         self.meanwhile(holder, "POST", by_ref, {"ref": ref, "name": f"{self.tag}-post"})
         self.assertEqual(self.count("ref", ref), 1, "one record with this ref")
 
+    def test_a_second_line_on_the_identifier_field(self):
+        """Two lines may map one field: POST {"ref": <new>, "code": <existing>}
+        locks and looks up <new>, and creates a record whose ref is <existing>."""
+        endpoint = self.committed_lines_config(
+            "atk-two-lines", "ref", {"ref": "ref", "code": "ref", "name": "name"})
+        new, existing = self.refs(5, 2)
+        with self.committed_env() as env:
+            env["res.partner"].create({"name": existing, "ref": existing})
+        with self.registry.cursor() as cr:
+            status, body, _headers, _tries = self.serve(
+                cr, "POST", endpoint, {"ref": new, "code": existing, "name": f"{self.tag}-2"})
+        self.assertEqual(self.count("ref", existing), 1, (status, body))
+
     # -- the identifier the search compares is not the one the record stores ----
+
+    def test_one_batch_of_two_spellings_of_one_stored_identifier(self):
+        """One batch: "<host>" and "http://<host>" are two identifiers for the
+        request, one website once stored: two records."""
+        endpoint = self.committed_lines_config("atk-website-batch", "website",
+                                               {"website": "website", "name": "name"})
+        website = f"{self.tag}.example.org"
+        with self.registry.cursor() as cr:
+            status, body, _headers, _tries = self.serve(cr, "POST", endpoint, [
+                {"website": website, "name": f"{self.tag}-a"},
+                {"website": f"http://{website}", "name": f"{self.tag}-b"}])
+        self.assertLessEqual(self.count("website", f"http://{website}"), 1, (status, body))
 
     def test_an_identifier_the_model_rewrites(self):
         """A contact's website is stored cleaned ("example.com" becomes
@@ -165,7 +190,7 @@ class TestUpsertAttacks(InboundWorkersMixin, BjApiSyncCase):
         """A float with digits (10, 7) stores 1.00000001 and 1.00000002 as
         1.0000000; their locks differ (the key is the value as sent), so
         concurrent POSTs of the two both create."""
-        endpoint = self.committed_lines_config("atk-latitude", "partner_latitude",
+        endpoint = self.committed_lines_config("atk-latitude", "lat",
                                                {"lat": "partner_latitude", "name": "name"})
         name = f"{self.tag}-lat"
         holder, answer = self.held("POST", endpoint, {"lat": 1.00000001, "name": name})
@@ -181,7 +206,7 @@ class TestUpsertAttacks(InboundWorkersMixin, BjApiSyncCase):
         identifier, its color index (an integer).  A company whose color is the
         id of another company, which has a contact (the bystander).  Returns
         ``(endpoint, color, company_id, bystander_id)``."""
-        by_color = self.committed_lines_config("atk-color", "color",
+        by_color = self.committed_lines_config("atk-color", "code",
                                                {"code": "color", "name": "name"})
         with self.committed_env() as env:
             other = env["res.partner"].create({"name": f"{self.tag}-other", "is_company": True})
