@@ -314,6 +314,34 @@ class TestUpsertAttacks(InboundWorkersMixin, BjApiSyncCase):
             self.assertEqual(contact.complete_name, f"{self.tag}-Company, {self.tag}-new")
 
 
+    def test_a_write_of_another_row_keeps_its_computed_fields_consistent(self):
+        """The other way round, on a row the request does not name: a PUT renames
+        a company, which recomputes its contact's complete_name, while a user
+        renames that contact (not committed yet).  The PUT writes the contact's
+        complete_name from the contact's old name over the user's committed
+        row."""
+        endpoint = self.committed_lines_config("atk-company", "ref",
+                                               {"ref": "ref", "name": "name"})
+        (ref,) = self.refs(2)
+        with self.committed_env() as env:
+            company = env["res.partner"].create({"name": f"{self.tag}-Old Co",
+                                                 "is_company": True, "ref": ref})
+            contact_id = env["res.partner"].create({"name": f"{self.tag}-old",
+                                                    "parent_id": company.id}).id
+        user_cr = self.registry.cursor()
+        self.addCleanup(user_cr.close)
+        user_env = api.Environment(user_cr, SUPERUSER_ID, {})
+        user_env["res.partner"].browse(contact_id).write({"name": f"{self.tag}-new"})
+        user_env.flush_all()
+        status, body, _headers, _tries = self.meanwhile(
+            user_cr, "PUT", endpoint, {"name": f"{self.tag}-New Co"}, ref)
+        self.assertEqual(status, 200, body)
+        with self.committed_env() as env:
+            contact = env["res.partner"].browse(contact_id)
+            self.assertEqual(contact.name, f"{self.tag}-new")
+            self.assertEqual(contact.complete_name, f"{self.tag}-New Co, {self.tag}-new")
+
+
 @tagged("post_install", "-at_install")
 class TestBeginRollback(InboundWorkersMixin, BjApiSyncCase):
     """``_begin`` rolls back what ran before the controller, to switch POST and
