@@ -1,9 +1,22 @@
 """Upserts that still duplicate, and what READ COMMITTED lets through.
 
+Four classes, each with more than one vector:
+- an identifier value written by a request that does not hold that value's
+  lock (a PUT renaming by URL, another configuration, a second line on the
+  identifier field);
+- a lookup and a lock on the value as sent, when the record stores another
+  (a model that rewrites it, a field that rounds it), even inside one batch;
+- an identifier through a Mapping Model compared as a raw id (POST overwrites,
+  DELETE deletes a contact of another company);
+- READ COMMITTED: a write computed from a row another transaction changes
+  (stale stored computed fields, on the named row and on another one), an
+  upsert racing a DELETE answered 400, and ``_begin``'s rollback of what Odoo
+  wrote before the controller.
+
 Real transactions: a request is served on a cursor of its own and left
 uncommitted while another one runs in a thread (which either finishes or waits
-for a lock), then committed; whatever the order, one identifier names one
-record, and a record's stored computed fields agree with its fields.
+for a lock), then committed.  The READ COMMITTED tests pass with ``_begin``
+made a no-op (REPEATABLE READ, Odoo's replay on a serialization failure).
 """
 
 import secrets
