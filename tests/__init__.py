@@ -58,3 +58,4 @@ from . import test_script_lock
 from . import test_admin_only_race
 from . import test_secret_readers
 from . import test_inbound_upsert_race
+from . import test_inbound_upsert_attacks

@@ -320,3 +320,24 @@ class TestOutboundRedirects(BjOutboundCase):
         self.assertEqual((result.error_kind, result.url),
                          (http_client.READ_TIMEOUT, self.server.url + MOVED))
         self.assertLess(result.duration_ms, 3000)
+
+    def test_every_redirection_status_with_a_location_names_it(self):
+        """300 Multiple Choices (its Location is the server's preferred choice,
+        RFC 9110 §15.4.1), the deprecated 305 and the unused 306 are redirects
+        too: not followed, and the failed attempt's message names the Location,
+        as for any redirect not followed."""
+        location = self.other.url + MOVED
+        for status in (300, 305, 306):
+            with self.subTest(status=status):
+                self.server.clear()
+                self.other.clear()
+                self.server.queue(status, {}, headers={"Location": location})
+                job = self.through_the_worker(self.configs["POST"])
+                self.assertNotFollowed(status, location, job.last_error or "")
+                self.assertEqual((job.state, job.last_status_code), ("dead", status))
+            with self.subTest(status=status, path="Test Connection"):
+                # Not "Connection successful" for an API whose every delivery dies.
+                self.server.clear()
+                self.server.queue(status, {}, headers={"Location": location})
+                params = self.configs["POST"].action_test_connection()["params"]
+                self.assertEqual(params["title"], "Redirect not followed", params["message"])
