@@ -5,6 +5,7 @@ another origin.  The rules without a database, then the delivery worker, the
 entry point and Test Connection against two real servers (two origins)."""
 
 from itertools import product
+from types import SimpleNamespace
 
 from odoo import Command
 from odoo.tests import BaseCase, tagged
@@ -82,11 +83,25 @@ class TestRedirectRules(BaseCase):
             else:
                 self.assertIn(f"a {status} may change the method to GET and drop the body",
                               refusal)
+        for status in (300, 304, 305, 306):
+            self.assertIn(f"not a {status}",
+                          http_client.redirect_refusal(status, url, "https://api.example/v2"))
         # http to https is another origin too: the scheme is part of it.
         self.assertIn("another origin",
                       http_client.redirect_refusal(307, "http://h.example/", "https://h.example/"))
         self.assertIsNone(http_client.redirect_refusal(308, "http://h.example/a",
                                                        "http://h.example:80/b"))
+
+    def test_every_3xx_naming_a_location_is_a_redirect(self):
+        """Table: (status, Location) → redirect; 301-308's own statuses are
+        redirects even with their Location missing."""
+        table = [(status, location, status in REDIRECT_STATUSES or bool(location))
+                 for status in range(300, 310) for location in ("", "/x")]
+        table += [(200, "/x", False), (201, "/x", False), (404, "/x", False)]
+        for status, location, expected in table:
+            response = SimpleNamespace(status_code=status,
+                                       headers={"Location": location} if location else {})
+            self.assertEqual(http_client.is_redirect(response), expected, (status, location))
 
     def test_a_redirect_not_followed_is_dead_at_once(self):
         """One place decides: a 3xx that reaches the retry policy is a moved URL."""
