@@ -35,8 +35,9 @@ from .common import BjApiSyncCase
 from .test_inbound_upsert_race import InboundWorkersMixin
 
 
-@tagged("post_install", "-at_install")
-class TestUpsertAttacks(InboundWorkersMixin, BjApiSyncCase):
+class UpsertKit(InboundWorkersMixin):
+    """Configurations, held requests and counts of the tests below."""
+
     def committed_lines_config(self, name, identifier, keys):
         """An inbound configuration on Contacts with plain lines ``keys`` (external
         key → field), identified by the key ``identifier``; returns its endpoint."""
@@ -113,6 +114,50 @@ class TestUpsertAttacks(InboundWorkersMixin, BjApiSyncCase):
             return env["res.partner"].with_context(active_test=False).search_count(
                 [(field, "=", value)])
 
+    def mapped_identifier(self):
+        """A configuration whose Record Identifier is a many2one with a Mapping
+        Model: the body names the parent company by that configuration's
+        identifier, its color index (an integer).  A company whose color is the
+        id of another company, which has a contact (the bystander).  Returns
+        ``(endpoint, color, company_id, bystander_id)``."""
+        by_color = self.committed_lines_config("atk-color", "code",
+                                               {"code": "color", "name": "name"})
+        with self.committed_env() as env:
+            other = env["res.partner"].create({"name": f"{self.tag}-other", "is_company": True})
+            bystander = env["res.partner"].create({"name": f"{self.tag}-bystander",
+                                                   "parent_id": other.id})
+            company = env["res.partner"].create({"name": f"{self.tag}-company",
+                                                 "is_company": True, "color": other.id})
+            by_color_id = env["bj.api.sync.config"].search([("endpoint", "=", by_color)]).id
+            field = env["ir.model.fields"]._get
+            config = env["bj.api.sync.config"].create({
+                "name": "atk-by-company", "request_type": "in",
+                "endpoint": f"atk-by-company-{self.tag}",
+                "model_id": env["ir.model"]._get_id("res.partner"),
+                "authorization_type": "no_auth",
+                "http_method_ids": [(6, 0, self.all_methods.ids)],
+                "run_as_user_id": env.ref("base.user_admin").id,
+                "line_ids": [
+                    (0, 0, {"sequence": 0, "field_id": field("res.partner", "parent_id").id,
+                            "external_key": "company", "value_type": "relational_mapping",
+                            "mapping_config_id": by_color_id, "is_identifier": True}),
+                    (0, 0, {"sequence": 1, "field_id": field("res.partner", "name").id,
+                            "external_key": "name", "value_type": "plain"}),
+                ],
+            })
+            self.config_ids.append(config.id)
+            return config.endpoint, other.id, company.id, bystander.id
+
+    def assertBystanderUntouched(self, bystander_id, parent_id, answer):
+        with self.committed_env() as env:
+            bystander = env["res.partner"].browse(bystander_id).exists()
+            self.assertEqual((bystander.name, bystander.parent_id.id),
+                             (f"{self.tag}-bystander", parent_id),
+                             f"a contact of another company is left alone: {answer}")
+
+
+@tagged("post_install", "-at_install")
+class TestUpsertAttacks(UpsertKit, BjApiSyncCase):
     # -- an identifier written by a request that does not hold its lock ----------
 
     def test_put_renaming_to_an_identifier_races_a_post_of_it(self):
@@ -212,47 +257,6 @@ class TestUpsertAttacks(InboundWorkersMixin, BjApiSyncCase):
         with self.committed_env() as env:
             found = env["res.partner"].search_count([("name", "=", name)])
         self.assertLessEqual(found, 1, "at most one record with latitude 1.0000000")
-
-    def mapped_identifier(self):
-        """A configuration whose Record Identifier is a many2one with a Mapping
-        Model: the body names the parent company by that configuration's
-        identifier, its color index (an integer).  A company whose color is the
-        id of another company, which has a contact (the bystander).  Returns
-        ``(endpoint, color, company_id, bystander_id)``."""
-        by_color = self.committed_lines_config("atk-color", "code",
-                                               {"code": "color", "name": "name"})
-        with self.committed_env() as env:
-            other = env["res.partner"].create({"name": f"{self.tag}-other", "is_company": True})
-            bystander = env["res.partner"].create({"name": f"{self.tag}-bystander",
-                                                   "parent_id": other.id})
-            company = env["res.partner"].create({"name": f"{self.tag}-company",
-                                                 "is_company": True, "color": other.id})
-            by_color_id = env["bj.api.sync.config"].search([("endpoint", "=", by_color)]).id
-            field = env["ir.model.fields"]._get
-            config = env["bj.api.sync.config"].create({
-                "name": "atk-by-company", "request_type": "in",
-                "endpoint": f"atk-by-company-{self.tag}",
-                "model_id": env["ir.model"]._get_id("res.partner"),
-                "authorization_type": "no_auth",
-                "http_method_ids": [(6, 0, self.all_methods.ids)],
-                "run_as_user_id": env.ref("base.user_admin").id,
-                "line_ids": [
-                    (0, 0, {"sequence": 0, "field_id": field("res.partner", "parent_id").id,
-                            "external_key": "company", "value_type": "relational_mapping",
-                            "mapping_config_id": by_color_id, "is_identifier": True}),
-                    (0, 0, {"sequence": 1, "field_id": field("res.partner", "name").id,
-                            "external_key": "name", "value_type": "plain"}),
-                ],
-            })
-            self.config_ids.append(config.id)
-            return config.endpoint, other.id, company.id, bystander.id
-
-    def assertBystanderUntouched(self, bystander_id, parent_id, answer):
-        with self.committed_env() as env:
-            bystander = env["res.partner"].browse(bystander_id).exists()
-            self.assertEqual((bystander.name, bystander.parent_id.id),
-                             (f"{self.tag}-bystander", parent_id),
-                             f"a contact of another company is left alone: {answer}")
 
     def test_an_identifier_through_a_mapping_model(self):
         """POST {"company": <color>}: the upsert looks for contacts whose parent's
@@ -357,12 +361,11 @@ class TestUpsertAttacks(InboundWorkersMixin, BjApiSyncCase):
 
 @tagged("post_install", "-at_install")
 class TestBeginRollback(InboundWorkersMixin, BjApiSyncCase):
-    """``_begin`` rolls back what ran before the controller, to switch POST and
-    PUT to READ COMMITTED.  Odoo writes there: ``ir.http._authenticate`` checks
-    a session cookie and inserts the session's device log row (``res.device.log``,
-    the "Devices" audit of a user) in the request's transaction.  Through Odoo's
-    WSGI application, outside test mode: a GET keeps that row; a POST loses it,
-    although Odoo logs "User 2 inserts device log"."""
+    """What Odoo wrote before the controller stays: ``ir.http._authenticate``
+    checks a session cookie and inserts the session's device log row
+    (``res.device.log``, the "Devices" audit of a user) in the request's
+    transaction.  Through Odoo's WSGI application, outside test mode, a GET and
+    a POST keep that row (a first fix rolled it back for POST and PUT)."""
 
     def device_logs(self, sid):
         with self.committed_env() as env:
@@ -393,3 +396,89 @@ class TestBeginRollback(InboundWorkersMixin, BjApiSyncCase):
                     headers={"Cookie": f"session_id={sid}", "User-Agent": "Mozilla/5.0 atk"})
                 self.assertIn(response.status_code, (200, 201), response.get_data())
                 self.assertEqual(self.device_logs(sid), 1, "the session's device is logged")
+
+
+@tagged("post_install", "-at_install")
+class TestStoredIdentifiers(UpsertKit, BjApiSyncCase):
+    """What the answers say once identifiers are compared as stored, and the
+    key rows' cleanup."""
+
+    def test_a_rename_to_an_existing_identifier_is_a_409_naming_it(self):
+        endpoint = self.committed_config("uniq-rename", "ref", "ref")
+        first, second = self.refs(6, 2)
+        with self.committed_env() as env:
+            first_id = env["res.partner"].create({"name": first, "ref": first}).id
+            env["res.partner"].create({"name": second, "ref": second})
+        with self.registry.cursor() as cr:
+            status, body, _headers, _tries = self.serve(
+                cr, "PUT", endpoint, {"ref": second, "name": f"{self.tag}-x"}, first)
+        self.assertEqual((status, body["error"]), (409, f"Another record has ref = {second!r}."))
+        with self.committed_env() as env:
+            self.assertEqual(env["res.partner"].browse(first_id).read(["name", "ref"])[0],
+                             {"id": first_id, "name": first, "ref": first}, "nothing written")
+
+    def test_another_configuration_is_named(self):
+        self.committed_config("uniq-by-ref", "ref", "ref")
+        by_email = self.committed_lines_config(
+            "uniq-by-email", "email", {"email": "email", "ref": "ref", "name": "name"})
+        (ref,) = self.refs(7)
+        with self.committed_env() as env:
+            env["res.partner"].create({"name": ref, "ref": ref})
+        with self.registry.cursor() as cr:
+            status, body, _headers, _tries = self.serve(
+                cr, "POST", by_email, {"email": f"{ref}@example.com", "ref": ref, "name": ref})
+        self.assertEqual(status, 409, body)
+        self.assertEqual(body["error"], f"Another record has ref = {ref!r} (the Record "
+                                        f"Identifier of configuration 'uniq-by-ref').")
+        self.assertEqual(self.count("email", f"{ref}@example.com"), 0, "nothing written")
+
+    def test_a_rewritten_identifier_updates_its_record(self):
+        """The second POST of "<host>" finds the record stored as "http://<host>"
+        and updates it."""
+        endpoint = self.committed_lines_config("uniq-website", "website",
+                                               {"website": "website", "name": "name"})
+        website = f"{self.tag}.example.net"
+        answers = []
+        for index in range(2):
+            with self.registry.cursor() as cr:
+                answers.append(self.serve(cr, "POST", endpoint,
+                                          {"website": website, "name": f"{self.tag}-{index}"}))
+        (first, first_body, *_rest), (second, second_body, *_rest2) = answers
+        self.assertEqual((first, second), (201, 200), second_body)
+        self.assertEqual(first_body["data"]["website"], f"http://{website}")
+        self.assertEqual(second_body["data"]["name"], f"{self.tag}-1")
+        self.assertEqual(self.count("website", f"http://{website}"), 1)
+
+    def test_get_put_delete_by_url_through_a_mapping_model(self):
+        """/<color> names the contact of the company with that color."""
+        endpoint, color, company_id, bystander_id = self.mapped_identifier()
+        with self.committed_env() as env:
+            contact_id = env["res.partner"].create({"name": f"{self.tag}-mine",
+                                                    "parent_id": company_id}).id
+        with self.registry.cursor() as cr:
+            got = self.serve(cr, "GET", endpoint, identifier=color)
+            put = self.serve(cr, "PUT", endpoint, {"name": f"{self.tag}-put"}, color)
+            unknown = self.serve(cr, "GET", endpoint, identifier=color + 10**6)
+        self.assertEqual((got[0], got[1]["data"]["name"]), (200, f"{self.tag}-mine"), got)
+        self.assertEqual(put[0], 200, put)
+        self.assertEqual(unknown[0], 404, unknown)
+        with self.committed_env() as env:
+            self.assertEqual(env["res.partner"].browse(contact_id).name, f"{self.tag}-put")
+        with self.registry.cursor() as cr:
+            deleted = self.serve(cr, "DELETE", endpoint, identifier=color)
+        self.assertEqual(deleted[0], 200, deleted)
+        with self.committed_env() as env:
+            self.assertFalse(env["res.partner"].browse(contact_id).exists())
+        self.assertBystanderUntouched(bystander_id, color, deleted)
+
+    def test_old_key_rows_are_cleaned_up(self):
+        locks = self.env["bj.api.identifier.lock"]
+        keys = inbound.identifier_lock_keys("res.partner", "ref", [f"{self.tag}-{index}"
+                                                                   for index in range(3)])
+        locks._bj_touch(keys)
+        self.env.cr.execute(
+            "UPDATE bj_api_identifier_lock SET touched_at = touched_at - interval '2 hours'"
+            " WHERE id = ANY(%s)", [keys[:2]])
+        locks._gc_old_keys()
+        self.env.cr.execute("SELECT id FROM bj_api_identifier_lock WHERE id = ANY(%s)", [keys])
+        self.assertEqual([key for (key,) in self.env.cr.fetchall()], keys[2:])
