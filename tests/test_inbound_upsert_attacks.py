@@ -1,4 +1,6 @@
-"""Upserts that still duplicate, and what READ COMMITTED lets through.
+"""Upserts that duplicated under a first fix (an advisory lock per identifier
+value as sent, POST and PUT in READ COMMITTED), and what READ COMMITTED let
+through.  Each must hold under the key rows of ``bj.api.identifier.lock``.
 
 Four classes, each with more than one vector:
 - an identifier value written by a request that does not hold that value's
@@ -10,13 +12,13 @@ Four classes, each with more than one vector:
   DELETE deletes a contact of another company);
 - READ COMMITTED: a write computed from a row another transaction changes
   (stale stored computed fields, on the named row and on another one), an
-  upsert racing a DELETE answered 400, and ``_begin``'s rollback of what Odoo
-  wrote before the controller.
+  upsert racing a DELETE answered 400, and the rollback (to switch isolation)
+  of what Odoo wrote before the controller.
 
 Real transactions: a request is served on a cursor of its own and left
 uncommitted while another one runs in a thread (which either finishes or waits
-for a lock), then committed.  The READ COMMITTED tests pass with ``_begin``
-made a no-op (REPEATABLE READ, Odoo's replay on a serialization failure).
+for a lock), then committed.  The READ COMMITTED tests hold under REPEATABLE
+READ through Odoo's replay on a serialization failure.
 """
 
 import secrets
