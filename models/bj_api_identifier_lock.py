@@ -23,7 +23,9 @@ class BjApiIdentifierLock(models.Model):
     _auto = False
     _log_access = False
 
-    touched_at = fields.Datetime(string="Touched At", readonly=True)
+    touched_at = fields.Datetime(
+        string="Touched At", readonly=True,
+        help="When a request last touched this identifier value's key (the id).")
 
     def init(self):
         self.env.cr.execute(SQL(
