@@ -106,7 +106,7 @@ FIELD_ACCESS = {
 # Models only the addon's code writes (logs, queue, counters): every field, NOBODY.
 INTERNAL_MODELS = frozenset({
     "bj.api.log", "bj.api.sync.job", "bj.api.idempotency", "bj.api.rate.limit",
-    "bj.api.auth.failure", "bj.api.signature",
+    "bj.api.auth.failure", "bj.api.signature", "bj.api.identifier.lock",
 })
 
 

@@ -55,7 +55,9 @@ TRANSIENT_ERRORS = frozenset({DNS, REFUSED, TLS, CONNECT_TIMEOUT, READ_TIMEOUT, 
 # POST answered 301, and any method but HEAD answered 302 or 303, as a GET without
 # its body, and sends every header but Authorization to another host.  Only a 307
 # or 308 (method and body kept, RFC 9110 §15.4.8-9) to the request's own origin is
-# followed, once.
+# followed, once.  Every 3xx that names a Location is a redirect (RFC 9110 §15.4:
+# a 300's is the server's preferred choice, 305 and 306 are obsolete ones); these
+# are one even without it (a redirect whose Location is missing).
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 FOLLOWED_REDIRECT_STATUSES = frozenset({307, 308})
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -225,12 +227,20 @@ def resolve_location(url, location):
     return target
 
 
+def is_redirect(response):
+    """True when ``response`` redirects (see REDIRECT_STATUSES)."""
+    return response.status_code in REDIRECT_STATUSES or (
+        300 <= response.status_code < 400 and bool(response.headers.get("Location")))
+
+
 def redirect_refusal(status_code, url, target):
     """Why the request to ``url`` answered ``status_code`` towards the absolute
     ``target`` must not be followed, or None when it may be (once)."""
-    if status_code not in FOLLOWED_REDIRECT_STATUSES:
+    if status_code in (301, 302, 303):
         return (f"a {status_code} may change the method to GET and drop the body; "
                 "only a 307 or 308 to the same origin is followed")
+    if status_code not in FOLLOWED_REDIRECT_STATUSES:
+        return f"only a 307 or 308 to the same origin is followed, not a {status_code}"
     source, destination = origin(url), origin(target)
     if source[0] == "https" and destination[0] == "http":
         return "it leaves https for http"
@@ -386,7 +396,7 @@ def send(method, url, *, body=None, headers=None, timeout=None, options=None):
     started = time.monotonic()
     response = _request(result, method, url, body, headers, timeout, options)
     current, followed = url, False
-    while response is not None and response.status_code in REDIRECT_STATUSES:
+    while response is not None and is_redirect(response):
         location = response.headers.get("Location")
         try:
             target = resolve_location(current, location)

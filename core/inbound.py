@@ -26,9 +26,6 @@ WRITE_METHODS = ("POST", "PUT", "DELETE")
 SIGNATURE_HEADER = "X-BJET-Signature"
 SIGNATURE_TOLERANCE = 300  # seconds either side of the server clock
 IDEMPOTENCY_HEADERS = ("Idempotency-Key", "X-Request-ID")
-# Methods that create or update records by their Record Identifier, each
-# identifier under a lock of its own (see identifier_lock_keys).
-UPSERT_METHODS = ("POST", "PUT")
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 REALM = "bjet_api_sync"
 
@@ -51,12 +48,12 @@ class InboundError(Exception):
 
 
 def identifier_lock_keys(model, field_name, values):
-    """The PostgreSQL advisory lock keys (signed 64-bit) of the identifier
+    """The key rows (signed 64-bit, ``bj.api.identifier.lock``) of the identifier
     ``values`` of ``model``'s field ``field_name``, sorted and without repeats.
 
-    Sorted, so that two batches take their common keys in one order and never
+    Sorted, so that two batches touch their common keys in one order and never
     deadlock.  A key names the model and field, not the configuration: two
-    configurations upserting the same field of the same model wait for each
+    configurations writing the same field of the same model wait for each
     other too.  Two values sharing a key (a hash collision) only wait for each
     other.  ``repr`` keeps types apart: the identifier 5 and "5" differ.
     """

@@ -13,6 +13,7 @@ from . import bj_api_idempotency
 from . import bj_api_rate_limit
 from . import bj_api_auth_failure
 from . import bj_api_signature
+from . import bj_api_identifier_lock
 from . import res_users
 from . import ir_http
 from . import ir_cron

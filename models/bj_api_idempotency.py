@@ -20,8 +20,8 @@ class BjApiIdempotency(models.Model):
     in the same transaction, so it exists if and only if the write committed.
     The unique constraint makes PostgreSQL, not the workers, decide which of two
     concurrent duplicates runs: the second waits for the first and, once it has
-    committed, finds the stored answer: at once in READ COMMITTED (POST, PUT),
-    after a serialization error that Odoo retries in REPEATABLE READ (DELETE).
+    committed, fails to serialize (REPEATABLE READ) and, replayed by Odoo,
+    finds the stored answer.
     """
 
     _name = "bj.api.idempotency"

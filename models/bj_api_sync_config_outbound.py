@@ -696,7 +696,9 @@ class BjApiSyncConfigOutbound(models.Model):
             fix = (_("Update the Request URL if the API moved.") if self.request_type == "out"
                    else _("Check web.base.url, the address Odoo is reached at."))
             message = _("%(where)s: %(error)s %(fix)s", where=where, error=result.error, fix=fix)
-        elif result.status_code < 400:
+        elif result.status_code < 300:
+            # A 3xx not followed is no success: "Redirect not followed" above, or
+            # an unexpected answer below.
             kind, title = "success", _("Connection successful")
             message = _("%(where)s answered %(status)s in %(ms)s ms.", where=where,
                         status=result.describe(), ms=result.duration_ms)

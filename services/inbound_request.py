@@ -7,8 +7,9 @@ operation as the configuration's Run As User (never the superuser; ``sudo()``
 only touches the addon's own tables) inside a savepoint, so that a failed
 request writes nothing.  The log row is written afterwards in the same
 transaction, which commits it whether or not the work succeeded.  Creates and
-updates (POST, PUT) run in READ COMMITTED, one identifier at a time (see
-``InboundRequest._begin``), so that concurrent upserts never duplicate a record.
+updates (POST, PUT) touch a key row per identifier value (``bj.api.identifier.lock``)
+in Odoo's REPEATABLE READ, so that concurrent upserts never duplicate a record
+(see ``InboundRequest._settle``).
 """
 
 import hashlib
@@ -39,11 +40,13 @@ from . import run_as
 from .filter_domain import scope_domain
 from .quiet_cursor import QuietCursor
 from .records import (
+    Relations,
     StorableCheck,
     export_records,
     import_values,
     line_of_column,
     line_of_index,
+    read_value,
 )
 
 _logger = logging.getLogger("bj.api.inbound")
@@ -86,6 +89,15 @@ WRITE_CONTEXT = {"mail_create_nolog": True, "mail_create_nosubscribe": True}
 RUN_AS_OFF_STATUS = 503
 
 
+class StoredElsewhere(Exception):  # noqa: N818 - a signal, not an error
+    """Records created by an upsert whose identifier, as stored, is another
+    record's: ``records`` maps their batch index to that record's id."""
+
+    def __init__(self, records):
+        super().__init__(records)
+        self.records = records
+
+
 class InboundRequest:
     """Serve one ``InboundCall`` in the request's environment ``env``."""
 
@@ -111,7 +123,6 @@ class InboundRequest:
     def serve(self):
         """The answer to the call; its log row is written in the same transaction."""
         try:
-            self._begin()
             inbound.check_call_text(self.call)
             self.plan = self._resolve_plan()
             self.secrets += list(self.plan.secrets)
@@ -134,40 +145,6 @@ class InboundRequest:
                 response.error = f"{answer.message} {type(error).__name__}: {error}"
         self._log(response)
         return response
-
-    def _begin(self):
-        """Run creates and updates in READ COMMITTED, for their identifier locks.
-
-        Concurrent upserts of one identifier are serialized by a transaction
-        advisory lock per identifier (_lock_identifiers), taken before the
-        search that decides between create and update.  Under Odoo's REPEATABLE
-        READ that search would still read the snapshot taken at the request's
-        first statement, before the wait, and miss the record the lock's
-        previous holder created; in READ COMMITTED each statement reads what
-        was committed when it started.  The other way, a lock row whose update
-        makes PostgreSQL fail the transactions that waited for it, for Odoo to
-        replay, turns N writers of one identifier into waves of failures:
-        measured on concurrent POSTs and PUTs of one existing record, which
-        fail that way under REPEATABLE READ alone: 4, 16 and 64 of them took
-        27 s and about 150 replays, some requests reaching their fifth and last
-        try (a 503 when it fails too), where this queue took 5.5 s and no
-        replay.  The price: the request's writes of other rows no longer fail
-        to serialize against a concurrent transaction (the later write wins, as
-        in any READ COMMITTED application).  The request's own rows need
-        nothing more: the idempotency claim waits for a concurrent twin and
-        then reads it, counters are upserts on cursors of their own, signatures
-        and log rows are inserts; the savepoint still undoes a failed request's
-        work.
-
-        SET TRANSACTION must come first in a transaction: the statements Odoo
-        ran before the controller only read (an auth="none" route), so they are
-        rolled back.  Test mode shares the test's transaction, whose isolation
-        cannot change.
-        """
-        if (self.call.method in inbound.UPSERT_METHODS
-                and not self.env.registry.in_test_mode()):
-            self.cr.rollback()
-            self.cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
     def _error(self, error, index=None):
         """The ``InboundError`` answering ``error``; unexpected ones are a bare 500."""
@@ -379,15 +356,30 @@ class InboundRequest:
             res_ids=records.ids,
         )
 
-    def _identifier(self, raw, index=None):
-        """The identifier line and the ORM value of the identifier ``raw``."""
+    def _identifier(self, model, raw, index=None):
+        """The identifier line and the ORM value of the identifier ``raw``.
+
+        Through a Mapping Model, the identifier means what the line maps: the id
+        of the related record whose own identifier (in that configuration's
+        scope) is ``raw``, or None when there is none, never ``raw`` read as an id.
+        """
         line = self.plan.identifier
         if not line:
             raise InboundError(
                 500, f"Configuration {self.plan.name!r} has no Record Identifier line."
             )
         try:
-            return line, engine.identifier_value(self.plan, raw)
+            if not line.is_mapping:
+                return line, engine.identifier_value(self.plan, raw)
+            child = line.child
+            if not child.identifier:
+                raise InboundError(
+                    500, f"Mapping Model {child.name!r} of line {line.label!r} has no Record "
+                         "Identifier line.", line_id=line.line_id)
+            if isinstance(raw, dict):
+                raw = raw.get(child.identifier.key)
+            value = engine.identifier_value(child, raw)
+            return line, Relations(model.env).ids_by_identifier(child, [value]).get(value)
         except ValueError as error:
             raise InboundError(
                 400, f"Invalid identifier {line.key!r}: {error}", line_id=line.line_id, index=index
@@ -395,10 +387,12 @@ class InboundRequest:
 
     def _find(self, model, identifier, lock=False):
         """The one record in scope whose Record Identifier is ``identifier``
-        (404/409); with ``lock``, found once the identifier's lock is held."""
-        line, value = self._identifier(identifier)
+        (404/409); with ``lock``, found once its key row is touched (_touch)."""
+        line, value = self._identifier(model, identifier)
+        if value is None:
+            raise InboundError(404, f"No record with {line.key} = {identifier!r}.")
         if lock:
-            self._lock_identifiers([value])
+            self._touch([(line.field, value)])
         records = model.search_fetch(
             expression.AND([scope_domain(model.env, self.plan), [(line.field, "=", value)]]),
             self.plan.stored_fields(),
@@ -593,14 +587,19 @@ class InboundRequest:
                 if required:
                     fail(400, "The record lacks its identifier.", index)
                 continue
-            _line, value = self._identifier(item[line.key], index if many else None)
+            _line, value = self._identifier(model, item[line.key], index if many else None)
+            if value is None:
+                # A related record that does not exist: the import refuses it (400).
+                if required:
+                    fail(404, f"No record with {line.key} = {item[line.key]!r}.", index)
+                continue
             if value in wanted:
                 fail(400, f"Records {wanted[value]} and {index} have the same {line.key} "
                           f"{item[line.key]!r}.", index)
             wanted[value] = index
         found = {}
         if wanted:
-            self._lock_identifiers(wanted)
+            self._touch([(line.field, value) for value in wanted])
             domain = [(line.field, "in", list(wanted))]
             scope = scope_domain(model.env, self.plan)
             for record in model.search(expression.AND([scope, domain])):
@@ -620,6 +619,16 @@ class InboundRequest:
         """POST: create the new records, update those whose identifier exists (upsert)."""
         items, many = self._items(payload)
         existing = self._existing(model, items, required=False, many=many)
+        try:
+            with self.cr.savepoint():
+                return self._upsert(model, items, existing, many, rebind=True)
+        except StoredElsewhere as moved:
+            # The value as stored is another record's: the upsert updates that one.
+            for index, record_id in moved.records.items():
+                existing[index] = model.browse(record_id)
+        return self._upsert(model, items, existing, many, rebind=False)
+
+    def _upsert(self, model, items, existing, many, rebind):
         vals_list = self._import(model, items, existing, many)
         new_indexes = [index for index, record in enumerate(existing) if record is None]
         created = self._orm_create(
@@ -630,6 +639,8 @@ class InboundRequest:
             if record is not None:
                 self._orm_write(record, vals_list[index], index if many else None)
                 records[index] = record
+        self._settle(model, [(index, records[index], vals_list[index], index in new_indexes)
+                             for index in range(len(items))], many, rebind)
         ordered = model.browse([records[index].id for index in range(len(items))])
         status = 201 if new_indexes else 200
         return self._respond_written(ordered, status=status, many=many)
@@ -647,19 +658,87 @@ class InboundRequest:
         vals_list = self._import(model, items, existing, many)
         for index, (record, vals) in enumerate(zip(existing, vals_list, strict=True)):
             self._orm_write(record, vals, index if many else None)
+        self._settle(model, [(index, record, vals, False) for index, (record, vals)
+                             in enumerate(zip(existing, vals_list, strict=True))], many, False)
         records = model.browse([record.id for record in existing])
         return self._respond_written(records, many=many)
 
-    def _lock_identifiers(self, values):
-        """Wait for, and hold until the transaction ends, the lock of each
-        identifier value: concurrent creates and updates of one identifier run
-        one after the other, and each finds what the one before committed (see
-        _begin).  Keys in ascending order (the array's, which unnest keeps)."""
-        line = self.plan.identifier
-        keys = inbound.identifier_lock_keys(self.plan.model, line.field, values)
-        self.cr.execute(
-            "SELECT pg_advisory_xact_lock(key) FROM unnest(%s::bigint[]) AS key", [keys]
-        )
+    def _touch(self, pairs):
+        """Touch the key rows of ``(field, value)`` pairs of the model (see
+        ``bj.api.identifier.lock``): a concurrent request of one of these
+        identifier values waits for this transaction, then fails to serialize
+        and is replayed on a snapshot that sees what this one committed."""
+        keys = set()
+        for field_name, value in pairs:
+            keys.update(inbound.identifier_lock_keys(self.plan.model, field_name, [value]))
+        self.env["bj.api.identifier.lock"].sudo()._bj_touch(sorted(keys))
+
+    def _identifier_plans(self):
+        """Plans of the active inbound configurations of the model that have a
+        Record Identifier: each one's identifier must stay unique in its scope,
+        whichever configuration writes it."""
+        configs = self.env["bj.api.sync.config"].sudo()
+        plans = []
+        for config_id in configs.search([("request_type", "=", "in"),
+                                         ("model_name", "=", self.plan.model)]).ids:
+            try:
+                plan = configs._bj_plan_for(config_id)
+            except UserError:
+                continue  # a configuration that cannot compile serves no request either
+            if plan.identifier:
+                plans.append(plan)
+        return plans
+
+    def _settle(self, model, written, many, rebind):
+        """After the writes, keep every identifier unique, as stored.
+
+        ``written``: ``(index, record, vals, created)`` per item.  For each
+        Record Identifier field of an active inbound configuration of the model
+        that the request wrote (any line, any configuration), the value is read
+        back as stored (a model may rewrite it, a field round it), its key row
+        touched (_touch), then no other record in that configuration's scope may
+        have it: else 409, the request's savepoint undoing its work.  With
+        ``rebind``, a record the request created whose own identifier, as
+        stored, is one other record's raises StoredElsewhere: the upsert
+        updates that record instead."""
+        model.env.flush_all()
+        checks = []  # (plan, index, record, created, value)
+        for plan in self._identifier_plans():
+            line = plan.identifier
+            for index, record, vals, created in written:
+                value = read_value(record, line) if line.field in vals else None
+                if value not in (None, False):
+                    checks.append((plan, index, record, created, value))
+        if not checks:
+            return
+        self._touch([(plan.identifier.field, value) for plan, *_rest, value in checks])
+        ours = {record.id for _index, record, _vals, _created in written}
+        moved = {}
+        for plan in {check[0].config_id: check[0] for check in checks}.values():
+            line = plan.identifier
+            mine = [check for check in checks if check[0] is plan]
+            holders = {}
+            for record in model.sudo().search(expression.AND([
+                    scope_domain(model.env, plan),
+                    [(line.field, "in", list({check[-1] for check in mine}))]])):
+                holders.setdefault(read_value(record, line), []).append(record.id)
+            for _plan, index, record, created, value in mine:
+                others = [other for other in holders.get(value, []) if other != record.id]
+                if not others:
+                    continue
+                if (rebind and created and plan.config_id == self.plan.config_id
+                        and len(others) == 1 and others[0] not in ours
+                        and others[0] not in moved.values()):
+                    moved[index] = others[0]
+                    continue
+                where = "" if plan.config_id == self.plan.config_id else (
+                    f" (the Record Identifier of configuration {plan.name!r})")
+                raise InboundError(
+                    409, f"Another record has {line.key} = {value!r}{where}.",
+                    line_id=line.line_id if plan is self.plan else None,
+                    index=index if many else None)
+        if moved:
+            raise StoredElsewhere(moved)
 
     def _import(self, model, items, existing, many):
         """ORM values of ``items``, refused (400) where the database would refuse

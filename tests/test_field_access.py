@@ -206,6 +206,7 @@ class TestFieldAccessWalk(BjApiSyncCase):
             "bj.api.signature": cls.env["bj.api.signature"].create(
                 {"config_id": cls.in_config.id, "signature": "s",
                  "expires_at": datetime(2030, 1, 1)}),
+            "bj.api.identifier.lock": cls.identifier_lock_row(),
         }
         cls.base_values = {
             "bj.api.sync.config": {"name": "Walk new", "request_type": "out",
@@ -218,6 +219,13 @@ class TestFieldAccessWalk(BjApiSyncCase):
             "bj.api.sync.param": {"config_id": cls.in_config.id, "key": "new",
                                   "field_id": cls.partner_field("email").id},
         }
+
+    @classmethod
+    def identifier_lock_row(cls):
+        """A key row, as only SQL writes them."""
+        locks = cls.env["bj.api.identifier.lock"]
+        locks._bj_touch([7])
+        return locks.browse(7)
 
     def test_walk(self):
         """Every field × create, write, copy, load × user, manager, internal user."""

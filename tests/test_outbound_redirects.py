@@ -5,6 +5,7 @@ another origin.  The rules without a database, then the delivery worker, the
 entry point and Test Connection against two real servers (two origins)."""
 
 from itertools import product
+from types import SimpleNamespace
 
 from odoo import Command
 from odoo.tests import BaseCase, tagged
@@ -82,11 +83,25 @@ class TestRedirectRules(BaseCase):
             else:
                 self.assertIn(f"a {status} may change the method to GET and drop the body",
                               refusal)
+        for status in (300, 304, 305, 306):
+            self.assertIn(f"not a {status}",
+                          http_client.redirect_refusal(status, url, "https://api.example/v2"))
         # http to https is another origin too: the scheme is part of it.
         self.assertIn("another origin",
                       http_client.redirect_refusal(307, "http://h.example/", "https://h.example/"))
         self.assertIsNone(http_client.redirect_refusal(308, "http://h.example/a",
                                                        "http://h.example:80/b"))
+
+    def test_every_3xx_naming_a_location_is_a_redirect(self):
+        """Table: (status, Location) → redirect; 301-308's own statuses are
+        redirects even with their Location missing."""
+        table = [(status, location, status in REDIRECT_STATUSES or bool(location))
+                 for status in range(300, 310) for location in ("", "/x")]
+        table += [(200, "/x", False), (201, "/x", False), (404, "/x", False)]
+        for status, location, expected in table:
+            response = SimpleNamespace(status_code=status,
+                                       headers={"Location": location} if location else {})
+            self.assertEqual(http_client.is_redirect(response), expected, (status, location))
 
     def test_a_redirect_not_followed_is_dead_at_once(self):
         """One place decides: a 3xx that reaches the retry policy is a moved URL."""
@@ -320,3 +335,24 @@ class TestOutboundRedirects(BjOutboundCase):
         self.assertEqual((result.error_kind, result.url),
                          (http_client.READ_TIMEOUT, self.server.url + MOVED))
         self.assertLess(result.duration_ms, 3000)
+
+    def test_every_redirection_status_with_a_location_names_it(self):
+        """300 Multiple Choices (its Location is the server's preferred choice,
+        RFC 9110 §15.4.1), the deprecated 305 and the unused 306 are redirects
+        too: not followed, and the failed attempt's message names the Location,
+        as for any redirect not followed."""
+        location = self.other.url + MOVED
+        for status in (300, 305, 306):
+            with self.subTest(status=status):
+                self.server.clear()
+                self.other.clear()
+                self.server.queue(status, {}, headers={"Location": location})
+                job = self.through_the_worker(self.configs["POST"])
+                self.assertNotFollowed(status, location, job.last_error or "")
+                self.assertEqual((job.state, job.last_status_code), ("dead", status))
+            with self.subTest(status=status, path="Test Connection"):
+                # Not "Connection successful" for an API whose every delivery dies.
+                self.server.clear()
+                self.server.queue(status, {}, headers={"Location": location})
+                params = self.configs["POST"].action_test_connection()["params"]
+                self.assertEqual(params["title"], "Redirect not followed", params["message"])

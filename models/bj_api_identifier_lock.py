@@ -1,0 +1,87 @@
+from odoo import api, fields, models
+from odoo.tools import SQL
+
+from ..core.transactions import auto_commit
+from ..services.retention import BATCH_SIZE
+
+# Key rows untouched for this long are deleted by the autovacuum (see _gc_old_keys).
+KEEP_SECONDS = 3600
+
+
+class BjApiIdentifierLock(models.Model):
+    """One row per identifier value (``core.inbound.identifier_lock_keys``) that
+    an inbound create or update touched: the rows PostgreSQL checks so that two
+    requests of one identifier value never both commit work decided on the same
+    snapshot (see ``_bj_touch``).
+
+    Written only by SQL: the table is made by ``init``, its ``id`` the key (a
+    bigint, which no ORM field type gives).
+    """
+
+    _name = "bj.api.identifier.lock"
+    _description = "API Identifier Lock"
+    _auto = False
+    _log_access = False
+
+    touched_at = fields.Datetime(
+        string="Touched At", readonly=True,
+        help="When a request last touched this identifier value's key (the id).")
+
+    def init(self):
+        self.env.cr.execute(SQL(
+            """
+            CREATE TABLE IF NOT EXISTS %s (
+                id bigint PRIMARY KEY,
+                touched_at timestamp without time zone NOT NULL
+            )
+            """,
+            SQL.identifier(self._table),
+        ))
+
+    @api.model
+    def _bj_touch(self, keys):
+        """Touch the rows of ``keys`` (sorted: two requests take them in one order
+        and never deadlock) in the transaction of this model's cursor.
+
+        A concurrent toucher of a key waits for the row lock until the first
+        one ends; under Odoo's REPEATABLE READ a transaction touching a row that
+        another one touched and committed after its snapshot (a new row
+        included) fails to serialize, and Odoo replays its request on a fresh
+        snapshot, which sees what the other one committed."""
+        if not keys:
+            return
+        self.env.cr.execute(SQL(
+            """
+            INSERT INTO %(table)s (id, touched_at)
+            SELECT key, clock_timestamp() AT TIME ZONE 'UTC'
+              FROM unnest(%(keys)s::bigint[]) AS key ORDER BY key
+            ON CONFLICT (id) DO UPDATE SET touched_at = EXCLUDED.touched_at
+            """,
+            table=SQL.identifier(self._table), keys=sorted(keys),
+        ))
+
+    @api.autovacuum
+    def _gc_old_keys(self):
+        """Delete the key rows untouched for KEEP_SECONDS, in committed batches.
+
+        Safe: a row only matters to a transaction whose snapshot is older than
+        the row's last touch (that one fails to serialize when it touches the
+        row); a row touched an hour ago was committed before any running
+        request began (Odoo kills a request after ``limit_time_real``, 120 s by
+        default), so every snapshot sees what its toucher wrote, and the next
+        touch inserts it afresh.  Rows being touched now are skipped."""
+        commit = auto_commit()
+        while True:
+            self.env.cr.execute(SQL(
+                """
+                DELETE FROM %(table)s WHERE id IN (
+                    SELECT id FROM %(table)s
+                     WHERE touched_at < (now() AT TIME ZONE 'UTC') - make_interval(secs => %(keep)s)
+                     LIMIT %(batch)s FOR UPDATE SKIP LOCKED)
+                """,
+                table=SQL.identifier(self._table), keep=KEEP_SECONDS, batch=BATCH_SIZE,
+            ))
+            if self.env.cr.rowcount < BATCH_SIZE:
+                return
+            if commit:
+                self.env.cr.commit()
