@@ -95,6 +95,8 @@ DIRECT_ROUNDS = 2
 UPSERT_GROUPS = 24
 UPSERT_SIZES = (4, 8, 16)
 
+SERIALIZATION = "could not serialize access"  # PostgreSQL's SerializationFailure message
+
 # The sink: (fate, share of the requests).  Every fate but "ok" is a fault.
 FATES = (
     ("drop", 0.10),  # connection reset without an answer
@@ -1134,8 +1136,11 @@ def check(run):
     merged = sum(1 for job in jobs if job.state == "cancelled"
                  and (job.last_error or "").startswith("Merged"))
 
-    figures, problems, watchdog_kills, errors = log_figures(setup.cron_ids)
-    errors_outside = outside_windows(errors, run.windows)
+    figures, problems, watchdog_kills, logged_errors = log_figures(setup.cron_ids)
+    errors_outside = outside_windows(logged_errors, run.windows)
+    # A race between two transactions, which no fault causes, even inside a window.
+    races = [(at, record) for at, record in logged_errors
+             if any(SERIALIZATION in line for line in record)]
     # One ir_cron_progress row per call of a cron, killed ones included.
     runs_started = sql("SELECT count(*) FROM ir_cron_progress WHERE cron_id = ANY(%s)",
                        [setup.cron_ids])[0][0]
@@ -1163,9 +1168,10 @@ def check(run):
         f"{len(run.retried)} dead from a refused redirect retried once the URL was fixed: "
         + ", ".join(f"{state} {count}" for state, count in sorted(collections.Counter(
             by_id[job_id].state for job_id in run.retried).items())),
-        f"log errors         {len(errors)} ERROR records in the server log, "
-        f"{len(errors) - len(errors_outside)} within a fault's window (its time plus "
-        f"{FAULT_GRACE} s), {len(errors_outside)} outside",
+        f"log errors         {len(logged_errors)} ERROR records in the server log, "
+        f"{len(logged_errors) - len(errors_outside)} within a fault's window (its time plus "
+        f"{FAULT_GRACE} s), {len(errors_outside)} outside; {len(races)} of them serialization "
+        "failures (a race between transactions, not a fault's doing)",
         "records            " + "; ".join(
             f"{stream}: {len(states[stream][0])} in Odoo, {len(states[stream][2])} "
             f"mismatched, {states[stream][4]} changes lost, {len(states[stream][5])} older "
@@ -1283,8 +1289,10 @@ def check(run):
                              collections.Counter(job.attempt for job in pending).items())))
     for job in [job for job in jobs if job.state == "dead"][:3]:
         diagnosis.append(f"      dead job {job.id}: {(job.last_error or '')[:120]}")
-    for at, record in errors_outside[:3]:
-        diagnosis.append(f"      ERROR at {at - STARTED:.0f}s outside the faults' windows:")
+    shown = [(error, "outside the faults' windows") for error in errors_outside[:3]]
+    shown += [(race, "a serialization failure") for race in races[:2]]
+    for (at, record), where in shown:
+        diagnosis.append(f"      ERROR at {at - STARTED:.0f}s, {where}:")
         excerpt = record if len(record) <= 7 else record[:1] + record[-6:]
         diagnosis += [f"        {line[:160]}" for line in excerpt]
     for problem, count in problems.most_common(8):
