@@ -1129,12 +1129,14 @@ def check(run):
     repeats = sum(count - 1 for count in accepted_keys.values() if count > 1)
     keys_per_state = collections.defaultdict(set)
     for delivery in accepted:
-        # A Retry rebuilds the payload from the record as it is now: a state a later
-        # job may have delivered already, under that job's key.
-        if delivery.key in retried_keys:
-            continue
         keys_per_state[delivery.stream, delivery.res_id, canonical(delivery.body)].add(
             delivery.key)
+    # A Retry rebuilds the payload from the record as it is now: a state a later job
+    # may have delivered already, under that job's key.
+    after_retry = sum(1 for keys in keys_per_state.values()
+                      if len(keys) > 1 and keys & retried_keys)
+    for keys in keys_per_state.values():
+        keys -= retried_keys
     new_key_repeats = sum(1 for keys in keys_per_state.values() if len(keys) > 1)
     job_states_count = collections.Counter(job.state for job in jobs)
     merged = sum(1 for job in jobs if job.state == "cancelled"
@@ -1187,7 +1189,8 @@ def check(run):
         f"{len(sent['queue'])} sent; direct: {len(received['direct'])} received, "
         f"{len(sent['direct'])} sent; requests without a key or an event: "
         + ", ".join(f"{stream} {unmarked[stream]}" for stream in STREAMS)
-        + f"; {repeats} accepted repeats of a key",
+        + f"; {repeats} accepted repeats of a key; {after_retry} states accepted under a "
+        "retried job's key and another",
         f"retry-after        {paired} retries after a 503 or 429: {len(early)} sooner than "
         "asked" + (f" (shortest {min(gap for gap, _ in early):.2f} s)" if early else ""),
         f"redirects          {fates['followed']} 307s followed with method and body; "
