@@ -56,7 +56,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg2
 import requests
-from chaos_checks import STALL_LIMIT, canonical, early_retries, stalls, stream_state, version_of
+from chaos_checks import (
+    FAULT_GRACE,
+    STALL_LIMIT,
+    canonical,
+    dead_jobs,
+    early_retries,
+    log_errors,
+    outside_windows,
+    refused_redirect,
+    stalls,
+    stream_state,
+    version_of,
+)
 
 URL = os.environ.get("BJET_BENCH_URL", "http://127.0.0.1:8069").rstrip("/")
 DB = os.environ.get("BJET_BENCH_DB", "")
@@ -83,6 +95,8 @@ DIRECT_ROUNDS = 2
 UPSERT_GROUPS = 24
 UPSERT_SIZES = (4, 8, 16)
 
+SERIALIZATION = "could not serialize access"  # PostgreSQL's SerializationFailure message
+
 # The sink: (fate, share of the requests).  Every fate but "ok" is a fault.
 FATES = (
     ("drop", 0.10),  # connection reset without an answer
@@ -95,6 +109,9 @@ FATES = (
     ("r302", 0.03),  # 302 to the same origin: must not be followed
     ("r307x", 0.03),  # 307 to another origin: must not be followed
 )
+# The redirects the addon must refuse: a configuration problem (the URL moved) that
+# the operator fixes, then retries the dead jobs; these fates end then.
+NOT_FOLLOWED = ("r302", "r307x")
 FAULTY = {fate for fate, _share in FATES} | {"outage", "held"}
 MIN_FAULTY_SHARE = 0.20
 # Fates of requests the sink applies (their body becomes the record's state).
@@ -195,6 +212,7 @@ class Sink:
         self.down = False
         self.hold = None  # seconds: a 503 with this Retry-After to each new key
         self.held = set()
+        self.url_fixed = False  # NOT_FOLLOWED fates no longer drawn: they answer "ok"
         self.servers = {"home": None, "other": None}
         self.ports = {"home": 0, "other": 0}
 
@@ -231,7 +249,7 @@ class Sink:
         draw = self.rng.random()
         for fate, share in FATES:
             if draw < share:
-                return fate
+                return "ok" if self.url_fixed and fate in NOT_FOLLOWED else fate
             draw -= share
         return "ok"
 
@@ -936,6 +954,20 @@ def watchdog_round(setup, sink, workload, faults):
     return started
 
 
+def fix_url_and_retry(sink, config_ids, faults):
+    """What an operator does about a refused redirect: fix the URL (the sink no
+    longer draws NOT_FOLLOWED fates; every other fault stays on at its rate), then
+    Retry the jobs dead from it, through JSON-RPC.  Returns {job id: its key before}."""
+    sink.url_fixed = True
+    dead = {job.id: job.key for job in load_jobs(config_ids)
+            if job.state == "dead" and refused_redirect(job.last_error)}
+    if dead:
+        Rpc().execute("bj.api.sync.job", "action_retry", sorted(dead))
+    faults.note(f"the URL fixed (no more {'/'.join(NOT_FOLLOWED)}), Retry on the {len(dead)} "
+                "jobs dead from a refused redirect")
+    return dead
+
+
 def drain(config_ids, cron_ids, until):
     """Wait until no job is pending or running, waking the delivery crons every 30 s.
     Returns (drained, wake-ups, seconds since the last job changed state)."""
@@ -987,14 +1019,14 @@ def load_jobs(config_ids):
 def log_figures(cron_ids):
     """From the server log: delivery cron runs started / finished / raised, restarts
     of cron workers, reclaims, the watchdog's kills of cron workers, and the most
-    frequent ERROR and WARNING lines."""
+    frequent ERROR and WARNING lines, and the ERROR records (log_errors)."""
     figures = collections.Counter()
     problems = collections.Counter()
     watchdog_kills = {}
     try:
         lines = open(LOG_PATH, encoding="utf-8", errors="replace").read().splitlines()
     except OSError:
-        return figures, problems, watchdog_kills
+        return figures, problems, watchdog_kills, []
     ids = "|".join(str(cron_id) for cron_id in cron_ids)
     job = re.compile(rf"Job .* \((?:{ids})\) (starting|done in|server action #\d+ failed)")
     level = re.compile(r"^\S+ \S+ \d+ (ERROR|WARNING|CRITICAL) \S+ (\S+): (.*)")
@@ -1016,7 +1048,7 @@ def log_figures(cron_ids):
         if match:
             text = re.sub(r"\d+", "N", match.group(3))[:110]
             problems[f"{match.group(1)} {match.group(2)}: {text}"] += 1
-    return figures, problems, watchdog_kills
+    return figures, problems, watchdog_kills, log_errors(lines)
 
 
 class Run:
@@ -1077,6 +1109,12 @@ def check(run):
     for job in jobs:
         if job.attempt > 0:
             sent[stream_of[job.config_id]].add(job.key)
+    # A retried job was sent under its key before the Retry gave it a new one.
+    by_id = {job.id: job for job in jobs}
+    retried_keys = {*run.retried.values(), *(by_id[job_id].key for job_id in run.retried)}
+    for job_id, key in run.retried.items():
+        sent[stream_of[by_id[job_id].config_id]].add(key)
+    other_dead, undelivered = dead_jobs(jobs, set(run.retried))
     received = collections.defaultdict(set)
     for d in primary:
         if d.key:
@@ -1093,12 +1131,22 @@ def check(run):
     for delivery in accepted:
         keys_per_state[delivery.stream, delivery.res_id, canonical(delivery.body)].add(
             delivery.key)
+    # A Retry rebuilds the payload from the record as it is now: a state a later job
+    # may have delivered already, under that job's key.
+    after_retry = sum(1 for keys in keys_per_state.values()
+                      if len(keys) > 1 and keys & retried_keys)
+    for keys in keys_per_state.values():
+        keys -= retried_keys
     new_key_repeats = sum(1 for keys in keys_per_state.values() if len(keys) > 1)
     job_states_count = collections.Counter(job.state for job in jobs)
     merged = sum(1 for job in jobs if job.state == "cancelled"
                  and (job.last_error or "").startswith("Merged"))
 
-    figures, problems, watchdog_kills = log_figures(setup.cron_ids)
+    figures, problems, watchdog_kills, logged_errors = log_figures(setup.cron_ids)
+    errors_outside = outside_windows(logged_errors, run.windows)
+    # A race between two transactions, which no fault causes, even inside a window.
+    races = [(at, record) for at, record in logged_errors
+             if any(SERIALIZATION in line for line in record)]
     # One ir_cron_progress row per call of a cron, killed ones included.
     runs_started = sql("SELECT count(*) FROM ir_cron_progress WHERE cron_id = ANY(%s)",
                        [setup.cron_ids])[0][0]
@@ -1122,7 +1170,14 @@ def check(run):
         f"jobs               {len(jobs)}: " + ", ".join(
             f"{state} {job_states_count[state]}" for state in
             ("done", "cancelled", "dead", "pending", "running"))
-        + f" ({merged} cancelled as merged); {sum(map(len, sent.values()))} sent",
+        + f" ({merged} cancelled as merged); {sum(map(len, sent.values()))} keys sent; "
+        f"{len(run.retried)} dead from a refused redirect retried once the URL was fixed: "
+        + ", ".join(f"{state} {count}" for state, count in sorted(collections.Counter(
+            by_id[job_id].state for job_id in run.retried).items())),
+        f"log errors         {len(logged_errors)} ERROR records in the server log, "
+        f"{len(logged_errors) - len(errors_outside)} within a fault's window (its time plus "
+        f"{FAULT_GRACE} s), {len(errors_outside)} outside; {len(races)} of them serialization "
+        "failures (a race between transactions, not a fault's doing)",
         "records            " + "; ".join(
             f"{stream}: {len(states[stream][0])} in Odoo, {len(states[stream][2])} "
             f"mismatched, {states[stream][4]} changes lost, {len(states[stream][5])} older "
@@ -1131,10 +1186,11 @@ def check(run):
             f"{outcome} {count}" for outcome, count in sorted(direct.calls.items()))
         + f"; {sum(direct.errors.values())} failed calls",
         f"idempotency keys   queue: {len(received['queue'])} distinct received, "
-        f"{len(sent['queue'])} jobs sent; direct: {len(received['direct'])} received, "
-        f"{len(sent['direct'])} jobs sent; requests without a key or an event: "
+        f"{len(sent['queue'])} sent; direct: {len(received['direct'])} received, "
+        f"{len(sent['direct'])} sent; requests without a key or an event: "
         + ", ".join(f"{stream} {unmarked[stream]}" for stream in STREAMS)
-        + f"; {repeats} accepted repeats of a key",
+        + f"; {repeats} accepted repeats of a key; {after_retry} states accepted under a "
+        "retried job's key and another",
         f"retry-after        {paired} retries after a 503 or 429: {len(early)} sooner than "
         "asked" + (f" (shortest {min(gap for gap, _ in early):.2f} s)" if early else ""),
         f"redirects          {fates['followed']} 307s followed with method and body; "
@@ -1183,8 +1239,8 @@ def check(run):
     verdict(not done_unaccepted,
             f"every done job was accepted by the sink ({len(done_unaccepted)} were not)")
     verdict(not new_key_repeats and not foreign,
-            f"a state is accepted under one key, with its job's payload and event "
-            f"({new_key_repeats} under several keys, {len(foreign)} foreign bodies)")
+            f"a state is accepted under one key (retried jobs aside), with its job's payload "
+            f"and event ({new_key_repeats} under several keys, {len(foreign)} foreign bodies)")
     verdict(not any(fates[fate] for fate in VIOLATIONS),
             "redirects: none followed that changes the method or drops the body, to another "
             f"origin, or a 302 ({sum(fates[fate] for fate in VIOLATIONS)}; "
@@ -1200,7 +1256,13 @@ def check(run):
                          f"({len(stalled)} stalls"
             + (", " + ", ".join(f"{gap:.0f} s at {at - STARTED:.0f}s" for gap, at in stalled[:4])
                if stalled else "") + ")")
-    verdict(not job_states_count["dead"], f"0 dead ({job_states_count['dead']})")
+    verdict(not other_dead, f"no job dead for another reason than a refused redirect "
+                            f"({len(other_dead)})")
+    verdict(not undelivered, f"every job dead from a refused redirect was retried and "
+                             f"delivered ({len(run.retried)} retried, {len(undelivered)} not "
+                             "delivered)")
+    verdict(not errors_outside, f"no ERROR in the server log outside the faults' windows "
+                                f"({len(errors_outside)})")
     verdict(run.drained, f"queue drained, the sink still faulty ({job_states_count['pending']} "
                          f"pending, {job_states_count['running']} running)")
 
@@ -1234,6 +1296,12 @@ def check(run):
                              collections.Counter(job.attempt for job in pending).items())))
     for job in [job for job in jobs if job.state == "dead"][:3]:
         diagnosis.append(f"      dead job {job.id}: {(job.last_error or '')[:120]}")
+    shown = [(error, "outside the faults' windows") for error in errors_outside[:3]]
+    shown += [(race, "a serialization failure") for race in races[:2]]
+    for (at, record), where in shown:
+        diagnosis.append(f"      ERROR at {at - STARTED:.0f}s, {where}:")
+        excerpt = record if len(record) <= 7 else record[:1] + record[-6:]
+        diagnosis += [f"        {line[:160]}" for line in excerpt]
     for problem, count in problems.most_common(8):
         diagnosis.append(f"{count:5d} x log {problem}")
     for name, errors in (("workload", workload.errors), ("direct", direct.errors)):
@@ -1283,6 +1351,11 @@ def main():
             f"calls; {upserts.concurrent} concurrent upserts")
         faults.join()
         drained, wakes, idle = drain(config_ids, setup.cron_ids, REPORT_BY - 25)
+        retried = {}
+        if drained:
+            retried = fix_url_and_retry(sink, config_ids, faults)
+            drained, more_wakes, idle = drain(config_ids, setup.cron_ids, REPORT_BY - 25)
+            wakes += more_wakes
         if not drained:
             faults.errors.append("watchdog round: not run, the queue did not drain")
         elif time.time() + QUIET + HOLD + 30 > REPORT_BY - 25:
@@ -1300,7 +1373,8 @@ def main():
         lines, failures, diagnosis = check(Run(
             setup=setup, sink=sink, workload=workload, direct=direct, upserts=upserts,
             windows=faults.windows, killed=faults.killed, workload_started=workload_started,
-            workload_done=workload_done, drain_done=drain_done, drained=drained))
+            workload_done=workload_done, drain_done=drain_done, drained=drained,
+            retried=retried))
     except KeyboardInterrupt:
         out("[chaos] interrupted")
         return 130

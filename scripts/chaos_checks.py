@@ -7,7 +7,9 @@ A fault's window is ``(start, end)`` in epoch seconds.
 """
 
 import collections
+import datetime
 import json
+import re
 
 # A retry sooner than its Retry-After minus this is early (seconds).
 EARLY_TOLERANCE = 0.01
@@ -15,6 +17,10 @@ EARLY_TOLERANCE = 0.01
 # unfinished, outside a fault's window (its duration plus FAULT_GRACE).
 STALL_LIMIT = 25
 FAULT_GRACE = 15
+# The addon's message for a redirect it refuses to follow (a dead job's last error).
+REFUSED_REDIRECT = re.compile(r"→ Location \S+, not followed")
+# An Odoo log record's first line: its time (local time, as Odoo's logging writes it) and level.
+LOG_RECORD = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \d+ (\w+) ")
 
 
 def version_of(body):
@@ -97,3 +103,43 @@ def stalls(primary, windows, started, ended, drained):
              for first, then in zip(moments, moments[1:], strict=False)]
     return ([(gap, first) for gap, first in found if gap > STALL_LIMIT],
             max(found, default=(0, started)))
+
+
+def refused_redirect(error):
+    return bool(REFUSED_REDIRECT.search(error or ""))
+
+
+def dead_jobs(jobs, retried):
+    """After the operator's Retry: (ids of jobs dead for another reason than a refused
+    redirect, ids of jobs dead from a refused redirect not retried and delivered).
+    ``jobs`` have ``id``, ``state`` and ``last_error``; ``retried`` holds ids."""
+    other = [job.id for job in jobs
+             if job.state == "dead" and not refused_redirect(job.last_error)]
+    undelivered = [job.id for job in jobs
+                   if (job.id in retried and job.state != "done")
+                   or (job.id not in retried and job.state == "dead"
+                       and refused_redirect(job.last_error))]
+    return other, undelivered
+
+
+def log_errors(lines):
+    """The ERROR and CRITICAL records of an Odoo log: [(epoch, [their lines])], a
+    record's traceback being the lines up to the next record."""
+    found, current = [], None
+    for line in lines:
+        match = LOG_RECORD.match(line)
+        if match:
+            current = None
+            if match.group(2) in ("ERROR", "CRITICAL"):
+                at = datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
+                current = [line]
+                found.append((at.timestamp(), current))
+        elif current is not None:
+            current.append(line)
+    return found
+
+
+def outside_windows(records, windows):
+    """The (epoch, ...) records outside every fault's window (plus its grace)."""
+    return [record for record in records
+            if not any(start <= record[0] <= end + FAULT_GRACE for start, end in windows)]

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import datetime
 import unittest
 from collections import namedtuple
 
-from chaos_checks import FAULT_GRACE, STALL_LIMIT, early_retries, stalls, stream_state, uncovered
+from chaos_checks import (
+    FAULT_GRACE,
+    STALL_LIMIT,
+    dead_jobs,
+    early_retries,
+    log_errors,
+    outside_windows,
+    refused_redirect,
+    stalls,
+    stream_state,
+    uncovered,
+)
 
 Seen = namedtuple("Seen", "at stream res_id body key fate")
+Job = namedtuple("Job", "id state last_error")
+# The addon's messages (services/outbound_call.py, tests/test_outbound_redirects.py).
+REFUSED_302 = ("The external API answered 302 Found → Location http://127.0.0.1:1/moved/302/q, "
+               "not followed: a 302 may change the method.")
+REFUSED_307X = ("The external API answered 307 Temporary Redirect → Location "
+                "http://127.0.0.1:2/q, not followed: it leads to another origin.")
 
 
 def seen(at, res_id=1, ref="0", key="k", fate="ok", stream="queue"):
@@ -93,6 +111,88 @@ class TestStreamState(unittest.TestCase):
                     "queue", odoo, accepted, {1: acknowledged})
                 self.assertEqual((len(differ), lost_count, len(older), strays),
                                  (mismatched, lost, regressions, set()))
+
+
+class TestRefusedRedirect(unittest.TestCase):
+    CASES = [
+        ("a 302 refused", REFUSED_302, True),
+        ("a 307 to another origin refused", REFUSED_307X, True),
+        ("a 503", "The external API answered 503 Service Unavailable.", False),
+        ("a timeout", "Read timed out. (read timeout=2)", False),
+        ("no error", None, False),
+        ("the Location without the refusal", "→ Location http://h/x, followed", False),
+    ]
+
+    def test_cases(self):
+        for name, error, expected in self.CASES:
+            with self.subTest(name):
+                self.assertEqual(refused_redirect(error), expected)
+
+
+class TestDeadJobs(unittest.TestCase):
+    CASES = [
+        # (name, jobs after the Retry and the drain, retried ids, other dead, undelivered)
+        ("retried and delivered", [Job(1, "done", REFUSED_302)], {1}, [], []),
+        ("nothing dead", [Job(1, "done", None), Job(2, "cancelled", "Merged")], set(), [], []),
+        ("dead from a 503", [Job(1, "dead", "answered 503")], set(), [1], []),
+        ("a redirect death not retried", [Job(1, "dead", REFUSED_307X)], set(), [], [1]),
+        ("retried, dead again", [Job(1, "dead", REFUSED_302)], {1}, [], [1]),
+        ("retried, still pending", [Job(1, "pending", None)], {1}, [], [1]),
+        ("retried, dead of something else", [Job(1, "dead", "answered 500")], {1}, [1], [1]),
+        ("a mix", [Job(1, "done", None), Job(2, "dead", "timeout"),
+                   Job(3, "dead", REFUSED_302)], {1}, [2], [3]),
+    ]
+
+    def test_cases(self):
+        for name, jobs, retried, other, undelivered in self.CASES:
+            with self.subTest(name):
+                self.assertEqual(dead_jobs(jobs, retried), (other, undelivered))
+
+
+def at(text):
+    return datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+class TestLogErrors(unittest.TestCase):
+    LOG = [
+        "2026-12-07 22:00:00,100 11 INFO db odoo.modules: loading",
+        "2026-12-07 22:00:01,200 12 ERROR db odoo.sql_db: bad query: SELECT 1",
+        "ERROR: canceling statement due to user request",
+        "2026-12-07 22:00:02,000 12 WARNING db odoo.http: trying without",
+        "  a continued warning",
+        "2026-12-07 22:00:03,500 13 CRITICAL ? odoo.service.server: Failed",
+        "Traceback (most recent call last):",
+        '  File "x.py", line 1, in <module>',
+        "psycopg2.OperationalError: terminating connection",
+    ]
+
+    def test_records(self):
+        found = log_errors(self.LOG)
+        self.assertEqual([(when, len(lines)) for when, lines in found],
+                         [(at("2026-12-07 22:00:01,200"), 2), (at("2026-12-07 22:00:03,500"), 4)])
+        self.assertTrue(found[1][1][-1].startswith("psycopg2.OperationalError"))
+
+    def test_nothing(self):
+        self.assertEqual(log_errors(["2026-12-07 22:00:00,100 11 INFO db x: y", "free text"]),
+                         [])
+
+
+class TestOutsideWindows(unittest.TestCase):
+    CASES = [
+        # (name, record times, windows, times outside)
+        ("no window", [5], [], [5]),
+        ("inside", [12], [(10, 20)], []),
+        ("within the grace", [20 + FAULT_GRACE], [(10, 20)], []),
+        ("after the grace", [20 + FAULT_GRACE + 1], [(10, 20)], [20 + FAULT_GRACE + 1]),
+        ("before the window", [9], [(10, 20)], [9]),
+        ("the second window", [5, 105], [(0, 1), (100, 110)], []),
+    ]
+
+    def test_cases(self):
+        for name, times, windows, expected in self.CASES:
+            with self.subTest(name):
+                found = outside_windows([(when, ["line"]) for when in times], windows)
+                self.assertEqual([when for when, _lines in found], expected)
 
 
 if __name__ == "__main__":
