@@ -12,6 +12,7 @@ from datetime import timedelta
 from odoo import Command, _, api, fields, models, tools
 from odoo.exceptions import UserError, ValidationError
 from odoo.osv import expression
+from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 from odoo.tools import split_every
 
 from ..core import http_client, inbound, retry
@@ -570,7 +571,21 @@ class BjApiSyncConfigOutbound(models.Model):
             ("activity_type_id", "=", activity_type.id),
         ], limit=1)
         if activity:
-            activity.note = note
+            # Deliveries dying at once in several transactions refresh one
+            # note: under REPEATABLE READ all but one fail to serialize.  The
+            # note they would write is as fresh but for their own deaths, which
+            # the Outbound Queue shows: keep the other's, quietly (an ORM write
+            # would log the failure as an ERROR and fail the notification).
+            try:
+                with self.env.cr.savepoint(flush=False):
+                    self.env.cr.execute(
+                        "UPDATE mail_activity SET note = %s, write_uid = %s, "
+                        "write_date = now() AT TIME ZONE 'UTC' WHERE id = %s",
+                        [note, self.env.uid, activity.id], log_exceptions=False)
+            except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
+                _logger.info("Dead deliveries of %s: the note of %s was refreshed by a "
+                             "concurrent transaction", self.display_name, activity)
+            activity.invalidate_recordset(["note", "write_uid", "write_date"])
             return
         config.message_post(body=note, subtype_xmlid="mail.mt_note")
         config.activity_schedule(

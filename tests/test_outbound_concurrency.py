@@ -109,3 +109,62 @@ class TestOutboundConcurrentWorkers(CommittedDataMixin, BaseCase):
         self.run_worker()
         self.assertEqual({state for state, _worker, _logs in self.read_jobs()}, {"done"})
         self.assertEqual(len(self.server.requests), len(self.job_ids))
+
+
+@tagged("post_install", "-at_install")
+class TestDeadNotificationConcurrency(CommittedDataMixin, BaseCase):
+    """Deliveries of one configuration dying at once in two transactions."""
+
+    def setUp(self):
+        super().setUp()
+        with self.committed_env() as env:
+            config = self.committed_out_config(env, {"name": "Dying together"})
+            jobs = env["bj.api.sync.job"].create([{
+                "config_id": config.id, "event": "manual", "res_model": "res.partner",
+                "res_ids": str(record_id), "payload": "{}", "attempt_limit": 1,
+            } for record_id in (9000101, 9000102, 9000103)])
+            jobs.write({"state": "dead", "last_error": "422"})
+            jobs[0]._bj_notify_dead()  # the burst's activity, open
+            self.config_id, self.job_ids = config.id, jobs.ids
+        self.addCleanup(self._delete_data)
+
+    def _delete_data(self):
+        with self.committed_env() as env:
+            env["mail.activity"].search([("res_model", "=", "bj.api.sync.config"),
+                                         ("res_id", "=", self.config_id)]).unlink()
+        self.delete_committed(self.config_id)
+
+    def test_two_transactions_refresh_one_note_quietly(self):
+        first = self.registry.cursor()
+        self.addCleanup(first.close)
+        second = self.registry.cursor()
+        self.addCleanup(second.close)
+        jobs = api.Environment(first, SUPERUSER_ID, {})["bj.api.sync.job"]
+        jobs.browse(self.job_ids[1])._bj_notify_dead()
+        jobs.env.flush_all()
+        other = api.Environment(second, SUPERUSER_ID, {})["bj.api.sync.job"]
+        second.execute("SELECT 1")  # its snapshot, before the first commits
+        failures = []
+
+        def notify():
+            try:
+                other.browse(self.job_ids[2])._bj_notify_dead()
+                second.commit()
+            except Exception as error:  # noqa: BLE001 - reported below
+                failures.append(error)
+
+        with self.assertNoLogs("odoo.sql_db", level="ERROR"), \
+                self.assertNoLogs("bj.api.outbound", level="WARNING"):
+            thread = threading.Thread(target=notify)
+            thread.start()
+            thread.join(1)
+            self.assertTrue(thread.is_alive(), "the second waits for the first's row")
+            first.commit()
+            thread.join(10)
+        self.assertFalse(thread.is_alive())
+        self.assertEqual(failures, [])
+        with self.committed_env() as env:
+            activities = env["mail.activity"].search([("res_model", "=", "bj.api.sync.config"),
+                                                      ("res_id", "=", self.config_id)])
+            self.assertEqual(len(activities), 1)
+            self.assertIn("3 outbound deliveries failed", activities.note)
