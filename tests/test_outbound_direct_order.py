@@ -442,3 +442,57 @@ class TestDirectCallInTheCallersTransaction(CommittedOutboundMixin, BaseCase):
         with self.committed_env() as env:
             self.assertEqual(env["res.partner"].browse(self.partner_id).phone, "v0")
         self.assertEqual(self.phones(), ["v1"] * 3)
+
+
+@tagged("post_install", "-at_install")
+class TestDirectCallTakeOverOfACommittedJob(CommittedOutboundMixin, BaseCase):
+    """A direct call taking over a job that another transaction committed (the
+    usual case: the record's create or write job of an earlier request)."""
+
+    def setUp(self):
+        super().setUp()
+        self.startPatcher(patch.object(OutboundCall, "sleep", staticmethod(no_wait)))
+        with self.committed_env() as env:
+            job = env["bj.api.sync.config"]._enqueue_outbound_records(
+                self.partner_id, self.config_id)
+            self.job_id, self.key = job.id, job.idempotency_key
+
+    def test_a_rolled_back_call_leaves_one_body_per_key(self):
+        """The caller sends v1 under the job's key, then rolls back (a UserError
+        after the call, a serialization failure, a crash): the job comes back
+        never attempted with that key, and the worker sends v0 under it.  An
+        API honouring Idempotency-Key answers the replay of v1 (or 422), and
+        keeps v1 while Odoo holds v0."""
+        with self.committed_env() as env:
+            env["res.partner"].browse(self.partner_id).phone = "v1"
+            self.assertTrue(self.direct_call(env)["success"])
+            env.cr.rollback()  # the caller raises after the call
+        self.run_worker()
+        bodies = {}
+        for request in self.server.requests:
+            bodies.setdefault(request.headers[KEY], set()).add(request.body)
+        self.assertEqual(self.phones(), ["v1", "v0"])
+        self.assertEqual({key: len(found) for key, found in bodies.items()},
+                         {key: 1 for key in bodies},
+                         "two different payloads went out under one Idempotency-Key")
+
+    def test_a_rolled_back_call_keeps_the_log_of_what_it_sent(self):
+        """The log row of an attempt survives the caller's rollback (README,
+        bj.api.log._bj_write_log): the request did leave."""
+        with self.committed_env() as env:
+            env["res.partner"].browse(self.partner_id).phone = "v1"
+            answer = self.direct_call(env)
+            self.assertTrue(answer["success"])
+            env.cr.rollback()
+        with self.committed_env() as env:
+            self.assertTrue(env["bj.api.log"].browse(answer["log_id"]).exists(),
+                            "the sent request left no log row")
+
+    def test_taking_over_a_committed_job_costs_no_wait(self):
+        """The log row names the job, whose row the call locks FOR UPDATE: the
+        log's own cursor waits on that lock for its statement timeout."""
+        with self.committed_env() as env:
+            started = time.monotonic()
+            self.assertTrue(self.direct_call(env)["success"])
+            elapsed = time.monotonic() - started
+        self.assertLess(elapsed, 2, f"one instant request took {elapsed:.1f} s")
