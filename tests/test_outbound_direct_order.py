@@ -496,3 +496,62 @@ class TestDirectCallTakeOverOfACommittedJob(CommittedOutboundMixin, BaseCase):
             self.assertTrue(self.direct_call(env)["success"])
             elapsed = time.monotonic() - started
         self.assertLess(elapsed, 2, f"one instant request took {elapsed:.1f} s")
+
+
+@tagged("post_install", "-at_install")
+class TestUsersSavesDuringAScriptedBuild(CommittedDataMixin, BaseCase):
+    """The worker share-locks the records of every job it claimed before it
+    builds their payloads (``_defer_records_in_use``), then builds them one job
+    at a time when the lines run scripts: a user's save of one of them waits
+    for the scripts of all the jobs before it."""
+
+    SCRIPT_SECONDS = 1.5
+    JOBS = 3
+
+    def setUp(self):
+        super().setUp()
+        with self.committed_env() as env:
+            env["ir.config_parameter"].set_param(delivery_worker.PARAM_RUN_SECONDS, 20)
+            fields_model = env["ir.model.fields"]
+            config = self.committed_out_config(env, {
+                "name": "Scripted build",
+                "line_ids": [
+                    Command.create({"field_id": fields_model._get("res.partner", "id").id,
+                                    "external_key": "id", "value_type": "plain",
+                                    "is_identifier": True, "sequence": 0}),
+                    Command.create({
+                        "field_id": fields_model._get("res.partner", "name").id,
+                        "external_key": "name", "value_type": "python_plain", "sequence": 1,
+                        "python_script": f"time.sleep({self.SCRIPT_SECONDS})\n"
+                                         "result = record.name"}),
+                ],
+            })
+            partners = env["res.partner"].create(
+                [{"name": f"Scripted {n}"} for n in range(self.JOBS)])
+            self.config_id, self.partner_ids = config.id, partners.ids
+            for partner in partners:  # one job each
+                env["bj.api.sync.config"]._enqueue_outbound_records(partner.id, config.id)
+        self.addCleanup(self.delete_committed, self.config_id, self.partner_ids)
+        self.addCleanup(self._reset_param)
+
+    def _reset_param(self):
+        with self.committed_env() as env:
+            env["ir.config_parameter"].set_param(delivery_worker.PARAM_RUN_SECONDS, False)
+
+    def run_worker(self):
+        with patch.object(delivery_worker, "WAIT_FOR_RETRIES", False), \
+                self.committed_env() as env:
+            env["bj.api.sync.job"]._cron_deliver_jobs()
+
+    def test_a_save_does_not_wait_for_other_jobs_scripts(self):
+        worker = threading.Thread(target=self.run_worker, name="bj-test-worker")
+        worker.start()
+        time.sleep(0.5)  # claimed, the first script running
+        with self.committed_env() as env:
+            started = time.monotonic()
+            env["res.partner"].browse(self.partner_ids[-1]).phone = "saved"
+            env.flush_all()
+            waited = time.monotonic() - started
+        worker.join(60)
+        self.assertLess(waited, 1, f"a user's save of the last record waited {waited:.1f} s "
+                                   "for the scripts of the jobs before it")
