@@ -555,3 +555,33 @@ class TestUsersSavesDuringAScriptedBuild(CommittedDataMixin, BaseCase):
         worker.join(60)
         self.assertLess(waited, 1, f"a user's save of the last record waited {waited:.1f} s "
                                    "for the scripts of the jobs before it")
+
+
+@tagged("post_install", "-at_install")
+class TestRetryOfAnOlderDeadJob(BjOutboundCase):
+    """A job never delivers a state older than one already accepted: Retry of a
+    dead job rebuilds its payload from the record as it is now, and it is older
+    (by id) than the record's jobs queued since, some of which already carry a
+    payload built before."""
+
+    def test_a_retried_dead_job_is_not_overtaken_by_an_older_state(self):
+        config = self.make_out_config(trigger_on_create=True, trigger_on_write=True,
+                                      retry_base_delay=30, retry_max_delay=30)
+        partner = self.env["res.partner"].create({"name": "Retried", "phone": "v0"})
+        dead = self.get_jobs(config)
+        self.server.queue(422, {"error": "rejected"})
+        self.deliver()
+        self.assertEqual(dead.state, "dead")
+        partner.phone = "v1"
+        in_backoff = self.get_jobs(config) - dead
+        self.server.queue(503, {})
+        self.deliver()  # built with v1, refused: waits 30 s with its payload
+        self.assertEqual((in_backoff.state, in_backoff.attempt), ("pending", 1))
+        partner.phone = "v2"
+        dead.action_retry()  # the manager fixed the cause
+        self.deliver()  # the retried job is older: it goes first, built now (v2)
+        self.pass_time(self.get_jobs(config).filtered(lambda job: job.state == "pending"))
+        self.deliver()
+        phones = [body["phone"] for body in self.bodies()]
+        self.assertEqual(phones[-1], "v2",
+                         f"the remote ends with v1 while Odoo holds v2 (sent: {phones})")
