@@ -498,6 +498,39 @@ class TestDirectCallTakeOverOfACommittedJob(CommittedOutboundMixin, BaseCase):
         self.assertLess(elapsed, 2, f"one instant request took {elapsed:.1f} s")
 
 
+    def test_two_direct_calls_racing_on_one_record(self):
+        """The second call waits for the first one's record lock; once the
+        first commits (its job done), the second, whose snapshot predates that
+        commit, finds the job changed and takes it for an older unfinished
+        delivery: it reports its record held behind a job that is done, and
+        sends nothing (a caller following the README raises on it)."""
+        arrived = threading.Event()
+
+        def slow(request):
+            arrived.set()
+            time.sleep(1)
+            return {"ok": True}
+
+        self.server.queue(200, slow)
+        first = {}
+
+        def call_first():
+            with self.committed_env() as env:
+                first["answer"] = self.direct_call(env)
+
+        thread = threading.Thread(target=call_first, name="bj-test-first-call")
+        thread.start()
+        self.assertTrue(arrived.wait(10))
+        with self.committed_env() as env:
+            self.assertEqual(env["res.partner"].browse(self.partner_id).phone, "v0")  # snapshot
+            second = self.direct_call(env)
+        thread.join(30)
+        self.assertTrue(first["answer"]["success"], first["answer"])
+        with self.committed_env() as env:
+            self.assertEqual(self.jobs(env).mapped("state")[0], "done")
+        self.assertEqual((second["success"], second["held_ids"], second["error"]),
+                         (True, [], None), "held behind a job that is done")
+
 @tagged("post_install", "-at_install")
 class TestUsersSavesDuringAScriptedBuild(CommittedDataMixin, BaseCase):
     """The worker share-locks the records of every job it claimed before it
