@@ -362,3 +362,31 @@ class TestOutboundReliability(BjOutboundCase):
         expected = delivery_worker.CRON_POLL_GAP + delivery_worker.run_budget()
         self.assertAlmostEqual(lead, expected, delta=2)
         self.assertGreater(lead, 70, "more than the cron's polling interval")
+
+    def test_a_retry_after_date_is_never_early(self):
+        """Retry-After as an HTTP-date: the delay is computed when the outcome
+        is recorded, up to RESULTS_COMMIT_INTERVAL after the answer (while
+        another request is in flight), but counted from the answer: the retry
+        leaves that much before the date the server gave."""
+        import math
+        from email.utils import formatdate
+
+        config = self.make_out_config(name="Dated retry", retry_base_delay=0, retry_max_delay=0)
+        jobs = self.enqueue(config, self.partners[0]) | self.enqueue(config, self.partners[1])
+        not_before = math.ceil(time.time()) + 2
+        sent_at = []
+
+        def record(request):
+            sent_at.append(time.time())
+            return {"ok": True}
+
+        self.server.queue(503, {}, headers={"Retry-After": formatdate(not_before, usegmt=True)})
+        self.server.queue(200, {"ok": True}, delay=0.9)  # the other job, in flight meanwhile
+        self.server.queue(200, record)
+        with patch.object(delivery_worker, "SEND_CONCURRENCY", 2), \
+                patch.object(delivery_worker, "WAIT_FOR_RETRIES", True):
+            self.deliver()
+        self.assertEqual(set(jobs.mapped("state")), {"done"})
+        self.assertTrue(sent_at)
+        self.assertGreaterEqual(sent_at[0], not_before,
+                                f"sent {not_before - sent_at[0]:.2f} s before the Retry-After date")
