@@ -390,3 +390,13 @@ class TestOutboundReliability(BjOutboundCase):
         self.assertTrue(sent_at)
         self.assertGreaterEqual(sent_at[0], not_before,
                                 f"sent {not_before - sent_at[0]:.2f} s before the Retry-After date")
+
+    def test_a_run_outside_a_cron_worker_fits_the_http_workers_limit(self):
+        """Run Manually on the delivery action (or a server action calling the
+        cron method) runs in an HTTP worker, which Odoo's watchdog kills after
+        limit_time_real: the run's budget is taken from limit_time_real_cron
+        instead, here four times longer than the worker may live."""
+        limits = {"limit_time_real_cron": 600, "limit_time_real": 60}
+        with patch.dict(odoo_config.options, limits):
+            budget = delivery_worker.DeliveryWorker(self.env).budget
+        self.assertLess(budget, 60, f"a {budget:.0f} s run in a worker killed after 60 s")
