@@ -400,3 +400,21 @@ class TestOutboundReliability(BjOutboundCase):
         with patch.dict(odoo_config.options, limits):
             budget = delivery_worker.DeliveryWorker(self.env).budget
         self.assertLess(budget, 60, f"a {budget:.0f} s run in a worker killed after 60 s")
+
+    def test_a_payload_is_fenced_like_an_outcome(self):
+        """A run whose lease died while it built payloads (its scripts are not
+        interrupted by the loss) has had its jobs reclaimed and claimed again by
+        another run: it still writes the payload it built onto the other run's
+        claim (unfenced) and goes on to send the job, which the other run
+        sends too, each with the payload it built."""
+        config = self.make_out_config(name="Fenced build")
+        job = self.enqueue(config, self.partners[0])
+        worker = delivery_worker.DeliveryWorker(self.env)
+        claimed = worker._claim(1)
+        self.assertEqual(claimed, job)
+        # Meanwhile: the lease lost, another run reclaimed the job and claimed it.
+        job.write({"worker": "other-run", "attempt": 2})
+        to_send = worker._prepare_payloads(claimed)
+        job.invalidate_recordset()
+        self.assertFalse(job.payload, "the other run's claim got this run's payload")
+        self.assertFalse(to_send, "a job another run holds is sent by this one too")
