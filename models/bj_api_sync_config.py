@@ -943,7 +943,7 @@ class BjApiSyncConfig(models.Model):
         names = set()
         for line in self.line_ids:
             field = fields_.get(line.field_id.name)
-            if line.value_type in SCRIPT_TYPES or not (field and field.store):
+            if line.value_type in SCRIPT_TYPES or not (field and field.store) or field.compute:
                 return frozenset()
             names.add(field.name)
         return frozenset(names)

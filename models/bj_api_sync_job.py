@@ -144,6 +144,11 @@ class BjApiSyncJob(models.Model):
     date_done = fields.Datetime(
         string="Delivered At", readonly=True, help="When the external API accepted it."
     )
+    retried_job_id = fields.Many2one(
+        "bj.api.sync.job", string="Retried As", readonly=True, ondelete="set null",
+        help="The delivery that Retry queued for this one, at the back of its records' "
+        "queue.",
+    )
 
     def init(self):
         cr = self.env.cr
@@ -437,29 +442,43 @@ class BjApiSyncJob(models.Model):
     def action_retry(self):
         """Queue dead or cancelled jobs again, with a fresh budget of attempts.
 
-        Except for deletions (whose payload was captured before the record
-        disappeared), the payload is rebuilt from the records as they are now:
-        the cause of the failure (a wrong value, a mapping) has usually been
-        fixed in the meantime.  A rebuilt payload is a new request, hence a new
-        Idempotency-Key.
+        A job never delivers a state older than one already accepted: the
+        record's order is the queue's order (by id), so a retried delivery goes
+        to the back of its records' queue, behind the jobs queued since (some
+        already carry a payload built before).  Except for deletions, it is a
+        new job (new id, new Idempotency-Key: its payload is rebuilt from the
+        records as they are now, the cause of the failure having usually been
+        fixed), and the old one is cancelled, naming it (``retried_job_id``).
+        A deletion keeps its job, key and payload (captured before the record
+        disappeared): no younger job of a deleted record exists.
         """
         check_group(self.env, MANAGER_GROUP)
         # Jobs are the addon's bookkeeping (field table): written as superuser,
         # those the user may change.
         self.check_access("write")
-        jobs = self.sudo().filtered(lambda job: job.state in ("dead", "cancelled"))
+        jobs = self.sudo().filtered(
+            lambda job: job.state in ("dead", "cancelled") and not job.retried_job_id)
         if not jobs:
-            raise UserError(_("Only dead or cancelled deliveries can be retried."))
+            raise UserError(_("Only dead or cancelled deliveries not retried yet can be "
+                              "retried."))
+        now = self._bj_now()
         for job in jobs:
             values = {
                 "state": "pending",
-                "next_attempt_at": self._bj_now(),
+                "next_attempt_at": now,
                 "attempt_limit": job.attempt + job.config_id.max_attempts,
                 "locked_at": False,
             }
-            if job.event != "unlink":
-                values.update(payload=False, idempotency_key=str(uuid.uuid4()))
-            job.write(values)
+            if job.event == "unlink":
+                job.write(values)
+                continue
+            new = self.sudo().create({
+                **values, "config_id": job.config_id.id, "event": job.event,
+                "res_model": job.res_model, "res_ids": job.res_ids,
+                "attempt_limit": job.config_id.max_attempts,
+            })
+            job._bj_finish("cancelled", _("Retried as delivery #%(id)s.", id=new.id))
+            job.retried_job_id = new
         self._bj_wake_worker()
         return True
 

@@ -3,6 +3,7 @@ from datetime import timedelta
 from unittest.mock import patch
 
 from odoo import fields
+from odoo.exceptions import UserError
 from odoo.tests import tagged
 
 from ..core import http_client
@@ -187,10 +188,17 @@ class TestOutboundDelivery(BjOutboundCase):
         old_key = job.idempotency_key
         self.partners[0].email = "fixed@example.com"
         job.action_retry()
-        self.assertEqual((job.state, job.attempt_limit, job.payload), ("pending", 4, False))
-        self.assertNotEqual(job.idempotency_key, old_key, "a rebuilt payload is a new request")
+        retried = job.retried_job_id
+        self.assertEqual(job.state, "cancelled")
+        self.assertGreater(retried.id, job.id, "at the back of the record's queue")
+        self.assertEqual((retried.state, retried.attempt_limit, retried.payload),
+                         ("pending", 3, False))
+        self.assertNotEqual(retried.idempotency_key, old_key,
+                            "a rebuilt payload is a new request")
+        with self.assertRaises(UserError):
+            job.action_retry()  # retried already
         self.deliver()
-        self.assertEqual((job.state, job.attempt), ("done", 2))
+        self.assertEqual((retried.state, retried.attempt), ("done", 1))
         self.assertEqual(self.server.requests[-1].json()["email"], "fixed@example.com")
         other = self.enqueue(self.partners[1])
         other.action_cancel()
