@@ -255,7 +255,6 @@ class TestDirectCallRacesTheQueue(CommittedOutboundMixin, BaseCase):
             job = env["bj.api.sync.config"]._enqueue_outbound_records(
                 self.partner_id, self.config_id)
             key = job.idempotency_key
-        with self.committed_env() as env:
             worker = None
 
             def start_worker(request):
@@ -446,64 +445,84 @@ class TestDirectCallInTheCallersTransaction(CommittedOutboundMixin, BaseCase):
 
 @tagged("post_install", "-at_install")
 class TestDirectCallTakeOverOfACommittedJob(CommittedOutboundMixin, BaseCase):
-    """A direct call taking over a job that another transaction committed (the
-    usual case: the record's create or write job of an earlier request)."""
+    """The call takes over only the jobs its caller's transaction queued: they
+    vanish with a rollback.  A committed never-attempted job (the usual case:
+    the record's create or write job of an earlier request) holds the record
+    like any older unfinished job."""
 
     def setUp(self):
         super().setUp()
         self.startPatcher(patch.object(OutboundCall, "sleep", staticmethod(no_wait)))
-        with self.committed_env() as env:
-            job = env["bj.api.sync.config"]._enqueue_outbound_records(
-                self.partner_id, self.config_id)
-            self.job_id, self.key = job.id, job.idempotency_key
 
-    def test_a_rolled_back_call_leaves_one_body_per_key(self):
-        """The caller sends v1 under the job's key, then rolls back (a UserError
-        after the call, a serialization failure, a crash): the job comes back
-        never attempted with that key, and the worker sends v0 under it.  An
-        API honouring Idempotency-Key answers the replay of v1 (or 422), and
-        keeps v1 while Odoo holds v0."""
-        with self.committed_env() as env:
-            env["res.partner"].browse(self.partner_id).phone = "v1"
-            self.assertTrue(self.direct_call(env)["success"])
-            env.cr.rollback()  # the caller raises after the call
-        self.run_worker()
+    def enqueue(self, env):
+        return env["bj.api.sync.config"]._enqueue_outbound_records(
+            self.partner_id, self.config_id)
+
+    def bodies_per_key(self):
         bodies = {}
         for request in self.server.requests:
             bodies.setdefault(request.headers[KEY], set()).add(request.body)
-        self.assertEqual(self.phones(), ["v1", "v0"])
-        self.assertEqual({key: len(found) for key, found in bodies.items()},
-                         {key: 1 for key in bodies},
-                         "two different payloads went out under one Idempotency-Key")
+        return {key: len(found) for key, found in bodies.items()}
+
+    def test_a_committed_job_holds_and_a_rolled_back_call_leaves_one_body_per_key(self):
+        """Were the call to send v1 under the committed job's key and the
+        caller roll back, the job would send v0 under it: an API honouring
+        Idempotency-Key would answer the replay of v1 and keep it."""
+        with self.committed_env() as env:
+            job = self.enqueue(env)
+        with self.committed_env() as env:
+            env["res.partner"].browse(self.partner_id).phone = "v1"
+            answer = self.direct_call(env)
+            self.assertEqual((answer["success"], answer["held_ids"]),
+                             (False, [self.partner_id]), answer)
+            env.cr.rollback()  # the caller raises after the call
+        self.run_worker()
+        self.assertEqual(self.phones(), ["v0"])
+        self.assertEqual(self.server.requests[0].headers[KEY], job.idempotency_key)
+        self.assertEqual(set(self.bodies_per_key().values()), {1})
+
+    def test_a_rolled_back_call_takes_its_own_job_with_it(self):
+        """The job the caller's transaction queued is taken over, and rolls
+        back with it: nothing is sent again, under its key or any other."""
+        with self.committed_env() as env:
+            env["res.partner"].browse(self.partner_id).phone = "v1"
+            self.enqueue(env)
+            self.assertTrue(self.direct_call(env)["success"])
+            env.cr.rollback()
+        self.run_worker()
+        self.assertEqual(self.phones(), ["v1"])
+        with self.committed_env() as env:
+            self.assertFalse(self.jobs(env))
 
     def test_a_rolled_back_call_keeps_the_log_of_what_it_sent(self):
         """The log row of an attempt survives the caller's rollback (README,
         bj.api.log._bj_write_log): the request did leave."""
         with self.committed_env() as env:
             env["res.partner"].browse(self.partner_id).phone = "v1"
+            job = self.enqueue(env)
             answer = self.direct_call(env)
             self.assertTrue(answer["success"])
+            self.assertEqual(job.log_ids.ids, [answer["log_id"]], "linked in the transaction")
             env.cr.rollback()
         with self.committed_env() as env:
             self.assertTrue(env["bj.api.log"].browse(answer["log_id"]).exists(),
                             "the sent request left no log row")
 
-    def test_taking_over_a_committed_job_costs_no_wait(self):
-        """The log row names the job, whose row the call locks FOR UPDATE: the
-        log's own cursor waits on that lock for its statement timeout."""
+    def test_taking_over_a_job_costs_no_wait(self):
+        """The log row is written on a cursor of its own, with no link to the
+        job that the caller's transaction holds: nothing to wait for."""
         with self.committed_env() as env:
+            self.enqueue(env)
             started = time.monotonic()
             self.assertTrue(self.direct_call(env)["success"])
             elapsed = time.monotonic() - started
         self.assertLess(elapsed, 2, f"one instant request took {elapsed:.1f} s")
 
-
     def test_two_direct_calls_racing_on_one_record(self):
         """The second call waits for the first one's record lock; once the
         first commits (its job done), the second, whose snapshot predates that
-        commit, finds the job changed and takes it for an older unfinished
-        delivery: it reports its record held behind a job that is done, and
-        sends nothing (a caller following the README raises on it)."""
+        commit, decides from the committed jobs as they are now: none holds
+        the record, and it sends."""
         arrived = threading.Event()
 
         def slow(request):
@@ -516,6 +535,7 @@ class TestDirectCallTakeOverOfACommittedJob(CommittedOutboundMixin, BaseCase):
 
         def call_first():
             with self.committed_env() as env:
+                self.enqueue(env)
                 first["answer"] = self.direct_call(env)
 
         thread = threading.Thread(target=call_first, name="bj-test-first-call")
@@ -530,6 +550,7 @@ class TestDirectCallTakeOverOfACommittedJob(CommittedOutboundMixin, BaseCase):
             self.assertEqual(self.jobs(env).mapped("state")[0], "done")
         self.assertEqual((second["success"], second["held_ids"], second["error"]),
                          (True, [], None), "held behind a job that is done")
+
 
 @tagged("post_install", "-at_install")
 class TestUsersSavesDuringAScriptedBuild(CommittedDataMixin, BaseCase):
