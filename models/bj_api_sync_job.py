@@ -406,15 +406,24 @@ class BjApiSyncJob(models.Model):
         return sorted(rows)
 
     def _bj_link_logs(self, log_ids):
-        """Link the log rows ``log_ids`` (written on a cursor of their own, with
-        no link, by the direct call) to this job, in this transaction."""
+        """Link the log rows ``log_ids`` to this job once this transaction has
+        committed it.  The direct call writes them on a cursor of their own,
+        with no link to its job, which this transaction may have created or
+        holds locked: linked now, they would wait for it or roll back with it.
+        This transaction cannot link them itself: in REPEATABLE READ it does
+        not see rows committed after its snapshot."""
         self.ensure_one()
         log_ids = [log_id for log_id in log_ids if log_id]
-        if log_ids:
-            self.env.cr.execute("UPDATE bj_api_log SET job_id = %s WHERE id = ANY(%s)",
-                                [self.id, log_ids])
-            self.env["bj.api.log"].invalidate_model(["job_id"])
-            self.invalidate_recordset(["log_ids"])
+        if not log_ids:
+            return
+        job_id, registry = self.id, self.env.registry
+
+        def link():
+            with registry.cursor() as cr:
+                cr.execute("UPDATE bj_api_log SET job_id = %s WHERE id = ANY(%s)",
+                           [job_id, log_ids])
+
+        self.env.cr.postcommit.add(link)
 
     # -- delivery: the cron entry, and the steps the worker calls per job -----------
 

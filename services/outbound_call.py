@@ -37,7 +37,8 @@ the freshest view: this transaction's own jobs, the others as committed now):
 
 The attempts' log rows are written on a cursor of their own with no link to a
 job, so that they survive the caller's rollback without waiting; the link to
-the job is written in the caller's transaction, with the job.
+the job is written once the caller's transaction commits it (a rollback takes
+the job away, and the rows stay unlinked).
 
 What was not delivered stays queued under the key and with the payload that
 were attempted: retryable failures pending, due when their backoff ends; any
@@ -94,7 +95,7 @@ class Page:
         self.error = None  # why it is not delivered, in plain words
         self.due = None  # clock time of its next attempt, after a retryable failure
         self.log_id = False  # log row of its last attempt
-        self.log_ids = []  # log rows of its attempts, linked to its job when settled
+        self.log_ids = []  # log rows of its attempts, linked to its job after commit
 
     @property
     def delivered(self):

@@ -214,7 +214,8 @@ class TestOutboundDelivery(BjOutboundCase):
         self.assertEqual(jobs.mapped("state"), ["dead", "dead"])
         action = self.env.ref("bjet_api_sync.action_server_bj_api_sync_job_retry")
         action.with_context(active_model=jobs._name, active_ids=jobs.ids).run()
-        self.assertEqual(jobs.mapped("state"), ["pending", "pending"])
+        self.assertEqual(jobs.mapped("state"), ["cancelled", "cancelled"])
+        self.assertEqual(jobs.retried_job_id.mapped("state"), ["pending", "pending"])
 
     def test_jobs_of_a_dead_worker_are_reclaimed_by_lease(self):
         """A running job whose run left an unlocked lease, or none, lost its
