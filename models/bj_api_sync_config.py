@@ -935,7 +935,9 @@ class BjApiSyncConfig(models.Model):
         """The fields whose change Send on Update and the generated "On save"
         rule send: the Watched Fields, else the stored fields the lines send.
         Empty (any change) when a line runs a Python Script or sends a field
-        that is not stored: its value may derive from any other field."""
+        that is not stored or is computed (stored or not, related included):
+        its value may derive from any other field, and a recompute does not go
+        through write."""
         self.ensure_one()
         if self.watched_field_ids:
             return frozenset(self.watched_field_ids.mapped("name"))
@@ -943,7 +945,7 @@ class BjApiSyncConfig(models.Model):
         names = set()
         for line in self.line_ids:
             field = fields_.get(line.field_id.name)
-            if line.value_type in SCRIPT_TYPES or not (field and field.store):
+            if line.value_type in SCRIPT_TYPES or not (field and field.store) or field.compute:
                 return frozenset()
             names.add(field.name)
         return frozenset(names)

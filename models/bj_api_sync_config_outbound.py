@@ -237,7 +237,8 @@ class BjApiSyncConfigOutbound(models.Model):
         records were already written during it (inverse fields, which
         ``BaseModel.create`` writes before returning) turns those write jobs
         into its own.  Deletions are exported now, before the records
-        disappear.
+        disappear; a record created in this transaction, its create job not
+        attempted yet, is deleted with no delivery at all (its jobs cancelled).
         """
         # with_prefetch(): reading a field must not load it for every record
         # that happened to be fetched with these (a whole imported batch...).
@@ -266,6 +267,12 @@ class BjApiSyncConfigOutbound(models.Model):
                     continue
             payloads = None
             if event == "unlink":
+                # Created in this very transaction, its create job unsent: the
+                # remote never heard of it (nor will it: the job is cancelled).
+                changed -= changed.browse(
+                    self.env["bj.api.sync.job"]._bj_cancel_unborn(plan, changed))
+                if not changed:
+                    continue
                 try:
                     payloads = outbound.export_payloads(self.env, plan, changed)
                 except EXPORT_ERRORS as error:

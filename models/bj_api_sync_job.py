@@ -3,7 +3,6 @@ import logging
 import uuid
 from datetime import timedelta
 
-import psycopg2
 from markupsafe import Markup
 
 from odoo import _, api, fields, models
@@ -20,6 +19,11 @@ _logger = logging.getLogger("bj.api.outbound")
 
 DEAD_ACTIVITY_TYPE = "bjet_api_sync.mail_activity_type_delivery_failed"
 POSTCOMMIT_WAKE_KEY = "bjet_api_sync.wake_worker"
+# The ids of the jobs queued by the current transaction, in the cursor's
+# postcommit data, which Odoo clears when the transaction commits or rolls back
+# (not at savepoints, as it does precommit's): the only jobs the direct call may
+# take over.  An id of a savepoint rolled back stays, naming no row.
+OWN_JOBS_KEY = "bjet_api_sync.own_jobs"
 # A due trigger of a delivery cron made within this many seconds (after the
 # second it is rounded to) means a wake-up is on its way: a burst of commits
 # notifies the cron workers at most about once per WAKE_GRACE + 1 seconds.
@@ -144,6 +148,11 @@ class BjApiSyncJob(models.Model):
     date_done = fields.Datetime(
         string="Delivered At", readonly=True, help="When the external API accepted it."
     )
+    retried_job_id = fields.Many2one(
+        "bj.api.sync.job", string="Retried As", readonly=True, ondelete="set null",
+        help="The delivery that Retry queued for this one, at the back of its records' "
+        "queue.",
+    )
 
     def init(self):
         cr = self.env.cr
@@ -220,8 +229,13 @@ class BjApiSyncJob(models.Model):
             [value for row in rows for value in row],
         )
         jobs = self.browse(sorted(row[0] for row in self.env.cr.fetchall()))
+        jobs._bj_mark_own()
         self._bj_wake_worker_after_commit()
         return jobs
+
+    def _bj_mark_own(self):
+        """Remember these jobs as queued by the current transaction (OWN_JOBS_KEY)."""
+        self.env.cr.postcommit.data.setdefault(OWN_JOBS_KEY, set()).update(self.ids)
 
     @api.model
     def _bj_writes_become_create(self, plan, records):
@@ -243,6 +257,33 @@ class BjApiSyncJob(models.Model):
         rows = self.env.cr.fetchall()
         self.invalidate_model(["event"])
         return [i for (res_ids,) in rows for i in id_list(res_ids)]
+
+    @api.model
+    def _bj_cancel_unborn(self, plan, records):
+        """Before ``records`` are deleted: cancel the never-attempted jobs of
+        ``plan``'s configuration that this transaction queued for those of
+        them it also created (their create job is among them); return the ids
+        of these records, whose deletion the external API must not hear of:
+        it never received them."""
+        own = self.env.cr.postcommit.data.get(OWN_JOBS_KEY)
+        if not own:
+            return []
+        self.env.flush_all()
+        self.env.cr.execute(
+            """
+            SELECT id, event, res_ids FROM bj_api_sync_job
+            WHERE config_id = %s AND id = ANY(%s) AND state = 'pending' AND attempt = 0
+              AND payload IS NULL AND string_to_array(res_ids, ',')::int[] <@ %s::int[]
+            """,
+            [plan.config_id, list(own), records.ids],
+        )
+        rows = [(job_id, event, set(id_list(res_ids)))
+                for job_id, event, res_ids in self.env.cr.fetchall()]
+        unborn = {i for _job_id, event, ids in rows if event == "create" for i in ids}
+        self.browse([job_id for job_id, _event, ids in rows if ids <= unborn])._bj_finish(
+            "cancelled", _("The record was deleted in the transaction that created it: the "
+                           "external API never received it."))
+        return sorted(unborn)
 
     def _bj_wake_worker_after_commit(self):
         """Trigger the delivery crons once the transaction has committed.
@@ -326,40 +367,31 @@ class BjApiSyncJob(models.Model):
     @api.model
     def _bj_jobs_of_records(self, plan, record_ids):
         """The unfinished jobs of ``plan``'s configuration that hold one of
-        ``record_ids``, as ``(job id, its record ids, free)`` in id order.
+        ``record_ids``, as ``(job id, its record ids, free)`` in id order,
+        from the freshest view there is.
 
-        ``free``: pending and never attempted (no payload: built at its first
-        attempt) and now locked by this transaction, which the worker's claim
-        (``FOR UPDATE SKIP LOCKED``) and merge then skip until it ends.  Any
-        other one holds its records: it has a payload or attempts, runs, or
-        another transaction locked or changed it since this one's snapshot (a
-        worker claiming or merging it), or committed it since (queued, retried
-        or claimed meanwhile).
+        ``free``: queued by this very transaction (``_bj_enqueue``) and never
+        attempted: nobody else sees it, and it vanishes with this transaction
+        if it rolls back, so the direct call may send its state under its key.
+        Any other one holds its records, as committed now (read on a cursor of
+        its own: jobs queued, retried or claimed since this transaction's
+        snapshot hold them too, and one finished since does not): a committed
+        job was queued by an earlier transaction, and this one's rollback
+        would give it back to the queue with its key, never attempted.
         """
         self.env.flush_all()
+        own = self.env.cr.postcommit.data.get(OWN_JOBS_KEY, set())
         self.env.cr.execute(
             """
             SELECT id, res_ids, state = 'pending' AND attempt = 0 AND payload IS NULL
             FROM bj_api_sync_job
-            WHERE config_id = %s AND state IN ('pending', 'running')
+            WHERE config_id = %s AND state IN ('pending', 'running') AND id = ANY(%s)
               AND string_to_array(res_ids, ',')::int[] && %s::int[]
-            ORDER BY id
             """,
-            [plan.config_id, list(record_ids)],
+            [plan.config_id, list(own), list(record_ids)],
         )
-        rows = [(job_id, id_list(res_ids), never_attempted and self._bj_lock_job(job_id))
-                for job_id, res_ids, never_attempted in self.env.cr.fetchall()]
-        seen = {row[0] for row in rows}
-        return sorted(rows + [(job_id, job_ids, False) for job_id, job_ids
-                              in self._bj_committed_jobs_of_records(plan, record_ids)
-                              if job_id not in seen])
-
-    @api.model
-    def _bj_committed_jobs_of_records(self, plan, record_ids):
-        """``(job id, record ids)`` of the unfinished jobs holding ``record_ids``
-        as committed now, read on a cursor of its own: jobs committed after
-        this transaction's snapshot (queued, retried or claimed meanwhile)
-        hold the records too."""
+        rows = [(job_id, id_list(res_ids), free) for job_id, res_ids, free
+                in self.env.cr.fetchall()]
         with self.env.registry.cursor() as cr:
             cr.execute(
                 """
@@ -369,20 +401,29 @@ class BjApiSyncJob(models.Model):
                 """,
                 [plan.config_id, list(record_ids)],
             )
-            return [(job_id, id_list(res_ids)) for job_id, res_ids in cr.fetchall()]
+            rows += [(job_id, id_list(res_ids), False) for job_id, res_ids in cr.fetchall()
+                     if job_id not in own]
+        return sorted(rows)
 
-    def _bj_lock_job(self, job_id):
-        """Whether this transaction now holds the row lock of job ``job_id``:
-        not when another transaction holds it, or changed the row after this
-        transaction's snapshot (REPEATABLE READ)."""
-        try:
-            with self.env.cr.savepoint(flush=False):
-                self.env.cr.execute(
-                    "SELECT id FROM bj_api_sync_job WHERE id = %s FOR UPDATE NOWAIT",
-                    [job_id], log_exceptions=False)
-                return bool(self.env.cr.fetchone())
-        except (psycopg2.errors.LockNotAvailable, psycopg2.errors.SerializationFailure):
-            return False
+    def _bj_link_logs(self, log_ids):
+        """Link the log rows ``log_ids`` to this job once this transaction has
+        committed it.  The direct call writes them on a cursor of their own,
+        with no link to its job, which this transaction may have created or
+        holds locked: linked now, they would wait for it or roll back with it.
+        This transaction cannot link them itself: in REPEATABLE READ it does
+        not see rows committed after its snapshot."""
+        self.ensure_one()
+        log_ids = [log_id for log_id in log_ids if log_id]
+        if not log_ids:
+            return
+        job_id, registry = self.id, self.env.registry
+
+        def link():
+            with registry.cursor() as cr:
+                cr.execute("UPDATE bj_api_log SET job_id = %s WHERE id = ANY(%s)",
+                           [job_id, log_ids])
+
+        self.env.cr.postcommit.add(link)
 
     # -- delivery: the cron entry, and the steps the worker calls per job -----------
 
@@ -437,29 +478,44 @@ class BjApiSyncJob(models.Model):
     def action_retry(self):
         """Queue dead or cancelled jobs again, with a fresh budget of attempts.
 
-        Except for deletions (whose payload was captured before the record
-        disappeared), the payload is rebuilt from the records as they are now:
-        the cause of the failure (a wrong value, a mapping) has usually been
-        fixed in the meantime.  A rebuilt payload is a new request, hence a new
-        Idempotency-Key.
+        A job never delivers a state older than one already accepted: the
+        record's order is the queue's order (by id), so a retried delivery goes
+        to the back of its records' queue, behind the jobs queued since (some
+        already carry a payload built before).  Except for deletions, it is a
+        new job (new id, new Idempotency-Key: its payload is rebuilt from the
+        records as they are now, the cause of the failure having usually been
+        fixed), and the old one is cancelled, naming it (``retried_job_id``).
+        A deletion keeps its job, key and payload (captured before the record
+        disappeared): no younger job of a deleted record exists.
         """
         check_group(self.env, MANAGER_GROUP)
         # Jobs are the addon's bookkeeping (field table): written as superuser,
         # those the user may change.
         self.check_access("write")
-        jobs = self.sudo().filtered(lambda job: job.state in ("dead", "cancelled"))
+        jobs = self.sudo().filtered(
+            lambda job: job.state in ("dead", "cancelled") and not job.retried_job_id)
         if not jobs:
-            raise UserError(_("Only dead or cancelled deliveries can be retried."))
+            raise UserError(_("Only dead or cancelled deliveries not retried yet can be "
+                              "retried."))
+        now = self._bj_now()
         for job in jobs:
             values = {
                 "state": "pending",
-                "next_attempt_at": self._bj_now(),
+                "next_attempt_at": now,
                 "attempt_limit": job.attempt + job.config_id.max_attempts,
                 "locked_at": False,
             }
-            if job.event != "unlink":
-                values.update(payload=False, idempotency_key=str(uuid.uuid4()))
-            job.write(values)
+            if job.event == "unlink":
+                job.write(values)
+                continue
+            new = self.sudo().create({
+                **values, "config_id": job.config_id.id, "event": job.event,
+                "res_model": job.res_model, "res_ids": job.res_ids,
+                "attempt_limit": job.config_id.max_attempts,
+            })
+            new._bj_mark_own()
+            job._bj_finish("cancelled", _("Retried as delivery #%(id)s.", id=new.id))
+            job.retried_job_id = new
         self._bj_wake_worker()
         return True
 

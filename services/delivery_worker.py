@@ -568,15 +568,22 @@ class DeliveryWorker:
         an access or database error) fails that configuration's jobs alone, job
         by job.  The run's budget covers this: scripts stop at the end of the
         time left for building, and the jobs not built by then go back to the
-        queue, their attempt not counted.
+        queue, their attempt not counted.  A part's records are share-locked
+        (``_defer_records_in_use``) just before it is built, until its payload
+        commits: a scripted job's payload commits as soon as it is built, so
+        that a user's save of a record waits at most for its own job's script,
+        never for the other jobs' (each scripted job is a transaction of its
+        own, its merge seeing the snapshot its export read).
         """
         for config, unbuilt in jobs.filtered(lambda job: not job.payload).grouped(
                 "config_id").items():
             plan = config._bj_plan()
-            unbuilt = self._defer_records_in_use(plan, unbuilt)
-            for part in list(unbuilt) if plan.has_scripts else [unbuilt]:
+            for claimed in list(unbuilt) if plan.has_scripts else [unbuilt]:
                 if self._prepare_time_left() <= 0:
-                    self._give_back(part)
+                    self._give_back(claimed)
+                    continue
+                part = self._defer_records_in_use(plan, claimed)
+                if not part:
                     continue
                 try:
                     with self.env.cr.savepoint(), scripts_end_by(
@@ -595,6 +602,8 @@ class DeliveryWorker:
                         for job in part:
                             self._build_alone(plan, job)
                 self.built = True
+                if plan.has_scripts:
+                    self._commit()  # its records' share locks end with its payload
         return jobs.filtered(lambda job: job.state == "running" and job.payload)
 
     def _defer_records_in_use(self, plan, jobs):
@@ -604,7 +613,8 @@ class DeliveryWorker:
         entry point sending them, a write not committed yet): a payload read
         now would miss that state, which may go out first.  The others' rows
         stay share-locked until the payloads are committed, so that no direct
-        call sends them meanwhile.  Returns the others."""
+        call sends them meanwhile (the caller builds them at once, then
+        commits).  Returns the others."""
         ids = list({i for job in jobs for i in id_list(job.res_ids)})
         table = SQL.identifier(self.env[plan.model]._table)
         rows = self._lock_rows(

@@ -17,17 +17,28 @@ A call therefore never waits longer than (requests + INLINE_RETRY_WINDOW) × T.
 
 The call and the Outbound Queue keep one order per record.  Before sending,
 the call locks its records' rows (``_bj_lock_records``) and looks at the
-unfinished jobs of the configuration that hold them (``_bj_jobs_of_records``):
+unfinished jobs of the configuration that hold them (``_bj_jobs_of_records``,
+the freshest view: this transaction's own jobs, the others as committed now):
 
-* a page is *held* when one of them has a payload or attempts, runs, or
-  belongs to another transaction (a worker claiming it): it is not sent, and
-  waits in the queue behind that job as a job built at its first attempt,
-  which therefore carries at least the state the call would have sent;
-* otherwise the call takes over the never-attempted pending jobs of the
-  page's records (locked: the worker skips them): its attempts carry the
-  oldest one's Idempotency-Key and X-BJET-Event (a fresh key and "manual"
-  without one), that job is settled with the outcome, and the younger ones
-  are merged into it, the payload sent covering their changes.
+* a page is *held* when one of them was not queued by the caller's own
+  transaction, or has a payload or attempts: it is not sent, and waits in the
+  queue behind that job as a job built at its first attempt, which therefore
+  carries at least the state the call would have sent.  A committed job,
+  however fresh, holds too: were the call to send its state under its key and
+  the caller roll back, the job would come back never attempted and send an
+  older state under that key;
+* otherwise the call takes over the never-attempted jobs of the page's records
+  that its own transaction queued (nobody else sees them; they vanish with a
+  rollback): its attempts carry the oldest one's Idempotency-Key and
+  X-BJET-Event when that job covers exactly the page's records (else a fresh
+  key and "manual": a page with a record the remote knows is no creation), that
+  job is settled with the outcome, and the others are merged into it, the
+  payload sent covering their changes.
+
+The attempts' log rows are written on a cursor of their own with no link to a
+job, so that they survive the caller's rollback without waiting; the link to
+the job is written once the caller's transaction commits it (a rollback takes
+the job away, and the rows stay unlinked).
 
 What was not delivered stays queued under the key and with the payload that
 were attempted: retryable failures pending, due when their backoff ends; any
@@ -67,9 +78,12 @@ class Page:
 
     def __init__(self, records):
         self.records = records
-        # The never-attempted jobs it took over, oldest first: their state goes
-        # out with it, under the oldest one's key and event.
+        # The never-attempted jobs of the caller's transaction it took over,
+        # oldest first: their state goes out with it.
         self.jobs = None
+        # The one of them whose key and event it carries (the oldest, when it
+        # covers exactly the page's records): settled with its outcome.
+        self.job = None
         self.key = str(uuid.uuid4())
         self.event = "manual"
         self.held_by = []  # older unfinished jobs of its records: it is not sent
@@ -81,6 +95,7 @@ class Page:
         self.error = None  # why it is not delivered, in plain words
         self.due = None  # clock time of its next attempt, after a retryable failure
         self.log_id = False  # log row of its last attempt
+        self.log_ids = []  # log rows of its attempts, linked to its job after commit
 
     @property
     def delivered(self):
@@ -155,6 +170,7 @@ class OutboundCall:
 
     def _log(self, page, values):
         page.log_id = self.env["bj.api.log"]._bj_write_log(values, self.plan.secrets)
+        page.log_ids.append(page.log_id)
         self.log_ids.append(page.log_id)
 
     def _pages(self, records):
@@ -162,9 +178,9 @@ class OutboundCall:
         return [Page(records[start:start + size]) for start in range(0, len(records), size)]
 
     def _take_over_jobs(self, records, pages):
-        """Lock the records and the queue's hold on them; hold back each page
-        that an older unfinished job holds, give the others the jobs they take
-        over (see the module's docstring)."""
+        """Lock the records; hold back each page that an older unfinished job
+        holds, give the others the jobs they take over (see the module's
+        docstring)."""
         jobs_model = self.env["bj.api.sync.job"].sudo()
         jobs_model._bj_lock_records(records)
         unfinished = jobs_model._bj_jobs_of_records(self.plan, records.ids)
@@ -176,8 +192,10 @@ class OutboundCall:
             # built at its first attempt: it holds this page like a busy one.
             page.held_by = [job_id for job_id, taken in mine if not taken]
             page.jobs = jobs_model.browse([job_id for job_id, taken in mine if taken])
-            if page.jobs and not page.held_by:
-                page.key, page.event = page.jobs[0].idempotency_key, page.jobs[0].event
+            page.job = page.jobs[:1].filtered(
+                lambda job, ids=ids: set(id_list(job.res_ids)) == ids)
+            if page.job and not page.held_by:
+                page.key, page.event = page.job.idempotency_key, page.job.event
             if page.held_by:
                 page.error = _(
                     "Not sent: older deliveries %(jobs)s of records %(ids)s are unfinished; "
@@ -216,7 +234,7 @@ class OutboundCall:
             dict(delivery.options))
         self._log(page, outbound.log_values(
             self.plan, result, page.body, id_text(page.records.ids), attempt=page.attempts,
-            headers=headers, job_id=page.jobs[:1].id))
+            headers=headers))
         page.verdict = retry.outcome(result.status_code, result.transient_error)
         page.error = None if result.ok else (
             result.error or _("HTTP %(status)s", status=result.describe()))
@@ -260,12 +278,15 @@ class OutboundCall:
                     jobs_model._bj_enqueue(self.plan, page.records, "manual"))
                 jobs |= job
                 continue
-            page.jobs[1:]._bj_finish("cancelled", _(
+            (page.jobs - page.job)._bj_finish("cancelled", _(
                 "Merged into a direct call's delivery, whose payload carries the records' "
                 "state including this change."))
-            if page.delivered and not page.jobs:
-                continue
-            job = page.jobs[:1] or jobs_model._bj_enqueue(self.plan, page.records, "manual")
+            job = page.job
+            if not job:
+                if page.delivered:
+                    continue
+                job = jobs_model._bj_enqueue(self.plan, page.records, "manual")
+            job._bj_link_logs(page.log_ids)
             values = {
                 "attempt": page.attempts,
                 "idempotency_key": page.key,

@@ -3,6 +3,7 @@ from datetime import timedelta
 from unittest.mock import patch
 
 from odoo import fields
+from odoo.exceptions import UserError
 from odoo.tests import tagged
 
 from ..core import http_client
@@ -187,10 +188,17 @@ class TestOutboundDelivery(BjOutboundCase):
         old_key = job.idempotency_key
         self.partners[0].email = "fixed@example.com"
         job.action_retry()
-        self.assertEqual((job.state, job.attempt_limit, job.payload), ("pending", 4, False))
-        self.assertNotEqual(job.idempotency_key, old_key, "a rebuilt payload is a new request")
+        retried = job.retried_job_id
+        self.assertEqual(job.state, "cancelled")
+        self.assertGreater(retried.id, job.id, "at the back of the record's queue")
+        self.assertEqual((retried.state, retried.attempt_limit, retried.payload),
+                         ("pending", 3, False))
+        self.assertNotEqual(retried.idempotency_key, old_key,
+                            "a rebuilt payload is a new request")
+        with self.assertRaises(UserError):
+            job.action_retry()  # retried already
         self.deliver()
-        self.assertEqual((job.state, job.attempt), ("done", 2))
+        self.assertEqual((retried.state, retried.attempt), ("done", 1))
         self.assertEqual(self.server.requests[-1].json()["email"], "fixed@example.com")
         other = self.enqueue(self.partners[1])
         other.action_cancel()
@@ -206,7 +214,8 @@ class TestOutboundDelivery(BjOutboundCase):
         self.assertEqual(jobs.mapped("state"), ["dead", "dead"])
         action = self.env.ref("bjet_api_sync.action_server_bj_api_sync_job_retry")
         action.with_context(active_model=jobs._name, active_ids=jobs.ids).run()
-        self.assertEqual(jobs.mapped("state"), ["pending", "pending"])
+        self.assertEqual(jobs.mapped("state"), ["cancelled", "cancelled"])
+        self.assertEqual(jobs.retried_job_id.mapped("state"), ["pending", "pending"])
 
     def test_jobs_of_a_dead_worker_are_reclaimed_by_lease(self):
         """A running job whose run left an unlocked lease, or none, lost its

@@ -200,8 +200,10 @@ class TestOutboundEntryPoint(BjOutboundCase):
         dead.action_retry()
         self.pass_time(pending)
         self.deliver()
-        self.assertEqual(jobs.mapped("state"), ["done", "done"])
-        self.assertEqual(self.res_ids()[5:], partners[:2].ids)
+        self.assertEqual((dead.state, dead.retried_job_id.state, pending.state),
+                         ("cancelled", "done", "done"))
+        self.assertEqual(self.res_ids()[5:], partners[1::-1].ids,
+                         "the retried delivery goes behind the record's queue")
         self.assertEqual(pending.log_ids.attempt, 4, "the queue counts on from the inline ones")
 
     def test_retry_after_is_honoured(self):
