@@ -212,3 +212,39 @@ class TestIdentifierScopeAttacks(UpsertKit, BjApiSyncCase):
         self.assertEqual(self.count("ref", ref), 1,
                          f"one record of {ref}: {first[:2]}, {answer}, "
                          f"failed: {failed}")
+
+    def test_a_one2many_creates_a_record_of_another_configurations_identifier(self):
+        """Configuration P's child_ids line maps its contacts through
+        configuration C (identified by ref): the contacts are created by a
+        CREATE command in P's write; _settle checks only the records the request
+        wrote itself, so a contact with an existing ref is created beside it."""
+        by_ref = self.committed_config("o2m-child", "ref", "ref")
+        with self.committed_env() as env:
+            child_id = env["bj.api.sync.config"].search([("endpoint", "=", by_ref)]).id
+            field = env["ir.model.fields"]._get
+            config = env["bj.api.sync.config"].create({
+                "name": "o2m-parent", "request_type": "in", "endpoint": f"o2m-parent-{self.tag}",
+                "model_id": env["ir.model"]._get_id("res.partner"),
+                "authorization_type": "no_auth",
+                "http_method_ids": [(6, 0, self.all_methods.ids)],
+                "run_as_user_id": env.ref("base.user_admin").id,
+                "line_ids": [
+                    (0, 0, {"sequence": 0, "field_id": field("res.partner", "name").id,
+                            "external_key": "name", "value_type": "plain",
+                            "is_identifier": True}),
+                    (0, 0, {"sequence": 1, "field_id": field("res.partner", "child_ids").id,
+                            "external_key": "contacts", "value_type": "relational_mapping",
+                            "mapping_config_id": child_id}),
+                ],
+            })
+            self.config_ids.append(config.id)
+            parent = config.endpoint
+        (ref,) = self.refs(26)
+        with self.committed_env() as env:
+            env["res.partner"].create({"name": f"{ref}-existing", "ref": ref})
+        with self.registry.cursor() as cr:
+            posted = self.serve(cr, "POST", parent, {
+                "name": f"{ref}-company", "contacts": [{"ref": ref, "name": f"{ref}-child"}]})
+            got = self.serve(cr, "GET", by_ref, identifier=ref)
+        self.assertEqual(self.count("ref", ref), 1,
+                         f"one contact with ref {ref}: {posted[:2]}, {got[:2]}")
