@@ -68,12 +68,14 @@ class BjApiIdentifierLock(models.Model):
         A row matters to a transaction whose snapshot does not see the row's
         last writer as committed: that one must fail to serialize when it
         touches the row, and would not once the row is deleted and inserted
-        afresh.  So only rows whose last writer (``xmin``) is older than every
-        live snapshot are deleted: older than the oldest ``backend_xmin`` of
-        ``pg_stat_activity`` (every backend's snapshot horizon, this one's
-        included), however long a transaction lasts.  KEEP_SECONDS only keeps
-        recently used rows out of the batches.  Rows being touched now are
-        skipped."""
+        afresh.  So a row is deleted only when its last writer (``xmin``) is
+        older than the snapshot horizon (``backend_xmin`` in
+        ``pg_stat_activity``, all databases) of every other backend, however
+        long its transaction has lasted.  This transaction's own snapshot needs
+        no such care: it deletes only the row versions it sees, and a version
+        written after its snapshot makes the DELETE fail to serialize.
+        KEEP_SECONDS only keeps recently touched rows out of the batches.
+        Rows being touched now are skipped."""
         commit = auto_commit()
         while True:
             self.env.cr.execute(SQL(
@@ -81,10 +83,10 @@ class BjApiIdentifierLock(models.Model):
                 DELETE FROM %(table)s WHERE id IN (
                     SELECT id FROM %(table)s
                      WHERE touched_at < (now() AT TIME ZONE 'UTC') - make_interval(secs => %(keep)s)
-                       AND age(xmin) > COALESCE((SELECT max(age(backend_xmin))
-                                                   FROM pg_stat_activity
-                                                  WHERE backend_xmin IS NOT NULL
-                                                    AND pid <> pg_backend_pid()), -1)
+                       AND NOT EXISTS (
+                           SELECT FROM pg_stat_activity AS snapshot
+                            WHERE snapshot.pid <> pg_backend_pid()
+                              AND age(snapshot.backend_xmin) >= age(%(table)s.xmin))
                      LIMIT %(batch)s FOR UPDATE SKIP LOCKED)
                 """,
                 table=SQL.identifier(self._table), keep=KEEP_SECONDS, batch=BATCH_SIZE,

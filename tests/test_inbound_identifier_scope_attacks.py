@@ -3,7 +3,10 @@ see as the other requests see them: a record moved into a configuration's
 scope without its identifier being written, a translated identifier read in
 the caller's language, and a check that searches as superuser where the Run
 As User sees less (an oracle, and a POST redirected to a record the user may
-not see).  Each test fails while the hole is open."""
+not see), a one2many line creating another configuration's identifier, a
+computed identifier (refused on save), archived records (out of scope, as
+documented) and the key rows' cleanup under an old snapshot.  Each test fails
+while its hole is open."""
 
 from odoo import api
 from odoo.exceptions import ValidationError
@@ -173,11 +176,11 @@ class TestIdentifierScopeAttacks(UpsertKit, BjApiSyncCase):
                 "comp-by-ccn", "company", {"company": "commercial_company_name", "name": "name"})
 
     def test_the_cleanup_under_a_snapshot_older_than_the_key(self):
-        """_gc_old_keys assumes no request's snapshot predates a key row's last
-        commit by an hour (Odoo's limit_time_real; none in threaded mode, and
-        configurable).  A request whose snapshot predates another's POST of
-        <ref> and the cleanup of that key row touches the key afresh, does not
-        fail to serialize, and creates a second record."""
+        """A request whose snapshot predates another's POST of <ref> (and the
+        key row's touch) must fail to serialize, however old the row: the
+        cleanup keeps rows a live snapshot predates (an hour's age was not
+        enough: nothing bounds a transaction in threaded mode), else that
+        request touches the key afresh and creates a second record."""
         endpoint = self.committed_config("gc-ref", "ref", "ref")
         (ref,) = self.refs(25)
         old = self.registry.cursor()

@@ -482,7 +482,5 @@ class TestStoredIdentifiers(UpsertKit, BjApiSyncCase):
             "UPDATE bj_api_identifier_lock SET touched_at = touched_at - interval '2 hours'"
             " WHERE id = ANY(%s)", [keys[:2]])
         locks._gc_old_keys()
-        self.env.cr.execute("SELECT pid, pg_backend_pid(), datname, state, backend_xmin, age(backend_xmin), txid_current(), query FROM pg_stat_activity WHERE backend_xmin IS NOT NULL")
-        print("DEBUGGC", self.env.cr.fetchall())
         self.env.cr.execute("SELECT id FROM bj_api_identifier_lock WHERE id = ANY(%s)", [keys])
         self.assertEqual([key for (key,) in self.env.cr.fetchall()], keys[2:])
