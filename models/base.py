@@ -12,6 +12,7 @@ every worker when a configuration changes (``registry.clear_cache()``).
 
 from odoo import api, models
 
+from ..services.inbound_request import note_written
 from .bj_api_access import check_field_access
 
 
@@ -49,6 +50,18 @@ class Base(models.AbstractModel):
         result = super().write(vals)
         self.env["bj.api.sync.config"]._bj_queue_changes(plans, self, "write", vals, before)
         return result
+
+    # The lowest level of every create and of every flushed write, recomputed
+    # stored fields included: an inbound request checks the identifiers of all
+    # the records it changed (InboundRequest._settle).
+    def _create(self, data_list):
+        records = super()._create(data_list)
+        note_written(records)
+        return records
+
+    def _write_multi(self, vals_list):
+        note_written(self)
+        return super()._write_multi(vals_list)
 
     def unlink(self):
         plans = self._bj_outbound_plans("unlink")

@@ -4,7 +4,8 @@ from odoo.tools import SQL
 from ..core.transactions import auto_commit
 from ..services.retention import BATCH_SIZE
 
-# Key rows untouched for this long are deleted by the autovacuum (see _gc_old_keys).
+# Key rows untouched for this long are deleted by the autovacuum once no snapshot
+# predates their last touch (see _gc_old_keys).
 KEEP_SECONDS = 3600
 
 
@@ -64,12 +65,17 @@ class BjApiIdentifierLock(models.Model):
     def _gc_old_keys(self):
         """Delete the key rows untouched for KEEP_SECONDS, in committed batches.
 
-        Safe: a row only matters to a transaction whose snapshot is older than
-        the row's last touch (that one fails to serialize when it touches the
-        row); a row touched an hour ago was committed before any running
-        request began (Odoo kills a request after ``limit_time_real``, 120 s by
-        default), so every snapshot sees what its toucher wrote, and the next
-        touch inserts it afresh.  Rows being touched now are skipped."""
+        A row matters to a transaction whose snapshot does not see the row's
+        last writer as committed: that one must fail to serialize when it
+        touches the row, and would not once the row is deleted and inserted
+        afresh.  So a row is deleted only when its last writer (``xmin``) is
+        older than the snapshot horizon (``backend_xmin`` in
+        ``pg_stat_activity``, all databases) of every other backend, however
+        long its transaction has lasted.  This transaction's own snapshot needs
+        no such care: it deletes only the row versions it sees, and a version
+        written after its snapshot makes the DELETE fail to serialize.
+        KEEP_SECONDS only keeps recently touched rows out of the batches.
+        Rows being touched now are skipped."""
         commit = auto_commit()
         while True:
             self.env.cr.execute(SQL(
@@ -77,6 +83,10 @@ class BjApiIdentifierLock(models.Model):
                 DELETE FROM %(table)s WHERE id IN (
                     SELECT id FROM %(table)s
                      WHERE touched_at < (now() AT TIME ZONE 'UTC') - make_interval(secs => %(keep)s)
+                       AND NOT EXISTS (
+                           SELECT FROM pg_stat_activity AS snapshot
+                            WHERE snapshot.pid <> pg_backend_pid()
+                              AND age(snapshot.backend_xmin) >= age(%(table)s.xmin))
                      LIMIT %(batch)s FOR UPDATE SKIP LOCKED)
                 """,
                 table=SQL.identifier(self._table), keep=KEEP_SECONDS, batch=BATCH_SIZE,

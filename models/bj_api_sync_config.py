@@ -488,7 +488,7 @@ class BjApiSyncConfig(models.Model):
             if config.rate_limit_per_minute < 0:
                 raise ValidationError(_("Rate Limit per Minute cannot be negative."))
 
-    @api.constrains("line_ids")
+    @api.constrains("line_ids", "request_type")
     def _check_record_identifier(self):
         for config in self:
             identifiers = config.line_ids.filtered("is_identifier")
@@ -501,6 +501,16 @@ class BjApiSyncConfig(models.Model):
                         count=len(identifiers),
                     )
                 )
+            field = identifiers.field_id
+            model_field = field and self.env[field.model]._fields.get(field.name)
+            if (config.request_type == "in" and model_field and field.name != "id"
+                    and model_field.compute and not model_field.inverse):
+                # The ORM sets its value from other fields: the API cannot write it,
+                # and a change of those fields changes which record it names.
+                raise ValidationError(_(
+                    "Configuration %(name)r: %(field)s is computed and cannot be written; "
+                    "it cannot be the Record Identifier of an inbound configuration.",
+                    name=config.name, field=field.field_description))
 
     def _bj_check_external_keys(self):
         """Two lines cannot share an External API Key: the later would silently

@@ -74,6 +74,22 @@ INDEX_NAME = re.compile(r'for index "([^"]+)"')
 INBOUND_CONTEXT_KEY = "bj_api_sync_inbound_config_id"
 
 
+# Key of the cursor's ``postcommit.data`` (a per-transaction dictionary of
+# Odoo's that savepoints leave alone: ``precommit.data`` is cleared at every
+# flush) under which an inbound request collects the records it creates or
+# writes: {model name: ids}, filled at the ORM's lowest level (models/base.py),
+# so that one2many commands and stored recomputations count too.
+WRITTEN_KEY = "bjet_api_sync.inbound_written"
+
+
+def note_written(records):
+    """Record that ``records`` were created or written, while an inbound request
+    collects (see WRITTEN_KEY)."""
+    written = records.env.cr.postcommit.data.get(WRITTEN_KEY)
+    if written is not None and records:
+        written.setdefault(records._name, set()).update(records.ids)
+
+
 @dataclass(frozen=True)
 class InboundOrigin:
     """The value of INBOUND_CONTEXT_KEY: an object no RPC context can hold (JSON
@@ -128,8 +144,13 @@ class InboundRequest:
             self.secrets += list(self.plan.secrets)
             self._authorize()
             payload = self._payload()
-            with self.cr.savepoint():
-                response = self._execute(payload)
+            data = self.cr.postcommit.data
+            data[WRITTEN_KEY] = {}
+            try:
+                with self.cr.savepoint():
+                    response = self._execute(payload)
+            finally:
+                data.pop(WRITTEN_KEY, None)
         except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
             if not self.last_try:
                 raise
@@ -392,7 +413,7 @@ class InboundRequest:
         if value is None:
             raise InboundError(404, f"No record with {line.key} = {identifier!r}.")
         if lock:
-            self._touch([(line.field, value)])
+            self._touch(self.plan.model, [(line.field, value)])
         records = model.search_fetch(
             expression.AND([scope_domain(model.env, self.plan), [(line.field, "=", value)]]),
             self.plan.stored_fields(),
@@ -599,7 +620,7 @@ class InboundRequest:
             wanted[value] = index
         found = {}
         if wanted:
-            self._touch([(line.field, value) for value in wanted])
+            self._touch(self.plan.model, [(line.field, value) for value in wanted])
             domain = [(line.field, "in", list(wanted))]
             scope = scope_domain(model.env, self.plan)
             for record in model.search(expression.AND([scope, domain])):
@@ -639,7 +660,7 @@ class InboundRequest:
             if record is not None:
                 self._orm_write(record, vals_list[index], index if many else None)
                 records[index] = record
-        self._settle(model, [(index, records[index], vals_list[index], index in new_indexes)
+        self._settle(model, [(index, records[index], index in new_indexes)
                              for index in range(len(items))], many, rebind)
         ordered = model.browse([records[index].id for index in range(len(items))])
         status = 201 if new_indexes else 200
@@ -658,29 +679,29 @@ class InboundRequest:
         vals_list = self._import(model, items, existing, many)
         for index, (record, vals) in enumerate(zip(existing, vals_list, strict=True)):
             self._orm_write(record, vals, index if many else None)
-        self._settle(model, [(index, record, vals, False) for index, (record, vals)
-                             in enumerate(zip(existing, vals_list, strict=True))], many, False)
+        self._settle(model, [(index, record, False) for index, record in enumerate(existing)],
+                     many, False)
         records = model.browse([record.id for record in existing])
         return self._respond_written(records, many=many)
 
-    def _touch(self, pairs):
-        """Touch the key rows of ``(field, value)`` pairs of the model (see
+    def _touch(self, model_name, pairs):
+        """Touch the key rows of ``(field, value)`` pairs of ``model_name`` (see
         ``bj.api.identifier.lock``): a concurrent request of one of these
         identifier values waits for this transaction, then fails to serialize
         and is replayed on a snapshot that sees what this one committed."""
         keys = set()
         for field_name, value in pairs:
-            keys.update(inbound.identifier_lock_keys(self.plan.model, field_name, [value]))
+            keys.update(inbound.identifier_lock_keys(model_name, field_name, [value]))
         self.env["bj.api.identifier.lock"].sudo()._bj_touch(sorted(keys))
 
-    def _identifier_plans(self):
-        """Plans of the active inbound configurations of the model that have a
-        Record Identifier: each one's identifier must stay unique in its scope,
-        whichever configuration writes it."""
+    def _identifier_plans(self, model_names):
+        """Plans of the active inbound configurations of ``model_names`` that have
+        a Record Identifier: each one's identifier must stay unique in its
+        scope, whichever configuration writes it."""
         configs = self.env["bj.api.sync.config"].sudo()
         plans = []
         for config_id in configs.search([("request_type", "=", "in"),
-                                         ("model_name", "=", self.plan.model)]).ids:
+                                         ("model_name", "in", list(model_names))]).ids:
             try:
                 plan = configs._bj_plan_for(config_id)
             except UserError:
@@ -689,45 +710,61 @@ class InboundRequest:
                 plans.append(plan)
         return plans
 
+    def _scoped(self, model, plan):
+        """``plan``'s model as its Run As User (unchecked: it only chooses records)
+        and the domain of its scope: what that configuration's API sees."""
+        if plan.config_id != self.plan.config_id:
+            model = run_as.user_env(self.env, plan, check=False)(cr=self.cr)[plan.model]
+        return model, scope_domain(model.env, plan)
+
     def _settle(self, model, written, many, rebind):
         """After the writes, keep every identifier unique, as stored.
 
-        ``written``: ``(index, record, vals, created)`` per item.  For each
-        Record Identifier field of an active inbound configuration of the model
-        that the request wrote (any line, any configuration), the value is read
-        back as stored (a model may rewrite it, a field round it), its key row
-        touched (_touch), then no other record in that configuration's scope may
-        have it: else 409, the request's savepoint undoing its work.  With
-        ``rebind``, a record the request created whose own identifier, as
-        stored, is one other record's raises StoredElsewhere: the upsert
-        updates that record instead."""
+        ``written``: ``(index, record, created)`` per item.  Every record the
+        request created or wrote, of any model (``note_written``: one2many
+        commands and stored recomputations included), is checked against every
+        active inbound configuration of its model that has a Record Identifier:
+        if the record is in that configuration's scope, its identifier value is
+        read as stored (a model may rewrite it, a field round it, a
+        dependency recompute it), its key row touched (_touch), then no other
+        record in that scope may have it: else 409, the request's savepoint
+        undoing its work.  Scope and searches are the configuration's Run As
+        User's: records it cannot see do not exist for the API, so no answer
+        depends on them.  With ``rebind``, a record the request created whose
+        own identifier, as stored, is one other record's raises
+        StoredElsewhere: the upsert updates that record instead."""
         model.env.flush_all()
-        checks = []  # (plan, index, record, created, value)
-        for plan in self._identifier_plans():
+        changed = self.cr.postcommit.data.get(WRITTEN_KEY) or {}
+        items = {record.id: (index, created) for index, record, created in written}
+        checks = []  # (plan, scoped model, scope, record, value)
+        for plan in self._identifier_plans(changed):
             line = plan.identifier
-            for index, record, vals, created in written:
-                value = read_value(record, line) if line.field in vals else None
+            scoped, scope = self._scoped(model, plan)
+            for record in scoped.search(expression.AND([
+                    scope, [("id", "in", sorted(changed[plan.model]))]])):
+                value = read_value(record, line)
                 if value not in (None, False):
-                    checks.append((plan, index, record, created, value))
-        if not checks:
-            return
-        self._touch([(plan.identifier.field, value) for plan, *_rest, value in checks])
-        ours = {record.id for _index, record, _vals, _created in written}
+                    checks.append((plan, scoped, scope, record, value))
+        for model_name in {check[0].model for check in checks}:
+            self._touch(model_name, [(plan.identifier.field, value) for plan, *_rest, value
+                                     in checks if plan.model == model_name])
         moved = {}
         for plan in {check[0].config_id: check[0] for check in checks}.values():
             line = plan.identifier
             mine = [check for check in checks if check[0] is plan]
+            _plan, scoped, scope, *_rest = mine[0]
             holders = {}
-            for record in model.sudo().search(expression.AND([
-                    scope_domain(model.env, plan),
-                    [(line.field, "in", list({check[-1] for check in mine}))]])):
+            for record in scoped.search(expression.AND([
+                    scope, [(line.field, "in", list({check[-1] for check in mine}))]])):
                 holders.setdefault(read_value(record, line), []).append(record.id)
-            for _plan, index, record, created, value in mine:
+            for *_head, record, value in mine:
                 others = [other for other in holders.get(value, []) if other != record.id]
                 if not others:
                     continue
+                ours = plan.model == self.plan.model and items.get(record.id)
+                index, created = ours or (None, False)
                 if (rebind and created and plan.config_id == self.plan.config_id
-                        and len(others) == 1 and others[0] not in ours
+                        and len(others) == 1 and others[0] not in items
                         and others[0] not in moved.values()):
                     moved[index] = others[0]
                     continue

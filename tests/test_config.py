@@ -130,6 +130,24 @@ class TestConfigConstraints(BjApiSyncCase):
         config = self.make_config()  # no lines at all is fine
         self.assertFalse(config.line_ids)
 
+    def test_a_computed_record_identifier_is_refused_inbound(self):
+        """Every computed field without inverse of Contacts (but ``id``, and those
+        restricted to groups, refused before): the API
+        cannot write it and other fields change it.  Outbound configurations
+        only send it."""
+        partners = self.env["res.partner"]
+        computed = [name for name, field in partners._fields.items()
+                    if field.compute and not field.inverse and name != "id" and not field.groups
+                    and self.env["ir.model.fields"]._get("res.partner", name)]
+        self.assertIn("commercial_company_name", computed)
+        for name in computed:
+            with self.subTest(name), self.assertRaisesRegex(
+                    ValidationError, "is computed and cannot be written"):
+                self.make_config(lines=[(name, name, {"is_identifier": True})])
+        self.make_config(request_type="out", lines=[
+            ("commercial_company_name", "commercial_company_name", {"is_identifier": True})])
+        self.make_config(lines=[("id", "id", {"is_identifier": True})])
+
     def test_removing_identifier_line_is_refused(self):
         config = self.make_partner_config()
         with self.assertRaisesRegex(ValidationError, "exactly one Record Identifier"):
