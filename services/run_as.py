@@ -43,7 +43,8 @@ def check_plan_user(env, plan):
 
 def user_env(env, plan, check=True, **context):
     """``env`` as ``plan``'s Run As User (checked unless ``check`` is false) in
-    the configuration's company, its context extended with ``context``.
+    the configuration's company and the user's language, its context extended
+    with ``context``.
 
     Unchecked, for choosing records: an archived user still sees only what its
     rights and record rules allow, and the export then checks it."""
@@ -55,7 +56,11 @@ def user_env(env, plan, check=True, **context):
         # Unchecked, and the user was moved out of the company: its own company,
         # where it sees nothing of the configuration's but shared records.
         company_id = uenv.user.company_id.id
-    return uenv(context=dict(env.context, allowed_company_ids=[company_id], **context))
+    # The user's language, not the caller's (an API client's Accept-Language, a
+    # trigger's user): a translated field reads and compares one value per
+    # configuration, so an identifier means the same record whoever asks.
+    return uenv(context=dict(env.context, allowed_company_ids=[company_id],
+                             lang=uenv.user.sudo().lang or env.context.get("lang"), **context))
 
 
 def field_readable(user, field):
