@@ -442,3 +442,210 @@ class TestDirectCallInTheCallersTransaction(CommittedOutboundMixin, BaseCase):
         with self.committed_env() as env:
             self.assertEqual(env["res.partner"].browse(self.partner_id).phone, "v0")
         self.assertEqual(self.phones(), ["v1"] * 3)
+
+
+@tagged("post_install", "-at_install")
+class TestDirectCallTakeOverOfACommittedJob(CommittedOutboundMixin, BaseCase):
+    """A direct call taking over a job that another transaction committed (the
+    usual case: the record's create or write job of an earlier request)."""
+
+    def setUp(self):
+        super().setUp()
+        self.startPatcher(patch.object(OutboundCall, "sleep", staticmethod(no_wait)))
+        with self.committed_env() as env:
+            job = env["bj.api.sync.config"]._enqueue_outbound_records(
+                self.partner_id, self.config_id)
+            self.job_id, self.key = job.id, job.idempotency_key
+
+    def test_a_rolled_back_call_leaves_one_body_per_key(self):
+        """The caller sends v1 under the job's key, then rolls back (a UserError
+        after the call, a serialization failure, a crash): the job comes back
+        never attempted with that key, and the worker sends v0 under it.  An
+        API honouring Idempotency-Key answers the replay of v1 (or 422), and
+        keeps v1 while Odoo holds v0."""
+        with self.committed_env() as env:
+            env["res.partner"].browse(self.partner_id).phone = "v1"
+            self.assertTrue(self.direct_call(env)["success"])
+            env.cr.rollback()  # the caller raises after the call
+        self.run_worker()
+        bodies = {}
+        for request in self.server.requests:
+            bodies.setdefault(request.headers[KEY], set()).add(request.body)
+        self.assertEqual(self.phones(), ["v1", "v0"])
+        self.assertEqual({key: len(found) for key, found in bodies.items()},
+                         {key: 1 for key in bodies},
+                         "two different payloads went out under one Idempotency-Key")
+
+    def test_a_rolled_back_call_keeps_the_log_of_what_it_sent(self):
+        """The log row of an attempt survives the caller's rollback (README,
+        bj.api.log._bj_write_log): the request did leave."""
+        with self.committed_env() as env:
+            env["res.partner"].browse(self.partner_id).phone = "v1"
+            answer = self.direct_call(env)
+            self.assertTrue(answer["success"])
+            env.cr.rollback()
+        with self.committed_env() as env:
+            self.assertTrue(env["bj.api.log"].browse(answer["log_id"]).exists(),
+                            "the sent request left no log row")
+
+    def test_taking_over_a_committed_job_costs_no_wait(self):
+        """The log row names the job, whose row the call locks FOR UPDATE: the
+        log's own cursor waits on that lock for its statement timeout."""
+        with self.committed_env() as env:
+            started = time.monotonic()
+            self.assertTrue(self.direct_call(env)["success"])
+            elapsed = time.monotonic() - started
+        self.assertLess(elapsed, 2, f"one instant request took {elapsed:.1f} s")
+
+
+    def test_two_direct_calls_racing_on_one_record(self):
+        """The second call waits for the first one's record lock; once the
+        first commits (its job done), the second, whose snapshot predates that
+        commit, finds the job changed and takes it for an older unfinished
+        delivery: it reports its record held behind a job that is done, and
+        sends nothing (a caller following the README raises on it)."""
+        arrived = threading.Event()
+
+        def slow(request):
+            arrived.set()
+            time.sleep(1)
+            return {"ok": True}
+
+        self.server.queue(200, slow)
+        first = {}
+
+        def call_first():
+            with self.committed_env() as env:
+                first["answer"] = self.direct_call(env)
+
+        thread = threading.Thread(target=call_first, name="bj-test-first-call")
+        thread.start()
+        self.assertTrue(arrived.wait(10))
+        with self.committed_env() as env:
+            self.assertEqual(env["res.partner"].browse(self.partner_id).phone, "v0")  # snapshot
+            second = self.direct_call(env)
+        thread.join(30)
+        self.assertTrue(first["answer"]["success"], first["answer"])
+        with self.committed_env() as env:
+            self.assertEqual(self.jobs(env).mapped("state")[0], "done")
+        self.assertEqual((second["success"], second["held_ids"], second["error"]),
+                         (True, [], None), "held behind a job that is done")
+
+@tagged("post_install", "-at_install")
+class TestUsersSavesDuringAScriptedBuild(CommittedDataMixin, BaseCase):
+    """The worker share-locks the records of every job it claimed before it
+    builds their payloads (``_defer_records_in_use``), then builds them one job
+    at a time when the lines run scripts: a user's save of one of them waits
+    for the scripts of all the jobs before it."""
+
+    SCRIPT_SECONDS = 1.5
+    JOBS = 3
+
+    def setUp(self):
+        super().setUp()
+        with self.committed_env() as env:
+            env["ir.config_parameter"].set_param(delivery_worker.PARAM_RUN_SECONDS, 20)
+            fields_model = env["ir.model.fields"]
+            config = self.committed_out_config(env, {
+                "name": "Scripted build",
+                "line_ids": [
+                    Command.create({"field_id": fields_model._get("res.partner", "id").id,
+                                    "external_key": "id", "value_type": "plain",
+                                    "is_identifier": True, "sequence": 0}),
+                    Command.create({
+                        "field_id": fields_model._get("res.partner", "name").id,
+                        "external_key": "name", "value_type": "python_plain", "sequence": 1,
+                        "python_script": f"time.sleep({self.SCRIPT_SECONDS})\n"
+                                         "result = record.name"}),
+                ],
+            })
+            partners = env["res.partner"].create(
+                [{"name": f"Scripted {n}"} for n in range(self.JOBS)])
+            self.config_id, self.partner_ids = config.id, partners.ids
+            for partner in partners:  # one job each
+                env["bj.api.sync.config"]._enqueue_outbound_records(partner.id, config.id)
+        self.addCleanup(self.delete_committed, self.config_id, self.partner_ids)
+        self.addCleanup(self._reset_param)
+
+    def _reset_param(self):
+        with self.committed_env() as env:
+            env["ir.config_parameter"].set_param(delivery_worker.PARAM_RUN_SECONDS, False)
+
+    def run_worker(self):
+        with patch.object(delivery_worker, "WAIT_FOR_RETRIES", False), \
+                self.committed_env() as env:
+            env["bj.api.sync.job"]._cron_deliver_jobs()
+
+    def test_a_save_does_not_wait_for_other_jobs_scripts(self):
+        worker = threading.Thread(target=self.run_worker, name="bj-test-worker")
+        worker.start()
+        time.sleep(0.5)  # claimed, the first script running
+        with self.committed_env() as env:
+            started = time.monotonic()
+            env["res.partner"].browse(self.partner_ids[-1]).phone = "saved"
+            env.flush_all()
+            waited = time.monotonic() - started
+        worker.join(60)
+        self.assertLess(waited, 1, f"a user's save of the last record waited {waited:.1f} s "
+                                   "for the scripts of the jobs before it")
+
+
+    def test_a_new_change_of_another_configuration_is_not_held_by_the_scripts(self):
+        """Point 6: a new change starts its first attempt within 2 s.  With the
+        one delivery action busy building a scripted configuration's payloads
+        (claimed alone, job after job), a plain configuration's new change
+        waits for all of them."""
+        with self.committed_env() as env:
+            plain = self.committed_out_config(env, {
+                "name": "Plain", "request_url": self.server.url + "/plain",
+                "line_ids": [Command.create({
+                    "field_id": env["ir.model.fields"]._get("res.partner", name).id,
+                    "external_key": name, "value_type": "plain", "sequence": index,
+                    "is_identifier": name == "id"})
+                    for index, name in enumerate(("id", "name"))]})
+            self.addCleanup(self.delete_committed, plain.id)
+        worker = threading.Thread(target=self.run_worker, name="bj-test-worker")
+        worker.start()
+        time.sleep(0.5)  # the scripted jobs claimed, the first script running
+        with self.committed_env() as env:
+            env["bj.api.sync.config"]._enqueue_outbound_records(self.partner_ids[0], plain.id)
+        queued = time.monotonic()
+        deadline = queued + 30
+        while time.monotonic() < deadline and not any(
+                request.path == "/plain" for request in self.server.requests):
+            time.sleep(0.05)
+        arrived = next((request.received_at for request in self.server.requests
+                        if request.path == "/plain"), None)
+        worker.join(60)
+        self.assertIsNotNone(arrived, "never sent by the run")
+        self.assertLess(arrived - queued, 2,
+                        f"the new change's first attempt came {arrived - queued:.1f} s after it")
+
+@tagged("post_install", "-at_install")
+class TestRetryOfAnOlderDeadJob(BjOutboundCase):
+    """A job never delivers a state older than one already accepted: Retry of a
+    dead job rebuilds its payload from the record as it is now, and it is older
+    (by id) than the record's jobs queued since, some of which already carry a
+    payload built before."""
+
+    def test_a_retried_dead_job_is_not_overtaken_by_an_older_state(self):
+        config = self.make_out_config(trigger_on_create=True, trigger_on_write=True,
+                                      retry_base_delay=30, retry_max_delay=30)
+        partner = self.env["res.partner"].create({"name": "Retried", "phone": "v0"})
+        dead = self.get_jobs(config)
+        self.server.queue(422, {"error": "rejected"})
+        self.deliver()
+        self.assertEqual(dead.state, "dead")
+        partner.phone = "v1"
+        in_backoff = self.get_jobs(config) - dead
+        self.server.queue(503, {})
+        self.deliver()  # built with v1, refused: waits 30 s with its payload
+        self.assertEqual((in_backoff.state, in_backoff.attempt), ("pending", 1))
+        partner.phone = "v2"
+        dead.action_retry()  # the manager fixed the cause
+        self.deliver()  # the retried job is older: it goes first, built now (v2)
+        self.pass_time(self.get_jobs(config).filtered(lambda job: job.state == "pending"))
+        self.deliver()
+        phones = [body["phone"] for body in self.bodies()]
+        self.assertEqual(phones[-1], "v2",
+                         f"the remote ends with v1 while Odoo holds v2 (sent: {phones})")

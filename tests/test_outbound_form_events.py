@@ -121,3 +121,54 @@ class TestWhatAnUpdateSends(BjOutboundCase):
         self.assertFalse(self.get_jobs(config))
         partner.email = "watched@example.com"
         self.assertEqual(len(self.get_jobs(config)), 1)
+
+
+@tagged("post_install", "-at_install")
+class TestEventsBeyondTheForm(BjOutboundCase):
+    """Attack vectors on point 7 not in the tests above."""
+
+    def test_a_stored_computed_line_fires_when_its_source_changes(self):
+        """Watched Fields empty, a line sends a stored computed field
+        (email_normalized, from email): writing the email changes what is sent,
+        but only email_normalized is a trigger field, and it is never in the
+        write's values (a recompute does not go through write)."""
+        config = self.make_config(request_type="out", name="Normalized", trigger_on_write=True,
+                                  request_url=self.server.url + "/normalized",
+                                  lines=[("id", "res_id", {"is_identifier": True}),
+                                         ("email_normalized", "email", None)])
+        partner = self.env["res.partner"].create({"name": "Normalized"})
+        self.get_jobs(config).unlink()
+        partner.email = "Changed@Example.com"
+        self.assertEqual(partner.email_normalized, "changed@example.com")
+        self.assertEqual(len(self.get_jobs(config)), 1,
+                         "the value sent changed and no delivery was queued")
+
+    def test_a_page_of_a_direct_call_is_not_a_creation_of_every_record(self):
+        """Paginated: the call takes over the create job of one new record and
+        sends it with an existing record under X-BJET-Event: create."""
+        config = self.make_out_config(is_paginated=True, page_size=2, name="Paged events",
+                                      trigger_on_create=True)
+        existing = self.env["res.partner"].create({"name": "Existing"})
+        self.get_jobs(config).unlink()  # delivered long ago
+        new = self.env["res.partner"].create({"name": "New"})
+        self.assertEqual(self.get_jobs(config).event, "create")
+        answer = self.env["bj.api.sync.config"]._make_outbound_http_request(
+            existing | new, config)
+        self.assertTrue(answer["success"], answer)
+        request, = self.server.requests
+        self.assertEqual(len(request.json()), 2)
+        self.assertNotEqual(request.headers["X-BJET-Event"], "create",
+                            "an existing record went out as a creation")
+
+    def test_a_record_created_and_deleted_in_one_transaction_sends_nothing(self):
+        """The remote never heard of it: a deletion of it is answered 404,
+        which kills the job and notifies the configuration's responsible."""
+        config = self.make_out_config(trigger_on_create=True, trigger_on_write=True,
+                                      trigger_on_unlink=True)
+        partner = self.env["res.partner"].create({"name": "Ephemeral"})
+        partner.unlink()
+        self.server.queue(404, {"error": "unknown record"})
+        self.deliver()
+        self.assertEqual([r.headers["X-BJET-Event"] for r in self.server.requests], [],
+                         "a deletion of a record the remote never received")
+        self.assertNotIn("dead", self.get_jobs(config).mapped("state"))
