@@ -14,14 +14,17 @@ A plain class, not a model: each call of the delivery cron
   (``SKIP LOCKED``) is a dead run's, so a ``running`` job naming it, or no
   lease at all, has lost its worker (no timer involved);
 * claims a few due jobs at a time in a short transaction of its own;
-* builds their payloads, one configuration at a time (job by job when its
-  lines run scripts), each in a savepoint of a transaction whose single
-  snapshot serves both the export and the merge of younger jobs that the
-  export already covers; a job that fails there fails alone, and a job not
-  built in time is given back without counting an attempt;
-* sends them from a small thread pool and commits each outcome within about a
-  second of its answer, fenced: only the claim that sent an attempt may write
-  its outcome;
+* builds their payloads, one configuration at a time (a configuration whose
+  lines run scripts is claimed one job at a time, and the other
+  configurations' due jobs are claimed between two of them), each in a
+  savepoint of a transaction whose single snapshot serves both the export and
+  the merge of younger jobs that the export already covers; a job that fails
+  there fails alone, and a job not built in time is given back without
+  counting an attempt;
+* sends them from a small thread pool (only while its lease holds) and
+  commits each outcome within about a second of its answer; every write to a
+  claimed job (payload, give-back, outcome) is fenced: only the run's claim of
+  that attempt may make it;
 * stays within the time limit of the worker it runs in as Odoo's watchdog
   counts it (``services/cron_clock.py``): the cron's (``limit_time_real_cron``,
   else ``limit_time_real``) in a scheduled action, the HTTP worker's
@@ -169,6 +172,8 @@ class DeliveryWorker:
         # is fenced on it (``_update_rows``), as another run may have taken the
         # job over since (this run's lease lost, the job reclaimed, claimed again).
         self.claims = {}
+        # The configuration of this run's last claim when its lines run scripts.
+        self.scripted_claim = None
 
     # -- the run ---------------------------------------------------------------
 
@@ -350,6 +355,7 @@ class DeliveryWorker:
             # REPEATABLE READ would fail to serialize.
             self.env.cr.commit()
             self.env.cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        ids, scripted = self._claimable_ids(limit * CLAIM_CANDIDATE_FACTOR)
         rows = self._lock_rows(
             """
             UPDATE bj_api_sync_job SET state = 'running', attempt = attempt + 1,
@@ -362,10 +368,13 @@ class DeliveryWorker:
             RETURNING id, attempt
             """,
             {"now": self.jobs._bj_now(), "worker": self.name, "uid": self.env.uid,
-             "limit": limit,
+             # A scripted configuration's jobs one at a time (see _scripts_claimed_alone).
+             "limit": 1 if scripted else limit,
              # More candidates than wanted: other workers may be taking the first ones.
-             "ids": self._claimable_ids(limit * CLAIM_CANDIDATE_FACTOR)},
+             "ids": ids},
         )
+        if rows:
+            self.scripted_claim = scripted
         self.claims.update(rows or ())
         ids = sorted(row[0] for row in rows or ())
         self._commit()
@@ -374,7 +383,21 @@ class DeliveryWorker:
         return jobs
 
     def _claimable_ids(self, wanted):
-        """Ids of up to ``wanted`` due jobs that no older unfinished job holds back.
+        """Ids of up to ``wanted`` due jobs that no older unfinished job holds
+        back, and the scripted configuration they belong to, if any.
+
+        After a claim of a scripted configuration's job, that configuration's
+        jobs are looked at only when no other configuration has a job due, so
+        that between two of its builds the run claims and sends the others'.
+        """
+        if self.scripted_claim:
+            found = self._claimable_ids_but(wanted, self.scripted_claim)
+            if found[0]:
+                return found
+        return self._claimable_ids_but(wanted, 0)
+
+    def _claimable_ids_but(self, wanted, skipped_config):
+        """``_claimable_ids`` without the due jobs of ``skipped_config``.
 
         Reads the unfinished jobs in id order, a window at a time, for
         ``select_claimable`` to decide.  Done in Python on plain index scans:
@@ -391,9 +414,10 @@ class DeliveryWorker:
                 SELECT job.id, job.config_id, job.res_ids FROM bj_api_sync_job job
                 JOIN bj_api_sync_config config ON config.id = job.config_id AND config.active
                 WHERE job.state = 'pending' AND job.next_attempt_at <= %s AND job.id > %s
+                  AND job.config_id != %s
                 ORDER BY job.id LIMIT %s
                 """,
-                [now, after, wanted],
+                [now, after, skipped_config, wanted],
             )
             due = cr.fetchall()
             if not due:
@@ -421,18 +445,21 @@ class DeliveryWorker:
     def _scripts_claimed_alone(self, ids, configs):
         """``ids`` (in id order; ``configs`` maps them to their configuration)
         narrowed so that a configuration whose lines run scripts is claimed
-        alone.  Its scripts run in this worker: one that runs past Odoo's
-        worker limits gets the worker killed, and the attempt the claim
-        counted is then lost by that configuration's jobs only."""
+        alone, and its scripted configuration (else None).  Its scripts run
+        in this worker: one that runs past Odoo's worker limits gets the
+        worker killed, and the attempt the claim counted is then lost by that
+        configuration's job only (the claim takes one).  Right after such a
+        claim, the other configurations' jobs go first."""
         if not ids:
-            return ids
+            return ids, None
         config_model = self.env["bj.api.sync.config"]
         scripted = {config_id for config_id in {configs[i] for i in ids}
                     if config_model.browse(config_id)._bj_plan().has_scripts}
+        plain = [i for i in ids if configs[i] not in scripted]
         first = configs[ids[0]]
-        if first in scripted:
-            return [i for i in ids if configs[i] == first]
-        return [i for i in ids if configs[i] not in scripted]
+        if first in scripted and not (self.scripted_claim and plain):
+            return [i for i in ids if configs[i] == first], first
+        return plain, None
 
     def _take_lease(self):
         """Lock this run's lease row in a transaction kept open on a cursor of
