@@ -407,6 +407,23 @@ class TestOutboundReliability(BjOutboundCase):
             budget = delivery_worker.DeliveryWorker(self.env).budget
         self.assertLess(budget, 60, f"a {budget:.0f} s run in a worker killed after 60 s")
 
+    def test_a_run_in_a_request_counts_what_the_request_used(self):
+        """Threaded server: the HTTP watchdog counts from the request's start
+        (``thread.start_time``), so a run started 30 s into a request that
+        may last 60 s shares the 30 s left."""
+        budgets = []
+
+        def measure():
+            threading.current_thread().start_time = time.time() - 30
+            budgets.append(delivery_worker.DeliveryWorker(self.env).budget)
+
+        limits = {"limit_time_real_cron": 600, "limit_time_real": 60}
+        with patch.dict(odoo_config.options, limits):
+            thread = threading.Thread(target=measure)
+            thread.start()
+            thread.join(10)
+        self.assertAlmostEqual(budgets[0], 30 * delivery_worker.RUN_SHARE, delta=0.5)
+
     def test_a_payload_is_fenced_like_an_outcome(self):
         """A run whose lease died while it built payloads (its scripts are not
         interrupted by the loss) has had its jobs reclaimed and claimed again by
