@@ -193,6 +193,7 @@ class DeliveryWorker:
                         ready.extend(self._next_requests())
                     if ready and len(in_flight) < SEND_CONCURRENCY and not self._lease_alive():
                         # Another run may be taking these jobs: none goes out from here.
+                        self._give_back(self.jobs.browse([request.job_id for request in ready]))
                         ready.clear()
                     while ready and len(in_flight) < SEND_CONCURRENCY:
                         request = ready.popleft()
