@@ -13,7 +13,7 @@ from odoo.exceptions import AccessError
 from odoo.tests import BaseCase, tagged
 from odoo.tools import config as odoo_config
 
-from ..services import cron_clock, delivery_worker, outbound
+from ..services import delivery_worker, outbound
 from ..services.scripts import PARAM_SCRIPT_SECONDS
 from .common import BjOutboundCase, CommittedDataMixin
 
@@ -260,13 +260,10 @@ class TestOutboundReliability(BjOutboundCase):
         limit = 10
         limits = {"limit_time_real_cron": limit, "limit_time_real": 120}
         runs = []
-        # As in a cron worker's scheduled action, with nothing spent before it.
-        with patch.dict(odoo_config.options, limits), \
-                patch.object(cron_clock, "seconds_used", return_value=0):
+        with patch.dict(odoo_config.options, limits):
             for _run in range(len(jobs) + 2):
                 started = time.monotonic()
-                with self.scheduled_action():
-                    self.deliver()
+                self.deliver()
                 runs.append(time.monotonic() - started)
                 if set(jobs.mapped("state")) == {"done"}:
                     break
@@ -282,17 +279,14 @@ class TestOutboundReliability(BjOutboundCase):
         job.write({"state": "running", "worker": "other-run", "attempt": 2})
         worker = delivery_worker.DeliveryWorker(self.env)
         row = (job.id, "done", 200, None, fields.Datetime.now(), fields.Datetime.now(), None)
-        worker.claims[job.id] = 2
-        self.assertEqual(worker._update_rows(delivery_worker.OUTCOME_COLUMNS, [row],
+        self.assertEqual(worker._update_rows(delivery_worker.OUTCOME_COLUMNS, [(*row, 2)],
                                              fence=True), set())
         job.invalidate_recordset()
         self.assertEqual(job.state, "running", "another run's claim")
         job.write({"worker": worker.name})
-        worker.claims[job.id] = 1
-        self.assertEqual(worker._update_rows(delivery_worker.OUTCOME_COLUMNS, [row],
+        self.assertEqual(worker._update_rows(delivery_worker.OUTCOME_COLUMNS, [(*row, 1)],
                                              fence=True), set(), "a stale attempt")
-        worker.claims[job.id] = 2
-        self.assertEqual(worker._update_rows(delivery_worker.OUTCOME_COLUMNS, [row],
+        self.assertEqual(worker._update_rows(delivery_worker.OUTCOME_COLUMNS, [(*row, 2)],
                                              fence=True), {job.id})
         job.invalidate_recordset()
         self.assertEqual(job.state, "done")
@@ -406,23 +400,6 @@ class TestOutboundReliability(BjOutboundCase):
         with patch.dict(odoo_config.options, limits):
             budget = delivery_worker.DeliveryWorker(self.env).budget
         self.assertLess(budget, 60, f"a {budget:.0f} s run in a worker killed after 60 s")
-
-    def test_a_run_in_a_request_counts_what_the_request_used(self):
-        """Threaded server: the HTTP watchdog counts from the request's start
-        (``thread.start_time``), so a run started 30 s into a request that
-        may last 60 s shares the 30 s left."""
-        budgets = []
-
-        def measure():
-            threading.current_thread().start_time = time.time() - 30
-            budgets.append(delivery_worker.DeliveryWorker(self.env).budget)
-
-        limits = {"limit_time_real_cron": 600, "limit_time_real": 60}
-        with patch.dict(odoo_config.options, limits):
-            thread = threading.Thread(target=measure)
-            thread.start()
-            thread.join(10)
-        self.assertAlmostEqual(budgets[0], 30 * delivery_worker.RUN_SHARE, delta=0.5)
 
     def test_a_payload_is_fenced_like_an_outcome(self):
         """A run whose lease died while it built payloads (its scripts are not
