@@ -73,7 +73,10 @@ def parse_retry_after(value, now=None):
     """Seconds a ``Retry-After`` header asks to wait, or None when it is unusable.
 
     The header is either a number of seconds or an HTTP-date (RFC 9110 §10.2.3);
-    a date in the past means "now" (0), absurd values are capped.
+    a date in the past means "now" (0), absurd values are capped.  ``now``
+    (aware) is when the answer arrived, from which the caller counts the
+    delay: a date is then met to the microsecond, however late the caller
+    computes it.
     """
     if value is None:
         return None

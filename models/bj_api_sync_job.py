@@ -326,7 +326,12 @@ class BjApiSyncJob(models.Model):
         WAKE_GRACE seconds (one is on its way).  An older due trigger does not
         count: it is left by a cron still running (Odoo deletes triggers when
         a run ends) or by workers all busy, and the new change must not wait
-        for them when another delivery cron could take it."""
+        for them when another delivery cron could take it.
+
+        Skipping is safe even when the run that trigger woke has already
+        looked at the queue for the last time: Odoo's end of that run deletes
+        the trigger, and the run looks at the queue again once that delete is
+        committed (``DeliveryWorker._schedule_next_run_after_cron``)."""
         crons = self._bj_delivery_crons()
         if not crons:
             return crons

@@ -11,8 +11,11 @@ began (its first scheduled action, milliseconds after the sleep ended), when
 the previous go ended (the ping follows it) or the process started, and the
 longest idle sleep, ``SLEEP_INTERVAL + pid % 10`` (plus Odoo's < 0.1 s
 jitter).  The threaded server counts from the start of the go
-(``thread.start_time``), without sleep.  Outside a scheduled action (a test,
-a shell, Run Manually) nothing is spent.
+(``thread.start_time``), without sleep.  Outside a scheduled action (Run
+Manually, a server action, any request), the watchdog is the HTTP worker's:
+the threaded server counts from the request's start (``thread.start_time``,
+set by Odoo for every request thread); elsewhere (a multi-process HTTP
+worker, a shell, a test) nothing is known to be spent.
 """
 
 import os
@@ -46,6 +49,21 @@ def job_ended():
     _state.last_end = time.monotonic()
 
 
+def in_scheduled_action():
+    """Whether this thread runs a scheduled action (``ir.cron._process_job``)."""
+    return getattr(_state, "running", False)
+
+
+def after_action(callback):
+    """Call ``callback`` once the current scheduled action has ended: after
+    Odoo's end of it (``_reschedule_later``: the delete of the cron's past
+    triggers) is committed.  False, and nothing registered, outside one."""
+    if not in_scheduled_action():
+        return False
+    _state.batch.postcommit.add(callback)
+    return True
+
+
 def _process_start():
     """When this process started, on the monotonic clock."""
     age = time.time() - psutil.Process(os.getpid()).create_time()
@@ -53,13 +71,14 @@ def _process_start():
 
 
 def seconds_used():
-    """Seconds of the cron watchdog's limit already spent at this point of
-    the current scheduled action (0 outside one)."""
+    """Seconds of the watchdog's limit already spent at this point: of the
+    current scheduled action's go, or of the threaded server's request (0
+    when unknown)."""
     thread = threading.current_thread()
     started = getattr(thread, "start_time", None)
-    if started:  # threaded server: its limit counts from the go's start
+    if started:  # threaded server: its limit counts from the go's or request's start
         return max(time.time() - started, 0.0)
-    if not getattr(_state, "running", False):
+    if not in_scheduled_action():
         return 0.0
     previous_end = getattr(_state, "previous_end", None)
     if previous_end is None:

@@ -14,16 +14,21 @@ A plain class, not a model: each call of the delivery cron
   (``SKIP LOCKED``) is a dead run's, so a ``running`` job naming it, or no
   lease at all, has lost its worker (no timer involved);
 * claims a few due jobs at a time in a short transaction of its own;
-* builds their payloads, one configuration at a time (job by job when its
-  lines run scripts), each in a savepoint of a transaction whose single
-  snapshot serves both the export and the merge of younger jobs that the
-  export already covers; a job that fails there fails alone, and a job not
-  built in time is given back without counting an attempt;
-* sends them from a small thread pool and commits each outcome within about a
-  second of its answer, fenced: only the claim that sent an attempt may write
-  its outcome;
-* stays within the cron's time limit (``limit_time_real_cron``, else
-  ``limit_time_real``) as Odoo's watchdog counts it (``services/cron_clock.py``),
+* builds their payloads, one configuration at a time (a configuration whose
+  lines run scripts is claimed one job at a time, and the other
+  configurations' due jobs are claimed between two of them), each in a
+  savepoint of a transaction whose single snapshot serves both the export and
+  the merge of younger jobs that the export already covers; a job that fails
+  there fails alone, and a job not built in time is given back without
+  counting an attempt;
+* sends them from a small thread pool (only while its lease holds) and
+  commits each outcome within about a second of its answer; every write to a
+  claimed job (payload, give-back, outcome) is fenced: only the run's claim of
+  that attempt may make it;
+* stays within the time limit of the worker it runs in as Odoo's watchdog
+  counts it (``services/cron_clock.py``): the cron's (``limit_time_real_cron``,
+  else ``limit_time_real``) in a scheduled action, the HTTP worker's
+  (``limit_time_real``) outside one (Run Manually, a server action),
   payloads and the requests in flight at their timeouts included, and waits
   for retries that fall due before its end instead of leaving them to the
   next cron tick.
@@ -93,6 +98,7 @@ OUTCOME_COLUMNS = (
     ("state", "varchar"), ("last_status_code", "int"), ("last_error", "text"),
     ("next_attempt_at", "timestamp"), ("date_done", "timestamp"), ("locked_at", "timestamp"),
 )
+PAYLOAD_COLUMNS = (("payload", "text"), ("res_ids", "varchar"))
 OutboundRequest = namedtuple(
     "OutboundRequest", "job_id plan attempt limit res_ids body headers")
 
@@ -114,10 +120,12 @@ def _send_request(request, timeout):
     return result, now()
 
 
-def cron_time_limit():
-    """Seconds the cron's watchdog allows (Odoo's ``--limit-time-real-cron``,
-    -1 meaning ``--limit-time-real``); None when there is no limit."""
-    limit = odoo_config["limit_time_real_cron"]
+def time_limit():
+    """Seconds Odoo's watchdog allows the work of this thread; None when there
+    is no limit.  In a scheduled action, the cron's (``--limit-time-real-cron``,
+    -1 meaning ``--limit-time-real``); outside one (Run Manually, a server
+    action, any request), the HTTP worker's ``--limit-time-real``."""
+    limit = odoo_config["limit_time_real_cron"] if cron_clock.in_scheduled_action() else None
     if limit is None or limit < 0:
         limit = odoo_config["limit_time_real"]
     return limit if limit and limit > 0 else None
@@ -125,9 +133,9 @@ def cron_time_limit():
 
 def run_budget(configured=0, used=0):
     """Seconds one run may last: a system parameter, else a share of what the
-    cron's limit leaves after the ``used`` seconds Odoo's watchdog counted
-    before the run started."""
-    limit = cron_time_limit() or DEFAULT_TIME_LIMIT
+    watchdog's limit leaves after the ``used`` seconds it counted before the
+    run started."""
+    limit = time_limit() or DEFAULT_TIME_LIMIT
     return watchdog.run_budget(limit, used, RUN_SHARE, RUN_MARGIN, configured)
 
 
@@ -157,8 +165,15 @@ class DeliveryWorker:
         self.build_end = self.deadline - RUN_MARGIN - MIN_REQUEST_SECONDS
         self.prepare_deadline = min(time.monotonic() + self.budget / 2, self.build_end)
         self.built = False
+        self.built_ids = set()  # jobs whose payload this run wrote, fenced
         self.lease_cr = None  # the cursor whose open transaction holds this run's lease
         self.lease_lost = False
+        # The attempt of each job this run claimed: every write to a claimed job
+        # is fenced on it (``_update_rows``), as another run may have taken the
+        # job over since (this run's lease lost, the job reclaimed, claimed again).
+        self.claims = {}
+        # The configuration of this run's last claim when its lines run scripts.
+        self.scripted_claim = None
 
     # -- the run ---------------------------------------------------------------
 
@@ -176,6 +191,10 @@ class DeliveryWorker:
                 while True:
                     if len(ready) < SEND_CONCURRENCY and self._time_left() > RUN_MARGIN:
                         ready.extend(self._next_requests())
+                    if ready and len(in_flight) < SEND_CONCURRENCY and not self._lease_alive():
+                        # Another run may be taking these jobs: none goes out from here.
+                        self._give_back(self.jobs.browse([request.job_id for request in ready]))
+                        ready.clear()
                     while ready and len(in_flight) < SEND_CONCURRENCY:
                         request = ready.popleft()
                         timeout = self._timeout_left(request)
@@ -201,7 +220,12 @@ class DeliveryWorker:
                 self._commit()
         finally:
             self._release_lease()
-        self._schedule_next_run()
+        # In a scheduled action, Odoo ends it by deleting the cron's triggers
+        # made before the action started, the one that woke this run and any
+        # that a change committed meanwhile relied on (``_bj_crons_to_wake``):
+        # the queue is looked at again once that delete is committed.
+        if not cron_clock.after_action(self._schedule_next_run_after_cron):
+            self._schedule_next_run()
         return done
 
     def _time_left(self):
@@ -272,6 +296,17 @@ class DeliveryWorker:
         seconds = (next_at - self.jobs._bj_now()).total_seconds()
         return seconds if seconds > 0 else IDLE_POLL
 
+    def _schedule_next_run_after_cron(self):
+        """``_schedule_next_run`` on a cursor of its own, after the scheduled
+        action's end is committed (the run's own cursor is closed by then)."""
+        try:
+            with self.env.registry.cursor() as cr:
+                self.env = self.env(cr=cr)
+                self.jobs = self.jobs.with_env(self.env)
+                self._schedule_next_run()
+        except Exception:  # noqa: BLE001 - the cron's interval picks the work up anyway
+            _logger.warning("Could not schedule the next outbound delivery run", exc_info=True)
+
     def _schedule_next_run(self):
         """Wake the cron again for the work left: early enough that the run
         started then (within CRON_POLL_GAP of the wake-up) can wait for it —
@@ -321,6 +356,7 @@ class DeliveryWorker:
             # REPEATABLE READ would fail to serialize.
             self.env.cr.commit()
             self.env.cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        ids, scripted = self._claimable_ids(limit * CLAIM_CANDIDATE_FACTOR)
         rows = self._lock_rows(
             """
             UPDATE bj_api_sync_job SET state = 'running', attempt = attempt + 1,
@@ -330,13 +366,17 @@ class DeliveryWorker:
                          WHERE id = ANY(%(ids)s) AND state = 'pending'
                          ORDER BY id LIMIT %(limit)s
                          FOR UPDATE SKIP LOCKED)
-            RETURNING id
+            RETURNING id, attempt
             """,
             {"now": self.jobs._bj_now(), "worker": self.name, "uid": self.env.uid,
-             "limit": limit,
+             # A scripted configuration's jobs one at a time (see _scripts_claimed_alone).
+             "limit": 1 if scripted else limit,
              # More candidates than wanted: other workers may be taking the first ones.
-             "ids": self._claimable_ids(limit * CLAIM_CANDIDATE_FACTOR)},
+             "ids": ids},
         )
+        if rows:
+            self.scripted_claim = scripted
+        self.claims.update(rows or ())
         ids = sorted(row[0] for row in rows or ())
         self._commit()
         jobs = self.jobs.browse(ids)
@@ -344,7 +384,21 @@ class DeliveryWorker:
         return jobs
 
     def _claimable_ids(self, wanted):
-        """Ids of up to ``wanted`` due jobs that no older unfinished job holds back.
+        """Ids of up to ``wanted`` due jobs that no older unfinished job holds
+        back, and the scripted configuration they belong to, if any.
+
+        After a claim of a scripted configuration's job, that configuration's
+        jobs are looked at only when no other configuration has a job due, so
+        that between two of its builds the run claims and sends the others'.
+        """
+        if self.scripted_claim:
+            found = self._claimable_ids_but(wanted, self.scripted_claim)
+            if found[0]:
+                return found
+        return self._claimable_ids_but(wanted, 0)
+
+    def _claimable_ids_but(self, wanted, skipped_config):
+        """``_claimable_ids`` without the due jobs of ``skipped_config``.
 
         Reads the unfinished jobs in id order, a window at a time, for
         ``select_claimable`` to decide.  Done in Python on plain index scans:
@@ -361,9 +415,10 @@ class DeliveryWorker:
                 SELECT job.id, job.config_id, job.res_ids FROM bj_api_sync_job job
                 JOIN bj_api_sync_config config ON config.id = job.config_id AND config.active
                 WHERE job.state = 'pending' AND job.next_attempt_at <= %s AND job.id > %s
+                  AND job.config_id != %s
                 ORDER BY job.id LIMIT %s
                 """,
-                [now, after, wanted],
+                [now, after, skipped_config, wanted],
             )
             due = cr.fetchall()
             if not due:
@@ -391,18 +446,21 @@ class DeliveryWorker:
     def _scripts_claimed_alone(self, ids, configs):
         """``ids`` (in id order; ``configs`` maps them to their configuration)
         narrowed so that a configuration whose lines run scripts is claimed
-        alone.  Its scripts run in this worker: one that runs past Odoo's
-        worker limits gets the worker killed, and the attempt the claim
-        counted is then lost by that configuration's jobs only."""
+        alone, and its scripted configuration (else None).  Its scripts run
+        in this worker: one that runs past Odoo's worker limits gets the
+        worker killed, and the attempt the claim counted is then lost by that
+        configuration's job only (the claim takes one).  Right after such a
+        claim, the other configurations' jobs go first."""
         if not ids:
-            return ids
+            return ids, None
         config_model = self.env["bj.api.sync.config"]
         scripted = {config_id for config_id in {configs[i] for i in ids}
                     if config_model.browse(config_id)._bj_plan().has_scripts}
+        plain = [i for i in ids if configs[i] not in scripted]
         first = configs[ids[0]]
-        if first in scripted:
-            return [i for i in ids if configs[i] == first]
-        return [i for i in ids if configs[i] not in scripted]
+        if first in scripted and not (self.scripted_claim and plain):
+            return [i for i in ids if configs[i] == first], first
+        return plain, None
 
     def _take_lease(self):
         """Lock this run's lease row in a transaction kept open on a cursor of
@@ -459,15 +517,19 @@ class DeliveryWorker:
 
     def _give_back(self, jobs, due_at=None):
         """Claimed jobs this run will not send: pending again (due at
-        ``due_at``, else when they were), the attempt undone."""
+        ``due_at``, else when they were), the attempt undone (fenced)."""
         if jobs:
+            self.env.flush_all()
             self.env.cr.execute(
                 """
-                UPDATE bj_api_sync_job SET state = 'pending', attempt = attempt - 1,
-                       locked_at = NULL, next_attempt_at = COALESCE(%s, next_attempt_at)
-                WHERE id = ANY(%s) AND state = 'running' AND worker = %s
+                UPDATE bj_api_sync_job AS job SET state = 'pending', attempt = job.attempt - 1,
+                       locked_at = NULL, next_attempt_at = COALESCE(%s, job.next_attempt_at)
+                FROM unnest(%s::int[], %s::int[]) AS claim(id, attempt)
+                WHERE job.id = claim.id AND job.state = 'running' AND job.worker = %s
+                  AND job.attempt = claim.attempt
                 """,
-                [due_at, jobs.ids, self.name],
+                [due_at, jobs.ids, [self.claims.get(job_id, 0) for job_id in jobs.ids],
+                 self.name],
             )
             jobs.invalidate_recordset(["state", "attempt", "locked_at", "next_attempt_at"])
 
@@ -575,8 +637,9 @@ class DeliveryWorker:
         never for the other jobs' (each scripted job is a transaction of its
         own, its merge seeing the snapshot its export read).
         """
-        for config, unbuilt in jobs.filtered(lambda job: not job.payload).grouped(
-                "config_id").items():
+        # Jobs claimed again with the payload of an earlier attempt are sent as they are.
+        prebuilt = jobs.filtered("payload")
+        for config, unbuilt in (jobs - prebuilt).grouped("config_id").items():
             plan = config._bj_plan()
             for claimed in list(unbuilt) if plan.has_scripts else [unbuilt]:
                 if self._prepare_time_left() <= 0:
@@ -588,10 +651,8 @@ class DeliveryWorker:
                 try:
                     with self.env.cr.savepoint(), scripts_end_by(
                             time.monotonic() + self._prepare_time_left()):
-                        rows = self._build_payloads(plan, part)
+                        rows = self._write_payloads(self._build_payloads(plan, part))
                         if rows:
-                            self._update_rows((("payload", "text"), ("res_ids", "varchar")),
-                                              rows)
                             self._merge_younger_jobs(
                                 plan, [i for row in rows for i in id_list(row[2])])
                 except Exception as error:  # noqa: BLE001 - find the culprit job by job
@@ -604,7 +665,15 @@ class DeliveryWorker:
                 self.built = True
                 if plan.has_scripts:
                     self._commit()  # its records' share locks end with its payload
-        return jobs.filtered(lambda job: job.state == "running" and job.payload)
+        return jobs.filtered(lambda job: job.id in self.built_ids or (
+            job in prebuilt and job.state == "running"))
+
+    def _write_payloads(self, rows):
+        """Write built ``(id, payload, res_ids)`` rows, fenced; return those
+        written: only they are sent."""
+        written = self._update_rows(PAYLOAD_COLUMNS, rows, fence=True) if rows else set()
+        self.built_ids |= written
+        return [row for row in rows if row[0] in written]
 
     def _defer_records_in_use(self, plan, jobs):
         """Give back, due again in IDLE_POLL seconds and without counting the
@@ -636,9 +705,9 @@ class DeliveryWorker:
         for job in jobs:
             ids = [i for i in id_list(job.res_ids) if i in objects]
             if not ids:
-                job._bj_finish("cancelled", _("The records no longer exist, are outside the "
-                                              "Filter Domain or hidden from the Run As User: "
-                                              "nothing to send."))
+                self._finish(job, "cancelled", _("The records no longer exist, are outside "
+                                                 "the Filter Domain or hidden from the Run As "
+                                                 "User: nothing to send."))
                 continue
             items = [objects[i] for i in ids]
             payload = items if plan.is_paginated or len(items) > 1 else items[0]
@@ -650,9 +719,7 @@ class DeliveryWorker:
         try:
             with self.env.cr.savepoint(), scripts_end_by(
                     time.monotonic() + self._prepare_time_left()):
-                rows = self._build_payloads(plan, job)
-                if rows:
-                    self._update_rows((("payload", "text"), ("res_ids", "varchar")), rows)
+                self._write_payloads(self._build_payloads(plan, job))
         except Exception as error:  # noqa: BLE001 - one job's failure is its own
             self.env.invalidate_all()
             self._payload_failed(plan, job, error)
@@ -667,6 +734,7 @@ class DeliveryWorker:
             self._give_back(job)
             return
         final = isinstance(error, MappingError) and not isinstance(error, ScriptTimedOut)
+        attempt = self.claims[job.id]
         if isinstance(error, MappingError):
             message = str(error)
         elif isinstance(error, UserError):
@@ -678,25 +746,30 @@ class DeliveryWorker:
             message = _("Cannot build the payload: %(error)s",
                         error=f"{type(error).__name__}: {error}")
         self.env["bj.api.log"]._bj_write_in_transaction(
-            outbound.log_values(plan, None, records_text=job.res_ids, attempt=job.attempt,
+            outbound.log_values(plan, None, records_text=job.res_ids, attempt=attempt,
                                 error=message, job_id=job.id),
             plan.secrets,
         )
-        if final or job.attempt >= job.attempt_limit:
-            job._bj_finish("dead", message)
-            job._bj_notify_dead()
+        if final or attempt >= job.attempt_limit:
+            self._finish(job, "dead", message)._bj_notify_dead()
         else:
-            delay = retry.next_delay(job.attempt, plan.delivery.base_delay,
+            delay = retry.next_delay(attempt, plan.delivery.base_delay,
                                      plan.delivery.max_delay)
             self._update_rows(OUTCOME_COLUMNS, [(
                 job.id, "pending", 0, message,
-                self.jobs._bj_now() + timedelta(seconds=delay), None, None)])
+                self.jobs._bj_now() + timedelta(seconds=delay), None, None)], fence=True)
+
+    def _finish(self, job, state, error):
+        """End a claimed ``job`` without sending it (fenced); the job when written."""
+        written = self._update_rows(OUTCOME_COLUMNS, [(
+            job.id, state, 0, error, self.jobs._bj_now(), None, None)], fence=True)
+        return job if written else self.jobs.browse()
 
     def _merge_younger_jobs(self, plan, ids):
         """Cancel younger pending jobs of these records that were never attempted:
         the payload just built carries their change (same snapshot).  Jobs that
-        a direct call of the entry point locked are its own to settle: skipped,
-        not waited for."""
+        another transaction holds locked (another run claiming them) are
+        skipped, not waited for."""
         self.env.flush_all()
         merged = self._lock_rows(
             """
@@ -719,7 +792,7 @@ class DeliveryWorker:
         worker's commits do not make it read the configurations again)."""
         plan = job.config_id._bj_plan()
         return OutboundRequest(
-            job.id, plan, job.attempt, job.attempt_limit, job.res_ids, job.payload,
+            job.id, plan, self.claims[job.id], job.attempt_limit, job.res_ids, job.payload,
             {**outbound.request_headers(plan),
              http_client.IDEMPOTENCY_HEADER: job.idempotency_key, EVENT_HEADER: job.event},
         )
@@ -768,7 +841,9 @@ class DeliveryWorker:
             if verdict == retry.SUCCESS:
                 state, done_at = "done", answered_at
             elif verdict == retry.RETRY and request.attempt < request.limit:
-                retry_after = retry.parse_retry_after(result.header("Retry-After"))
+                # Counted from the answer, as next_at is: a date is never met early.
+                retry_after = retry.parse_retry_after(
+                    result.header("Retry-After"), answered_at.replace(tzinfo=timezone.utc))
                 delay = retry.next_delay(request.attempt, request.plan.delivery.base_delay,
                                          request.plan.delivery.max_delay, retry_after)
                 state, next_at = "pending", answered_at + timedelta(seconds=delay)
@@ -777,7 +852,7 @@ class DeliveryWorker:
                 state = "dead"
                 dead.append(request.job_id)
             rows.append((request.job_id, state, result.status_code or 0, error,
-                         next_at or answered_at, done_at, None, request.attempt))
+                         next_at or answered_at, done_at, None))
         written = self._update_rows(OUTCOME_COLUMNS, rows, fence=True)
         if wake_at:
             self.jobs._bj_wake_worker(wake_at)
@@ -785,10 +860,13 @@ class DeliveryWorker:
 
     def _update_rows(self, columns, rows, fence=False):
         """One UPDATE for many jobs: ``rows`` are ``(id, *values)`` for ``columns``,
-        pairs of (column, SQL type) named in this module; with ``fence``, each row
-        ends with the attempt it is the outcome of, and only rows still claimed
-        by this run for that attempt change.  Returns the ids written."""
+        pairs of (column, SQL type) named in this module; with ``fence``, only
+        rows still claimed by this run for the attempt it claimed change (a
+        job given back and claimed again, by this run or another, is not).
+        Returns the ids written."""
         self.env.flush_all()  # ORM writes of these jobs first
+        if fence:
+            rows = [(*row, self.claims.get(row[0], 0)) for row in rows]
         names = [name for name, _type in columns]
         types = [sql_type for _name, sql_type in columns] + (["int"] if fence else [])
         row_sql = "(%s::int, " + ", ".join(f"%s::{sql_type}" for sql_type in types) + ")"

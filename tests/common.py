@@ -13,6 +13,7 @@ import time
 from contextlib import contextmanager, suppress
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 from unittest.mock import patch
 from urllib.parse import urlsplit
 
@@ -23,8 +24,9 @@ from odoo.modules.registry import DummyRLock, Registry
 from odoo.tests import common as odoo_test_common
 from odoo.tests.common import HttpCase, TransactionCase, get_db_name, new_test_user
 from odoo.tools import mute_logger
+from odoo.tools.misc import Callbacks
 
-from ..services import delivery_worker
+from ..services import cron_clock, delivery_worker
 from ..services import records as records_service
 
 USER_GROUP = "bjet_api_sync.group_api_sync_user"
@@ -496,6 +498,20 @@ class BjOutboundCase(LocalServerMixin, BjApiSyncCase):
     def deliver(self):
         """One run of the delivery worker, as its cron would do it."""
         return self.env["bj.api.sync.job"]._cron_deliver_jobs()
+
+    @contextmanager
+    def scheduled_action(self, before_commit=lambda: None):
+        """Run the block as a scheduled action of a cron worker's go
+        (``ir.cron._process_job``), then ``before_commit`` (Odoo's end of the
+        action) and the commit of the go's cursor with its post-commit hooks."""
+        cron_cr = SimpleNamespace(postcommit=Callbacks())
+        cron_clock.job_starts(cron_cr)
+        try:
+            yield
+        finally:
+            cron_clock.job_ended()
+        before_commit()
+        cron_cr.postcommit.run()
 
     def get_jobs(self, config):
         return self.env["bj.api.sync.job"].search([("config_id", "=", config.id)], order="id")

@@ -13,7 +13,7 @@ from odoo.exceptions import AccessError
 from odoo.tests import BaseCase, tagged
 from odoo.tools import config as odoo_config
 
-from ..services import delivery_worker, outbound
+from ..services import cron_clock, delivery_worker, outbound
 from ..services.scripts import PARAM_SCRIPT_SECONDS
 from .common import BjOutboundCase, CommittedDataMixin
 
@@ -260,10 +260,13 @@ class TestOutboundReliability(BjOutboundCase):
         limit = 10
         limits = {"limit_time_real_cron": limit, "limit_time_real": 120}
         runs = []
-        with patch.dict(odoo_config.options, limits):
+        # As in a cron worker's scheduled action, with nothing spent before it.
+        with patch.dict(odoo_config.options, limits), \
+                patch.object(cron_clock, "seconds_used", return_value=0):
             for _run in range(len(jobs) + 2):
                 started = time.monotonic()
-                self.deliver()
+                with self.scheduled_action():
+                    self.deliver()
                 runs.append(time.monotonic() - started)
                 if set(jobs.mapped("state")) == {"done"}:
                     break
@@ -279,14 +282,17 @@ class TestOutboundReliability(BjOutboundCase):
         job.write({"state": "running", "worker": "other-run", "attempt": 2})
         worker = delivery_worker.DeliveryWorker(self.env)
         row = (job.id, "done", 200, None, fields.Datetime.now(), fields.Datetime.now(), None)
-        self.assertEqual(worker._update_rows(delivery_worker.OUTCOME_COLUMNS, [(*row, 2)],
+        worker.claims[job.id] = 2
+        self.assertEqual(worker._update_rows(delivery_worker.OUTCOME_COLUMNS, [row],
                                              fence=True), set())
         job.invalidate_recordset()
         self.assertEqual(job.state, "running", "another run's claim")
         job.write({"worker": worker.name})
-        self.assertEqual(worker._update_rows(delivery_worker.OUTCOME_COLUMNS, [(*row, 1)],
+        worker.claims[job.id] = 1
+        self.assertEqual(worker._update_rows(delivery_worker.OUTCOME_COLUMNS, [row],
                                              fence=True), set(), "a stale attempt")
-        self.assertEqual(worker._update_rows(delivery_worker.OUTCOME_COLUMNS, [(*row, 2)],
+        worker.claims[job.id] = 2
+        self.assertEqual(worker._update_rows(delivery_worker.OUTCOME_COLUMNS, [row],
                                              fence=True), {job.id})
         job.invalidate_recordset()
         self.assertEqual(job.state, "done")
@@ -362,3 +368,76 @@ class TestOutboundReliability(BjOutboundCase):
         expected = delivery_worker.CRON_POLL_GAP + delivery_worker.run_budget()
         self.assertAlmostEqual(lead, expected, delta=2)
         self.assertGreater(lead, 70, "more than the cron's polling interval")
+
+    def test_a_retry_after_date_is_never_early(self):
+        """Retry-After as an HTTP-date: the delay is computed when the outcome
+        is recorded, up to RESULTS_COMMIT_INTERVAL after the answer (while
+        another request is in flight), but counted from the answer: the retry
+        leaves that much before the date the server gave."""
+        import math
+        from email.utils import formatdate
+
+        config = self.make_out_config(name="Dated retry", retry_base_delay=0, retry_max_delay=0)
+        jobs = self.enqueue(config, self.partners[0]) | self.enqueue(config, self.partners[1])
+        not_before = math.ceil(time.time()) + 2
+        sent_at = []
+
+        def record(request):
+            sent_at.append(time.time())
+            return {"ok": True}
+
+        self.server.queue(503, {}, headers={"Retry-After": formatdate(not_before, usegmt=True)})
+        self.server.queue(200, {"ok": True}, delay=0.9)  # the other job, in flight meanwhile
+        self.server.queue(200, record)
+        with patch.object(delivery_worker, "SEND_CONCURRENCY", 2), \
+                patch.object(delivery_worker, "WAIT_FOR_RETRIES", True):
+            self.deliver()
+        self.assertEqual(set(jobs.mapped("state")), {"done"})
+        self.assertTrue(sent_at)
+        self.assertGreaterEqual(sent_at[0], not_before,
+                                f"sent {not_before - sent_at[0]:.2f} s before the Retry-After date")
+
+    def test_a_run_outside_a_cron_worker_fits_the_http_workers_limit(self):
+        """Run Manually on the delivery action (or a server action calling the
+        cron method) runs in an HTTP worker, which Odoo's watchdog kills after
+        limit_time_real: the run's budget is taken from limit_time_real_cron
+        instead, here four times longer than the worker may live."""
+        limits = {"limit_time_real_cron": 600, "limit_time_real": 60}
+        with patch.dict(odoo_config.options, limits):
+            budget = delivery_worker.DeliveryWorker(self.env).budget
+        self.assertLess(budget, 60, f"a {budget:.0f} s run in a worker killed after 60 s")
+
+    def test_a_run_in_a_request_counts_what_the_request_used(self):
+        """Threaded server: the HTTP watchdog counts from the request's start
+        (``thread.start_time``), so a run started 30 s into a request that
+        may last 60 s shares the 30 s left."""
+        budgets = []
+
+        def measure():
+            threading.current_thread().start_time = time.time() - 30
+            budgets.append(delivery_worker.DeliveryWorker(self.env).budget)
+
+        limits = {"limit_time_real_cron": 600, "limit_time_real": 60}
+        with patch.dict(odoo_config.options, limits):
+            thread = threading.Thread(target=measure)
+            thread.start()
+            thread.join(10)
+        self.assertAlmostEqual(budgets[0], 30 * delivery_worker.RUN_SHARE, delta=0.5)
+
+    def test_a_payload_is_fenced_like_an_outcome(self):
+        """A run whose lease died while it built payloads (its scripts are not
+        interrupted by the loss) has had its jobs reclaimed and claimed again by
+        another run: it still writes the payload it built onto the other run's
+        claim (unfenced) and goes on to send the job, which the other run
+        sends too, each with the payload it built."""
+        config = self.make_out_config(name="Fenced build")
+        job = self.enqueue(config, self.partners[0])
+        worker = delivery_worker.DeliveryWorker(self.env)
+        claimed = worker._claim(1)
+        self.assertEqual(claimed, job)
+        # Meanwhile: the lease lost, another run reclaimed the job and claimed it.
+        job.write({"worker": "other-run", "attempt": 2})
+        to_send = worker._prepare_payloads(claimed)
+        job.invalidate_recordset()
+        self.assertFalse(job.payload, "the other run's claim got this run's payload")
+        self.assertFalse(to_send, "a job another run holds is sent by this one too")

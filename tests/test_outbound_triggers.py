@@ -1,9 +1,11 @@
 from datetime import timedelta
+from unittest.mock import patch
 
 from odoo import Command, fields
 from odoo.exceptions import UserError, ValidationError
 from odoo.tests import tagged
 
+from ..services import delivery_worker
 from ..services.delivery_worker import WORKER_CRON
 from ..services.inbound_request import INBOUND_CONTEXT_KEY, InboundOrigin
 from .common import BjOutboundCase
@@ -172,3 +174,48 @@ class TestOutboundTriggers(BjOutboundCase):
         with self.assertRaisesRegex(ValidationError, "every delivery writes it"):
             self.make_config(request_type="out", model="bj.api.log", trigger_on_create=True,
                              run_as_user_id=self.env.ref("base.user_admin").id)
+
+    def test_a_change_committed_as_a_run_ends_is_not_left_to_the_interval(self):
+        """Odoo ends every cron run with ``DELETE FROM ir_cron_trigger WHERE
+        call_at < now()`` (``ir.cron._reschedule_later``), ``now()`` being the
+        start of the cron cursor's transaction: the run's acquisition.  A
+        change committed after the run's last look at the queue
+        (``_schedule_next_run``) and before that DELETE, within WAKE_GRACE of
+        the trigger that woke the run, makes no trigger (that one is "on its
+        way"), and the DELETE removes that one: the change waits for the
+        cron's next interval (a minute), unless the run looks at the queue
+        again after the DELETE, as it does.  A burst of commits meets this
+        window."""
+        import time
+
+        jobs = self.env["bj.api.sync.job"]
+        main = self.env.ref(WORKER_CRON)
+        triggers = self.env["ir.cron.trigger"].sudo()
+        triggers.search([("cron_id", "=", main.id)]).unlink()
+        main._trigger()  # the commit that woke the run
+        time.sleep(0.05)
+        acquired = jobs._bj_now()  # the run starts (ir.cron._acquire_one_job)
+        # The run, in a scheduled action of a go whose cron cursor commits
+        # Odoo's end of it, sends what was due and looks at the queue one last
+        # time; then a user's change commits.
+        def change_then_end_of_run():
+            self.make_out_config(trigger_on_create=True)
+            self.partner(name="Committed as the run ends")
+            for cron in jobs._bj_crons_to_wake():  # what its post-commit does
+                cron._trigger()
+            self.env.flush_all()
+            # Odoo's end of the run (ir.cron._reschedule_later), now() = the acquisition.
+            self.env.cr.execute(
+                "DELETE FROM ir_cron_trigger WHERE cron_id = %s AND call_at < %s",
+                [main.id, acquired])
+
+        # The run's cursors of their own share the test's transaction.
+        self.registry.enter_test_mode(self.cr)
+        self.addCleanup(self.registry.leave_test_mode)
+        with patch.object(delivery_worker, "WAIT_FOR_RETRIES", False), \
+                self.scheduled_action(before_commit=change_then_end_of_run):
+            self.deliver()
+        triggers.invalidate_model()
+        due = triggers.search([("cron_id", "=", main.id),
+                               ("call_at", "<=", fields.Datetime.now() + timedelta(seconds=2))])
+        self.assertTrue(due, "no wake-up left for the change: it waits for the cron's interval")
