@@ -33,6 +33,7 @@
             "bjet_api_sync/static/tests/tours/**/*",
         ],
     },
+    "uninstall_hook": "uninstall_hook",
     "installable": True,
     "application": False,
 }

@@ -72,7 +72,8 @@ RESULTS_COMMIT_INTERVAL = 1
 EVENT_HEADER = "X-BJET-Event"
 # Candidates considered per job claimed: several workers claim concurrently.
 CLAIM_CANDIDATE_FACTOR = 4
-# The table of runs' leases (created by the job model's init): one row per run.
+# The table of runs' leases (created by the job model's init, dropped by the
+# uninstall hook): one row per run.
 LEASE_TABLE = "bj_api_sync_lease"
 # The cron's watchdog limit when Odoo sets none, and the share of what is left
 # of it a run may use: a cron worker runs every due scheduled action in one go

@@ -38,6 +38,23 @@ def generated_secret(prefix="test"):
     return f"{prefix}-{secrets.token_urlsafe(24)}"
 
 
+def line_commands(env, model_name, lines):
+    """Commands creating configuration lines on ``model_name`` in this order:
+    ``lines`` are (field name, external key, extra values), plain unless the
+    extra values say otherwise."""
+    field = env["ir.model.fields"]._get
+    return [
+        Command.create({
+            "sequence": index,
+            "field_id": field(model_name, field_name).id,
+            "external_key": external_key,
+            "value_type": "plain",
+            **(extra or {}),
+        })
+        for index, (field_name, external_key, extra) in enumerate(lines)
+    ]
+
+
 class BjApiSyncTestMixin:
     """Fixtures shared by TransactionCase and HttpCase tests."""
 
@@ -90,18 +107,8 @@ class BjApiSyncTestMixin:
         else:
             values.setdefault("request_url", "http://127.0.0.1:9/sink")
             values.setdefault("http_method_ids", [Command.set(cls.method_post.ids)])
-        line_commands = []
-        for index, (field_name, external_key, extra) in enumerate(lines):
-            line_values = {
-                "sequence": index,
-                "field_id": cls.env["ir.model.fields"]._get(model_name, field_name).id,
-                "external_key": external_key,
-                "value_type": "plain",
-            }
-            line_values.update(extra or {})
-            line_commands.append(Command.create(line_values))
-        if line_commands:
-            values["line_ids"] = line_commands
+        if lines:
+            values["line_ids"] = line_commands(cls.env, model_name, lines)
         return cls.env["bj.api.sync.config"].create(values)
 
     @classmethod
@@ -444,6 +451,20 @@ class CommittedDataMixin(LocalServerMixin):
             "run_as_user_id": env.ref("base.user_admin").id,
             "request_url": self.server.url + "/sink",
             "http_method_ids": [Command.set(env.ref("bjet_api_sync.bj_http_method_post").ids)],
+            **values,
+        })
+
+    def committed_in_config(self, env, values, lines=(), model="res.partner"):
+        """An In configuration on ``model`` open to every method without
+        authentication, run as the administrator, with ``lines`` (as in
+        ``make_config``) and ``values``."""
+        return env["bj.api.sync.config"].create({
+            "request_type": "in",
+            "model_id": env["ir.model"]._get_id(model),
+            "authorization_type": "no_auth",
+            "http_method_ids": [Command.set(self.all_methods.ids)],
+            "run_as_user_id": env.ref("base.user_admin").id,
+            "line_ids": line_commands(env, model, lines),
             **values,
         })
 

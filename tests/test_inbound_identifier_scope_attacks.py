@@ -59,23 +59,6 @@ class TestIdentifierScopeAttacks(UpsertKit, BjApiSyncCase):
         self.assertEqual(got[0], 200, f"one record of ref {ref} in A's scope after {put[:2]}: "
                                       f"{got[:2]}")
 
-    def _category_config(self, name):
-        with self.committed_env() as env:
-            field = env["ir.model.fields"]._get
-            config = env["bj.api.sync.config"].create({
-                "name": name, "request_type": "in", "endpoint": f"{name}-{self.tag}",
-                "model_id": env["ir.model"]._get_id("res.partner.category"),
-                "authorization_type": "no_auth",
-                "http_method_ids": [(6, 0, self.all_methods.ids)],
-                "run_as_user_id": env.ref("base.user_admin").id,
-                "line_ids": [(0, 0, {"sequence": 0,
-                                     "field_id": field("res.partner.category", "name").id,
-                                     "external_key": "name", "value_type": "plain",
-                                     "is_identifier": True})],
-            })
-            self.config_ids.append(config.id)
-            return config.endpoint
-
     def _drop_categories(self):
         with self.committed_env() as env:
             env.cr.execute("DELETE FROM res_partner_category WHERE name->>'en_US' LIKE %s",
@@ -103,7 +86,9 @@ class TestIdentifierScopeAttacks(UpsertKit, BjApiSyncCase):
         records (409)."""
         self._french()
         self.addCleanup(self._drop_categories)
-        endpoint = self._category_config("tr-category")
+        endpoint = self.committed_endpoint(
+            "tr-category", [("name", "name", {"is_identifier": True})],
+            model="res.partner.category")
         first, second = self.refs(21, 2)
         en, fr = {"lang": "en_US"}, {"lang": "fr_FR"}
         with self.registry.cursor() as cr:
@@ -214,24 +199,11 @@ class TestIdentifierScopeAttacks(UpsertKit, BjApiSyncCase):
         by_ref = self.committed_config("o2m-child", "ref", "ref")
         with self.committed_env() as env:
             child_id = env["bj.api.sync.config"].search([("endpoint", "=", by_ref)]).id
-            field = env["ir.model.fields"]._get
-            config = env["bj.api.sync.config"].create({
-                "name": "o2m-parent", "request_type": "in", "endpoint": f"o2m-parent-{self.tag}",
-                "model_id": env["ir.model"]._get_id("res.partner"),
-                "authorization_type": "no_auth",
-                "http_method_ids": [(6, 0, self.all_methods.ids)],
-                "run_as_user_id": env.ref("base.user_admin").id,
-                "line_ids": [
-                    (0, 0, {"sequence": 0, "field_id": field("res.partner", "name").id,
-                            "external_key": "name", "value_type": "plain",
-                            "is_identifier": True}),
-                    (0, 0, {"sequence": 1, "field_id": field("res.partner", "child_ids").id,
-                            "external_key": "contacts", "value_type": "relational_mapping",
-                            "mapping_config_id": child_id}),
-                ],
-            })
-            self.config_ids.append(config.id)
-            parent = config.endpoint
+        parent = self.committed_endpoint("o2m-parent", [
+            ("name", "name", {"is_identifier": True}),
+            ("child_ids", "contacts", {"value_type": "relational_mapping",
+                                       "mapping_config_id": child_id}),
+        ])
         (ref,) = self.refs(26)
         with self.committed_env() as env:
             env["res.partner"].create({"name": f"{ref}-existing", "ref": ref})

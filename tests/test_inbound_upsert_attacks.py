@@ -43,23 +43,9 @@ class UpsertKit(InboundWorkersMixin):
     def committed_lines_config(self, name, identifier, keys):
         """An inbound configuration on Contacts with plain lines ``keys`` (external
         key → field), identified by the key ``identifier``; returns its endpoint."""
-        with self.committed_env() as env:
-            field = env["ir.model.fields"]._get
-            config = env["bj.api.sync.config"].create({
-                "name": name, "request_type": "in", "endpoint": f"{name}-{self.tag}",
-                "model_id": env["ir.model"]._get_id("res.partner"),
-                "authorization_type": "no_auth",
-                "http_method_ids": [(6, 0, self.all_methods.ids)],
-                "run_as_user_id": env.ref("base.user_admin").id,
-                "line_ids": [
-                    (0, 0, {"sequence": index, "field_id": field("res.partner", name_).id,
-                            "external_key": key, "value_type": "plain",
-                            "is_identifier": key == identifier})
-                    for index, (key, name_) in enumerate(keys.items())
-                ],
-            })
-            self.config_ids.append(config.id)
-            return config.endpoint
+        return self.committed_endpoint(name, [
+            (field_name, key, {"is_identifier": key == identifier})
+            for key, field_name in keys.items()])
 
     def _drop_data(self):
         with self.committed_env() as env:
@@ -131,24 +117,23 @@ class UpsertKit(InboundWorkersMixin):
             company = env["res.partner"].create({"name": f"{self.tag}-company",
                                                  "is_company": True, "color": other.id})
             by_color_id = env["bj.api.sync.config"].search([("endpoint", "=", by_color)]).id
-            field = env["ir.model.fields"]._get
-            config = env["bj.api.sync.config"].create({
-                "name": "atk-by-company", "request_type": "in",
-                "endpoint": f"atk-by-company-{self.tag}",
-                "model_id": env["ir.model"]._get_id("res.partner"),
-                "authorization_type": "no_auth",
-                "http_method_ids": [(6, 0, self.all_methods.ids)],
-                "run_as_user_id": env.ref("base.user_admin").id,
-                "line_ids": [
-                    (0, 0, {"sequence": 0, "field_id": field("res.partner", "parent_id").id,
-                            "external_key": "company", "value_type": "relational_mapping",
-                            "mapping_config_id": by_color_id, "is_identifier": True}),
-                    (0, 0, {"sequence": 1, "field_id": field("res.partner", "name").id,
-                            "external_key": "name", "value_type": "plain"}),
-                ],
-            })
-            self.config_ids.append(config.id)
-            return config.endpoint, other.id, company.id, bystander.id
+            ids = other.id, company.id, bystander.id
+        endpoint = self.committed_endpoint("atk-by-company", [
+            ("parent_id", "company", {"value_type": "relational_mapping",
+                                      "mapping_config_id": by_color_id, "is_identifier": True}),
+            ("name", "name", None),
+        ])
+        return endpoint, *ids
+
+    def renamed_by_a_user(self, contact_id):
+        """The cursor of a user's transaction that renamed the contact to
+        <tag>-new, flushed, not committed yet."""
+        user_cr = self.registry.cursor()
+        self.addCleanup(user_cr.close)
+        user_env = api.Environment(user_cr, SUPERUSER_ID, {})
+        user_env["res.partner"].browse(contact_id).write({"name": f"{self.tag}-new"})
+        user_env.flush_all()
+        return user_cr
 
     def assertBystanderUntouched(self, bystander_id, parent_id, answer):
         with self.committed_env() as env:
@@ -319,11 +304,7 @@ class TestUpsertAttacks(UpsertKit, BjApiSyncCase):
                                                  "is_company": True})
             contact = env["res.partner"].create({"name": f"{self.tag}-old", "ref": ref})
             company_id, contact_id = company.id, contact.id
-        user_cr = self.registry.cursor()
-        self.addCleanup(user_cr.close)
-        user_env = api.Environment(user_cr, SUPERUSER_ID, {})
-        user_env["res.partner"].browse(contact_id).write({"name": f"{self.tag}-new"})
-        user_env.flush_all()
+        user_cr = self.renamed_by_a_user(contact_id)
         status, body, _headers, _tries = self.meanwhile(
             user_cr, "PUT", endpoint, {"parent": company_id}, ref)
         self.assertEqual(status, 200, body)
@@ -347,11 +328,7 @@ class TestUpsertAttacks(UpsertKit, BjApiSyncCase):
                                                  "is_company": True, "ref": ref})
             contact_id = env["res.partner"].create({"name": f"{self.tag}-old",
                                                     "parent_id": company.id}).id
-        user_cr = self.registry.cursor()
-        self.addCleanup(user_cr.close)
-        user_env = api.Environment(user_cr, SUPERUSER_ID, {})
-        user_env["res.partner"].browse(contact_id).write({"name": f"{self.tag}-new"})
-        user_env.flush_all()
+        user_cr = self.renamed_by_a_user(contact_id)
         status, body, _headers, _tries = self.meanwhile(
             user_cr, "PUT", endpoint, {"name": f"{self.tag}-New Co"}, ref)
         self.assertEqual(status, 200, body)

@@ -39,27 +39,20 @@ class InboundWorkersMixin(CommittedDataMixin):
         self.config_ids = []
         self.addCleanup(self._drop_data)
 
+    def committed_endpoint(self, name, lines, model="res.partner"):
+        """The endpoint of a committed In configuration ``name`` on ``model`` with
+        ``lines`` (see ``committed_in_config``), deleted after the test."""
+        with self.committed_env() as env:
+            config = self.committed_in_config(
+                env, {"name": name, "endpoint": f"{name}-{self.tag}"}, lines, model)
+            self.config_ids.append(config.id)
+            return config.endpoint
+
     def committed_config(self, name, identifier, key):
         """An inbound configuration identified by ``identifier`` (sent as ``key``)
         with a name line; returns its endpoint."""
-        with self.committed_env() as env:
-            field = env["ir.model.fields"]._get
-            config = env["bj.api.sync.config"].create({
-                "name": name, "request_type": "in", "endpoint": f"{name}-{self.tag}",
-                "model_id": env["ir.model"]._get_id("res.partner"),
-                "authorization_type": "no_auth",
-                "http_method_ids": [(6, 0, self.all_methods.ids)],
-                "run_as_user_id": env.ref("base.user_admin").id,
-                "line_ids": [
-                    (0, 0, {"sequence": 0, "field_id": field("res.partner", identifier).id,
-                            "external_key": key, "value_type": "plain",
-                            "is_identifier": True}),
-                    (0, 0, {"sequence": 1, "field_id": field("res.partner", "name").id,
-                            "external_key": "name", "value_type": "plain"}),
-                ],
-            })
-            self.config_ids.append(config.id)
-            return config.endpoint
+        return self.committed_endpoint(
+            name, [(identifier, key, {"is_identifier": True}), ("name", "name", None)])
 
     def _drop_data(self):
         with self.committed_env() as env:

@@ -16,14 +16,14 @@ from unittest.mock import patch
 
 from psycopg2 import errors
 
-from odoo import Command, fields
+from odoo import fields
 from odoo.tests import BaseCase, tagged
 from odoo.tools import mute_logger
 
 from ..core import http_client
 from ..services import delivery_worker
 from ..services.outbound_call import OutboundCall
-from .common import BjOutboundCase, CommittedDataMixin
+from .common import BjOutboundCase, CommittedDataMixin, line_commands
 
 KEY = http_client.IDEMPOTENCY_HEADER
 EVENT = delivery_worker.EVENT_HEADER
@@ -176,19 +176,12 @@ class CommittedOutboundMixin(CommittedDataMixin):
         super().setUp()
         with self.committed_env() as env:
             env["ir.config_parameter"].set_param(delivery_worker.PARAM_RUN_SECONDS, 10)
-            model = env["ir.model"]._get("res.partner")
-            config = env["bj.api.sync.config"].create({
-                "name": "Direct order", "request_type": "out", "model_id": model.id,
-                "run_as_user_id": env.ref("base.user_admin").id,
-                "request_url": self.server.url + "/contacts",
-                "http_method_ids": [Command.set(env.ref("bjet_api_sync.bj_http_method_post").ids)],
+            config = self.committed_out_config(env, {
+                "name": "Direct order", "request_url": self.server.url + "/contacts",
                 "retry_base_delay": 0, "retry_max_delay": 0,
-                "line_ids": [Command.create({
-                    "sequence": index, "external_key": key, "value_type": "plain",
-                    "field_id": env["ir.model.fields"]._get("res.partner", name).id,
-                    "is_identifier": name == "id"})
-                    for index, (name, key) in enumerate(
-                        (("id", "res_id"), ("name", "name"), ("phone", "phone")))],
+                "line_ids": line_commands(env, "res.partner", [
+                    ("id", "res_id", {"is_identifier": True}), ("name", "name", None),
+                    ("phone", "phone", None)]),
                 **self.config_values,
             })
             partner = env["res.partner"].create({"name": "Raced", "phone": "v0"})
@@ -224,6 +217,19 @@ class CommittedOutboundMixin(CommittedDataMixin):
     def phones(self):
         return [request.json()["phone"] for request in self.server.requests]
 
+    def queue_slow_answer(self):
+        """The sink's next answer takes a second; the event is set once its
+        request has arrived."""
+        arrived = threading.Event()
+
+        def slow(request):
+            arrived.set()
+            time.sleep(1)
+            return {"ok": True}
+
+        self.server.queue(200, slow)
+        return arrived
+
 
 @tagged("post_install", "-at_install")
 class TestDirectCallRacesTheQueue(CommittedOutboundMixin, BaseCase):
@@ -232,6 +238,17 @@ class TestDirectCallRacesTheQueue(CommittedOutboundMixin, BaseCase):
     def setUp(self):
         super().setUp()
         self.startPatcher(patch.object(OutboundCall, "sleep", staticmethod(no_wait)))
+
+    def assertHeldBehindTheSlowAnswer(self, worker, answer):
+        """Once ``worker`` is done: the call was held behind the job the worker
+        was sending (v0, answered slowly), and v1 left once v0 was answered."""
+        worker.join(30)
+        self.run_worker()
+        self.assertEqual(answer["held_ids"], [self.partner_id], answer)
+        self.assertEqual(self.phones(), ["v0", "v1"])
+        first, second = self.server.requests
+        self.assertGreaterEqual(second.received_at - first.received_at, 1,
+                                "v1 leaves once v0 is answered")
 
     def test_the_finding_a_job_in_backoff_with_v0_and_a_direct_call_with_v1(self):
         with self.committed_env() as env:
@@ -303,14 +320,7 @@ class TestDirectCallRacesTheQueue(CommittedOutboundMixin, BaseCase):
         self.assertFalse(self.server.requests, "nothing sent: Odoo retries the request")
 
     def test_a_job_queued_and_claimed_after_the_callers_snapshot_holds_the_record(self):
-        arrived = threading.Event()
-
-        def slow(request):
-            arrived.set()
-            time.sleep(1)
-            return {"ok": True}
-
-        self.server.queue(200, slow)
+        arrived = self.queue_slow_answer()
         with self.committed_env() as env:
             self.assertEqual(env["res.partner"].browse(self.partner_id).phone, "v0")
             with self.committed_env() as other:  # after the caller's snapshot
@@ -320,12 +330,7 @@ class TestDirectCallRacesTheQueue(CommittedOutboundMixin, BaseCase):
             self.assertTrue(arrived.wait(10))
             env["res.partner"].browse(self.partner_id).phone = "v1"
             answer = self.direct_call(env)
-        worker.join(30)
-        self.run_worker()
-        self.assertEqual(answer["held_ids"], [self.partner_id], answer)
-        self.assertEqual(self.phones(), ["v0", "v1"])
-        first, second = self.server.requests
-        self.assertGreaterEqual(second.received_at - first.received_at, 1)
+        self.assertHeldBehindTheSlowAnswer(worker, answer)
 
     def test_a_dead_job_retried_during_a_direct_call_is_built_after_it(self):
         with self.committed_env() as env:
@@ -365,26 +370,13 @@ class TestDirectCallRacesTheQueue(CommittedOutboundMixin, BaseCase):
     def test_a_direct_call_while_a_job_is_being_sent_waits_behind_it(self):
         with self.committed_env() as env:
             env["bj.api.sync.config"]._enqueue_outbound_records(self.partner_id, self.config_id)
-        arrived = threading.Event()
-
-        def slow(request):
-            arrived.set()
-            time.sleep(1)
-            return {"ok": True}
-
-        self.server.queue(200, slow)
+        arrived = self.queue_slow_answer()
         worker = self.worker_thread(wait_for_retries=False)
         self.assertTrue(arrived.wait(10))
         with self.committed_env() as env:
             env["res.partner"].browse(self.partner_id).phone = "v1"
             answer = self.direct_call(env)
-        worker.join(30)
-        self.run_worker()
-        self.assertEqual(answer["held_ids"], [self.partner_id], answer)
-        self.assertEqual(self.phones(), ["v0", "v1"])
-        first, second = self.server.requests
-        self.assertGreaterEqual(second.received_at - first.received_at, 1,
-                                "v1 leaves once v0 is answered")
+        self.assertHeldBehindTheSlowAnswer(worker, answer)
 
 
 @tagged("post_install", "-at_install")
@@ -529,14 +521,7 @@ class TestDirectCallTakeOverOfACommittedJob(CommittedOutboundMixin, BaseCase):
         first commits (its job done), the second, whose snapshot predates that
         commit, decides from the committed jobs as they are now: none holds
         the record, and it sends."""
-        arrived = threading.Event()
-
-        def slow(request):
-            arrived.set()
-            time.sleep(1)
-            return {"ok": True}
-
-        self.server.queue(200, slow)
+        arrived = self.queue_slow_answer()
         first = {}
 
         def call_first():
@@ -572,19 +557,14 @@ class TestUsersSavesDuringAScriptedBuild(CommittedDataMixin, BaseCase):
         super().setUp()
         with self.committed_env() as env:
             env["ir.config_parameter"].set_param(delivery_worker.PARAM_RUN_SECONDS, 20)
-            fields_model = env["ir.model.fields"]
             config = self.committed_out_config(env, {
                 "name": "Scripted build",
-                "line_ids": [
-                    Command.create({"field_id": fields_model._get("res.partner", "id").id,
-                                    "external_key": "id", "value_type": "plain",
-                                    "is_identifier": True, "sequence": 0}),
-                    Command.create({
-                        "field_id": fields_model._get("res.partner", "name").id,
-                        "external_key": "name", "value_type": "python_plain", "sequence": 1,
-                        "python_script": f"time.sleep({self.SCRIPT_SECONDS})\n"
-                                         "result = record.name"}),
-                ],
+                "line_ids": line_commands(env, "res.partner", [
+                    ("id", "id", {"is_identifier": True}),
+                    ("name", "name", {"value_type": "python_plain",
+                                      "python_script": f"time.sleep({self.SCRIPT_SECONDS})\n"
+                                                       "result = record.name"}),
+                ]),
             })
             partners = env["res.partner"].create(
                 [{"name": f"Scripted {n}"} for n in range(self.JOBS)])

@@ -148,6 +148,13 @@ class TestOutboundRedirects(BjOutboundCase):
         # One record per scenario: a job never waits behind another one's.
         return self.env["res.partner"].create({"name": "Redirected", "email": "r@example.com"})
 
+    def redirect_next(self, status, location, body=None):
+        """Empty both servers; the configured origin answers the next request
+        with a ``status`` to ``location``."""
+        self.server.clear()
+        self.other.clear()
+        self.server.queue(status, body, headers={"Location": location})
+
     def through_the_worker(self, config):
         job = self.env["bj.api.sync.config"]._enqueue_outbound_records(self.partner(), config)
         self.deliver()
@@ -184,9 +191,7 @@ class TestOutboundRedirects(BjOutboundCase):
     def test_the_delivery_worker(self):
         for status, method, location, followed in self.scenarios():
             with self.subTest(status=status, method=method, location=location):
-                self.server.clear()
-                self.other.clear()
-                self.server.queue(status, {"moved": True}, headers={"Location": location})
+                self.redirect_next(status, location, {"moved": True})
                 job = self.through_the_worker(self.configs[method])
                 log = job.log_ids
                 self.assertEqual(len(log), 1, "one attempt, one log row")
@@ -206,9 +211,7 @@ class TestOutboundRedirects(BjOutboundCase):
     def test_the_entry_point(self):
         for status, method, location, followed in self.scenarios():
             with self.subTest(status=status, method=method, location=location):
-                self.server.clear()
-                self.other.clear()
-                self.server.queue(status, {"moved": True}, headers={"Location": location})
+                self.redirect_next(status, location, {"moved": True})
                 answer = self.call_the_entry_point(self.configs[method])
                 log = self.env["bj.api.log"].browse(answer["log_id"])
                 if followed:
@@ -230,9 +233,7 @@ class TestOutboundRedirects(BjOutboundCase):
             server = self.server if where == "same" else self.other
             location = server.url + MOVED
             with self.subTest(status=status, location=location):
-                self.server.clear()
-                self.other.clear()
-                self.server.queue(status, {}, headers={"Location": location})
+                self.redirect_next(status, location)
                 params = config.action_test_connection()["params"]
                 log = self.get_logs(config)[-1]
                 if status in (307, 308) and where == "same":
@@ -344,9 +345,7 @@ class TestOutboundRedirects(BjOutboundCase):
         location = self.other.url + MOVED
         for status in (300, 305, 306):
             with self.subTest(status=status):
-                self.server.clear()
-                self.other.clear()
-                self.server.queue(status, {}, headers={"Location": location})
+                self.redirect_next(status, location)
                 job = self.through_the_worker(self.configs["POST"])
                 self.assertNotFollowed(status, location, job.last_error or "")
                 self.assertEqual((job.state, job.last_status_code), ("dead", status))
