@@ -62,6 +62,7 @@ from chaos_checks import (
     canonical,
     dead_jobs,
     early_retries,
+    last_retry,
     log_errors,
     outside_windows,
     refused_redirect,
@@ -1003,14 +1004,14 @@ def payload_ref(job):
 
 Job = collections.namedtuple(
     "Job", "id config_id state event attempt key res_id payload last_error worker locked_at "
-           "next_due")
+           "next_due retried_as")
 
 
 def load_jobs(config_ids):
     rows = sql(
         "SELECT id, config_id, state, event, attempt, idempotency_key, res_ids, payload, "
         "last_error, worker, extract(epoch FROM (now() at time zone 'UTC') - locked_at), "
-        "next_attempt_at <= (now() at time zone 'UTC') "
+        "next_attempt_at <= (now() at time zone 'UTC'), retried_job_id "
         "FROM bj_api_sync_job WHERE config_id = ANY(%s) ORDER BY id", [config_ids])
     return [Job(*row[:6], int(row[6]) if (row[6] or "").isdigit() else None, *row[7:])
             for row in rows]
@@ -1109,9 +1110,11 @@ def check(run):
     for job in jobs:
         if job.attempt > 0:
             sent[stream_of[job.config_id]].add(job.key)
-    # A retried job was sent under its key before the Retry gave it a new one.
+    # A retried job was sent under its key before the Retry queued a new job, with a
+    # key of its own, in its place.
     by_id = {job.id: job for job in jobs}
-    retried_keys = {*run.retried.values(), *(by_id[job_id].key for job_id in run.retried)}
+    retried_keys = {*run.retried.values(), *(by_id[job_id].key for job_id in run.retried),
+                    *(by_id[job.retried_as].key for job in jobs if job.retried_as in by_id)}
     for job_id, key in run.retried.items():
         sent[stream_of[by_id[job_id].config_id]].add(key)
     other_dead, undelivered = dead_jobs(jobs, set(run.retried))
@@ -1173,7 +1176,7 @@ def check(run):
         + f" ({merged} cancelled as merged); {sum(map(len, sent.values()))} keys sent; "
         f"{len(run.retried)} dead from a refused redirect retried once the URL was fixed: "
         + ", ".join(f"{state} {count}" for state, count in sorted(collections.Counter(
-            by_id[job_id].state for job_id in run.retried).items())),
+            last_retry(by_id, by_id[job_id]).state for job_id in run.retried).items())),
         f"log errors         {len(logged_errors)} ERROR records in the server log, "
         f"{len(logged_errors) - len(errors_outside)} within a fault's window (its time plus "
         f"{FAULT_GRACE} s), {len(errors_outside)} outside; {len(races)} of them serialization "

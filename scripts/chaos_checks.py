@@ -109,14 +109,25 @@ def refused_redirect(error):
     return bool(REFUSED_REDIRECT.search(error or ""))
 
 
+def last_retry(by_id, job):
+    """The job at the end of ``job``'s chain of Retries (``by_id``: jobs by id)."""
+    seen = set()
+    while job.retried_as in by_id and job.id not in seen:
+        seen.add(job.id)
+        job = by_id[job.retried_as]
+    return job
+
+
 def dead_jobs(jobs, retried):
     """After the operator's Retry: (ids of jobs dead for another reason than a refused
     redirect, ids of jobs dead from a refused redirect not retried and delivered).
-    ``jobs`` have ``id``, ``state`` and ``last_error``; ``retried`` holds ids."""
+    ``jobs`` have ``id``, ``state``, ``last_error`` and ``retried_as`` (the job a
+    Retry queued in its place, else None); ``retried`` holds ids."""
+    by_id = {job.id: job for job in jobs}
     other = [job.id for job in jobs
              if job.state == "dead" and not refused_redirect(job.last_error)]
     undelivered = [job.id for job in jobs
-                   if (job.id in retried and job.state != "done")
+                   if (job.id in retried and last_retry(by_id, job).state != "done")
                    or (job.id not in retried and job.state == "dead"
                        and refused_redirect(job.last_error))]
     return other, undelivered

@@ -20,7 +20,7 @@ from chaos_checks import (
 )
 
 Seen = namedtuple("Seen", "at stream res_id body key fate")
-Job = namedtuple("Job", "id state last_error")
+Job = namedtuple("Job", "id state last_error retried_as", defaults=(None,))
 # The addon's messages (services/outbound_call.py, tests/test_outbound_redirects.py).
 REFUSED_302 = ("The external API answered 302 Found → Location http://127.0.0.1:1/moved/302/q, "
                "not followed: a 302 may change the method.")
@@ -132,7 +132,15 @@ class TestRefusedRedirect(unittest.TestCase):
 class TestDeadJobs(unittest.TestCase):
     CASES = [
         # (name, jobs after the Retry and the drain, retried ids, other dead, undelivered)
-        ("retried and delivered", [Job(1, "done", REFUSED_302)], {1}, [], []),
+        ("retried in place and delivered", [Job(1, "done", REFUSED_302)], {1}, [], []),
+        ("retried as a new job, delivered",
+         [Job(1, "cancelled", "Retried as delivery #2.", 2), Job(2, "done", None)], {1}, [], []),
+        ("retried as a new job, dead again",
+         [Job(1, "cancelled", "Retried as delivery #2.", 2), Job(2, "dead", REFUSED_302)],
+         {1}, [], [1, 2]),
+        ("retried twice, the last delivered",
+         [Job(1, "cancelled", "Retried", 2), Job(2, "cancelled", "Retried", 3),
+          Job(3, "done", None)], {1}, [], []),
         ("nothing dead", [Job(1, "done", None), Job(2, "cancelled", "Merged")], set(), [], []),
         ("dead from a 503", [Job(1, "dead", "answered 503")], set(), [1], []),
         ("a redirect death not retried", [Job(1, "dead", REFUSED_307X)], set(), [], [1]),
