@@ -64,6 +64,7 @@ from chaos_checks import (
     early_retries,
     last_retry,
     log_errors,
+    merged,
     outside_windows,
     refused_redirect,
     stalls,
@@ -1142,8 +1143,7 @@ def check(run):
         keys -= retried_keys
     new_key_repeats = sum(1 for keys in keys_per_state.values() if len(keys) > 1)
     job_states_count = collections.Counter(job.state for job in jobs)
-    merged = sum(1 for job in jobs if job.state == "cancelled"
-                 and (job.last_error or "").startswith("Merged"))
+    merged_count = sum(1 for job in jobs if merged(job))
 
     figures, problems, watchdog_kills, logged_errors = log_figures(setup.cron_ids)
     errors_outside = outside_windows(logged_errors, run.windows)
@@ -1173,7 +1173,7 @@ def check(run):
         f"jobs               {len(jobs)}: " + ", ".join(
             f"{state} {job_states_count[state]}" for state in
             ("done", "cancelled", "dead", "pending", "running"))
-        + f" ({merged} cancelled as merged); {sum(map(len, sent.values()))} keys sent; "
+        + f" ({merged_count} cancelled as merged); {sum(map(len, sent.values()))} keys sent; "
         f"{len(run.retried)} dead from a refused redirect retried once the URL was fixed: "
         + ", ".join(f"{state} {count}" for state, count in sorted(collections.Counter(
             last_retry(by_id, by_id[job_id]).state for job_id in run.retried).items())),

@@ -109,6 +109,17 @@ def refused_redirect(error):
     return bool(REFUSED_REDIRECT.search(error or ""))
 
 
+def merged(job):
+    """Whether ``job`` was cancelled as merged: an older job's payload, built
+    after it was queued, carried its change (``_merge_younger_jobs``)."""
+    return job.state == "cancelled" and (job.last_error or "").startswith("Merged")
+
+
+def delivered(job):
+    """Whether ``job``'s change reached the sink: sent, or carried by an older job."""
+    return job.state == "done" or merged(job)
+
+
 def last_retry(by_id, job):
     """The job at the end of ``job``'s chain of Retries (``by_id``: jobs by id)."""
     seen = set()
@@ -120,14 +131,15 @@ def last_retry(by_id, job):
 
 def dead_jobs(jobs, retried):
     """After the operator's Retry: (ids of jobs dead for another reason than a refused
-    redirect, ids of jobs dead from a refused redirect not retried and delivered).
+    redirect, ids of jobs dead from a refused redirect not retried and delivered: the
+    last job of its chain of Retries is ``delivered``).
     ``jobs`` have ``id``, ``state``, ``last_error`` and ``retried_as`` (the job a
     Retry queued in its place, else None); ``retried`` holds ids."""
     by_id = {job.id: job for job in jobs}
     other = [job.id for job in jobs
              if job.state == "dead" and not refused_redirect(job.last_error)]
     undelivered = [job.id for job in jobs
-                   if (job.id in retried and last_retry(by_id, job).state != "done")
+                   if (job.id in retried and not delivered(last_retry(by_id, job)))
                    or (job.id not in retried and job.state == "dead"
                        and refused_redirect(job.last_error))]
     return other, undelivered
