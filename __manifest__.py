@@ -34,5 +34,5 @@
         ],
     },
     "installable": True,
-    "application": False,
+    "application": True,
 }
