@@ -35,5 +35,5 @@
     },
     "uninstall_hook": "uninstall_hook",
     "installable": True,
-    "application": False,
+    "application": True,
 }

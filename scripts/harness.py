@@ -22,7 +22,9 @@ used as is.  Otherwise the harness runs its own cluster, reachable only through
 a unix socket in a private temporary directory (trust authentication is then
 safe): a throwaway one for ``test`` and ``bench``, a persistent one under
 ``.run/pg`` for ``run`` (and for ``test``/``bench`` with KEEP_DB=1, so a kept
-database can be opened later with ``DB=<name> make run``).
+database can be opened later with ``DB=<name> make run``); as root, when the
+``postgres`` user cannot reach the checkout, ``.run/pg`` links to a directory
+of that user's home.
 
 Environment knobs: TEST_TAGS (default /bjet_api_sync), KEEP_DB=1, PORT, DB, BENCH,
 WORKERS, CHAOS_SEED (the chaos run's random seed), EXTRA_ADDONS_PATH (comma separated,
@@ -71,6 +73,9 @@ PG_ENV_KEYS = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD")
 # Odoo refuses to connect as "postgres", so our own clusters get this superuser.
 PG_ROLE = "odoo"
 DB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # Odoo's own rule
+# Installed in `make run`'s database: the demo configurations exchange contacts,
+# which this app shows (the addon itself needs only base).
+RUN_APPS = ("contacts",)
 
 
 # --------------------------------------------------------------------------
@@ -219,6 +224,67 @@ def _utf8_locale() -> str:
     return "C.UTF-8" if {"c.utf8", "c.utf-8"} & set(listed.lower().split()) else "C"
 
 
+def cluster_owner() -> pwd.struct_passwd | None:
+    """The user the harness's clusters run as: None for the current user; as root,
+    ``postgres``, since PostgreSQL refuses to run as root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam("postgres")
+    except KeyError:
+        raise HarnessError(
+            "running as root, but PostgreSQL refuses to run as root and there is no "
+            "'postgres' system user to run it as: create one (useradd --system postgres) "
+            "or set PGHOST/PGPORT/PGUSER/PGPASSWORD to use an existing server"
+        ) from None
+
+
+def as_owner(owner: pwd.struct_passwd | None, *cmd: str) -> list[str]:
+    return list(cmd) if owner is None else ["runuser", "-u", owner.pw_name, "--", *cmd]
+
+
+def new_cluster_root(parent: str | None = None) -> Path:
+    """A new private directory for a cluster, in ``parent`` (default: the temporary one)."""
+    return Path(tempfile.mkdtemp(prefix="bjet_pgdata_", dir=parent))
+
+
+def kept_cluster_root(run_dir: Path, owner: pwd.struct_passwd | None) -> Path:
+    """The kept cluster's directory: ``run_dir/pg``, or where it links to.
+
+    As root the server runs as ``owner``, which cannot reach a checkout inside a
+    private directory (a home of mode 700): the cluster then lives in a new
+    directory of ``owner``'s home, persistent as PostgreSQL's own clusters there,
+    and ``run_dir/pg`` is a link to it.
+    """
+    link = run_dir / "pg"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink():
+        if link.exists():
+            return link.resolve()  # the server's user may not pass through the link's path
+        say(f"{link} links to {os.readlink(link)}, which is gone: starting a new cluster")
+        link.unlink()
+    if owner is None or run_quiet(as_owner(owner, "test", "-x", str(run_dir))).returncode == 0:
+        return link
+    home = Path(owner.pw_dir)
+    if not home.is_dir() or home.stat().st_uid != owner.pw_uid:
+        raise HarnessError(
+            f"the {owner.pw_name} user cannot reach {link} (a parent directory is not searchable "
+            f"by it) and has no home directory of its own ({home}) to keep the cluster in: move "
+            "the checkout, give that user its home, or set PGHOST/PGPORT/PGUSER"
+        )
+    if link.is_dir():
+        try:
+            link.rmdir()  # left empty by an earlier harness that could not start there
+        except OSError:
+            raise HarnessError(
+                f"the {owner.pw_name} user cannot reach {link}, which is not empty: move it away"
+            ) from None
+    root = new_cluster_root(str(home))
+    link.symlink_to(root, target_is_directory=True)
+    say(f"the {owner.pw_name} user cannot reach {run_dir}: the kept cluster lives in {root}")
+    return root
+
+
 class PgCluster:
     """A cluster owned by the harness, in ``root`` (data/ + server.log).
 
@@ -233,25 +299,10 @@ class PgCluster:
         self.throwaway = throwaway
         self.socket_dir: Path | None = None
         self.started = False  # False when we found it already running
-        self.owner = self._owner()
-
-    @staticmethod
-    def _owner() -> pwd.struct_passwd | None:
-        if os.geteuid() != 0:
-            return None
-        try:
-            return pwd.getpwnam("postgres")
-        except KeyError:
-            raise HarnessError(
-                "running as root, but PostgreSQL refuses to run as root and there is no "
-                "'postgres' system user to run it as: create one (useradd --system postgres) "
-                "or set PGHOST/PGPORT/PGUSER/PGPASSWORD to use an existing server"
-            ) from None
+        self.owner = cluster_owner()
 
     def _cmd(self, *cmd: str) -> list[str]:
-        if self.owner is None:
-            return list(cmd)
-        return ["runuser", "-u", "postgres", "--", *cmd]
+        return as_owner(self.owner, *cmd)
 
     def _own(self, path: Path) -> None:
         path.chmod(0o700)
@@ -352,7 +403,7 @@ def postgres(*, persistent: bool, fast: bool) -> Iterator[PgServer]:
         say(f"PostgreSQL: {given.label}")
         yield given
         return
-    root = RUN_DIR / "pg" if persistent else Path(tempfile.mkdtemp(prefix="bjet_pgdata_"))
+    root = kept_cluster_root(RUN_DIR, cluster_owner()) if persistent else new_cluster_root()
     cluster = PgCluster(root, throwaway=not persistent)
     try:
         server = cluster.start(fast=fast)
@@ -547,13 +598,18 @@ class OdooProcess:
         self.stop()
 
 
-def prepare_database(setup: OdooSetup, db: str, log_path: Path, *, echo: bool) -> None:
-    """Install the module with demo data in a new ``db``, or update it."""
-    state = module_state(setup, db)
-    action = ["-u", MODULE] if state == "installed" else ["-i", MODULE]
+def prepare_database(
+    setup: OdooSetup, db: str, log_path: Path, *, echo: bool, apps: tuple[str, ...] = ()
+) -> None:
+    """Install the module with demo data in a new ``db``, or update it; install
+    ``apps`` (other modules) in it when they are not yet."""
+    installed = module_state(setup, db) == "installed"
+    # Odoo skips the modules to install that already are.
+    installs = ",".join(apps if installed else (MODULE, *apps))
+    action = (["-u", MODULE] if installed else []) + (["-i", installs] if installs else [])
     say(
-        f"{'updating' if state == 'installed' else 'installing'} {MODULE} in database {db}"
-        f" (log: {log_path})"
+        f"{'updating' if installed else 'installing'} {MODULE} in database {db}"
+        f"{''.join(f' with {app}' for app in apps)} (log: {log_path})"
     )
     cmd = setup.command(db, *action, "--stop-after-init", "--max-cron-threads=0", "--no-http")
     with OdooProcess(cmd, setup.env, log_path, echo=echo) as odoo:
@@ -775,7 +831,7 @@ def cmd_run(_args: argparse.Namespace) -> int:
             pg = stack.enter_context(postgres(persistent=True, fast=False))
             work = stack.enter_context(workspace())
             setup = odoo_setup(odoo, work, RUN_DIR / "data", pg)
-            prepare_database(setup, db, log_path, echo=True)
+            prepare_database(setup, db, log_path, echo=True, apps=RUN_APPS)
             server, url = serve(stack, setup, db, port, log_path, echo=True, workers=workers)
             mode = f"{workers} HTTP workers, 2 cron workers" if workers else "threaded"
             say(f"Odoo {odoo.version} is up ({mode}): {url}/web/login  (admin / admin)")

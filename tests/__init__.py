@@ -16,6 +16,7 @@ from . import test_inbound_mapping
 from . import test_inbound_scripts
 from . import test_outbound_delivery
 from . import test_ui
+from . import test_menus
 from . import test_config_screens
 from . import test_inbound_lists
 from . import test_inbound_batches

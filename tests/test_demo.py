@@ -21,3 +21,6 @@ class TestDemoData(BjApiSyncCase):
         self.assertEqual(outbound.http_method_ids.name, "POST")
         rows = self.export(partners, self.env.ref("base.main_partner"))
         self.assertEqual(rows[0]["res_id"], self.env.ref("base.main_partner").id)
+        # `make run`'s first screen after login is the addon's.
+        self.assertEqual(self.env.ref("base.user_admin").action_id.id,
+                         self.env.ref("bjet_api_sync.action_bj_api_sync_config").id)
