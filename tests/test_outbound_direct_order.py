@@ -11,7 +11,6 @@ HTTP sink that records what it received, in order.
 
 import threading
 import time
-from pathlib import Path
 from unittest.mock import patch
 
 from psycopg2 import errors
@@ -23,7 +22,7 @@ from odoo.tools import mute_logger
 from ..core import http_client
 from ..services import delivery_worker
 from ..services.outbound_call import OutboundCall
-from .common import BjOutboundCase, CommittedDataMixin
+from .common import USAGE, BjOutboundCase, CommittedDataMixin, doc_section
 
 KEY = http_client.IDEMPOTENCY_HEADER
 EVENT = delivery_worker.EVENT_HEADER
@@ -160,9 +159,8 @@ class TestDirectCallTakesOverItsJob(BjOutboundCase):
 
 
 def readme_entry_point_example():
-    """The code block of the README's section on the entry point."""
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = text.split("### From code: the original entry point", 1)[1]
+    """The code block of the usage guide's section on the entry point."""
+    section = doc_section(USAGE, "From code: the original entry point")
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
