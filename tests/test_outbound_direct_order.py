@@ -387,7 +387,7 @@ class TestDirectCallRacesTheQueue(CommittedOutboundMixin, BaseCase):
 
 @tagged("post_install", "-at_install")
 class TestDirectCallInTheCallersTransaction(CommittedOutboundMixin, BaseCase):
-    """The README's pattern keeps the queued jobs; raising rolls them back with
+    """The usage guide's pattern keeps the queued jobs; raising rolls them back with
     the changes they carry (real transactions)."""
 
     def run_action(self, code):
@@ -495,7 +495,7 @@ class TestDirectCallTakeOverOfACommittedJob(CommittedOutboundMixin, BaseCase):
             self.assertFalse(self.jobs(env))
 
     def test_a_rolled_back_call_keeps_the_log_of_what_it_sent(self):
-        """The log row of an attempt survives the caller's rollback (README,
+        """The log row of an attempt survives the caller's rollback (readme/USAGE.md,
         bj.api.log._bj_write_log): the request did leave."""
         with self.committed_env() as env:
             env["res.partner"].browse(self.partner_id).phone = "v1"
