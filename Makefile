@@ -6,7 +6,7 @@
 #   make chaos [CHAOS_SEED=N]             queue, direct call, upserts under faults (<10 min)
 #   make lint
 # The harness needs only a Python 3 interpreter; it finds or builds Odoo 18
-# itself (ODOO_PYTHON, ODOO_SRC, ODOO_REF: see README, "The two commands").
+# itself (ODOO_PYTHON, ODOO_SRC, ODOO_REF: see docs/CONTRIBUTING.md, "The harness").
 HARNESS := python3 scripts/harness.py
 
 # Command-line variables (make run PORT=8070) must reach the harness environment.

@@ -22,7 +22,7 @@ The builtins that call a function for every item of an iterable in C (``map``,
 stops at its next item.  One long call into Odoo or a library, like a single
 long operation in C (``sum(range(10 ** 12))``, ``'x' * 10 ** 10``), reaches no
 checkpoint: ``statement_timeout`` bounds its SQL and Odoo's worker limits the
-rest (README, Script reference).
+rest (readme/USAGE.md, Script reference).
 
 Code a script leaves behind (a function stored where Odoo calls it later, a
 generator closed by the garbage collector) meets :class:`ScriptExpired`, an

@@ -251,8 +251,10 @@ class BjApiSyncConfig(models.Model):
     signature_secret, signature_secret_encrypted = secret_fields(
         "signature_secret",
         "Signature Secret",
-        "When set, inbound calls must carry X-BJET-Signature: t=<unix time>,v1=<hex "
-        "HMAC-SHA256 of '<t>.<raw body>'>.",
+        "When set, every inbound call must carry X-BJET-Signature: t=<unix time>,v1=<hex "
+        "HMAC-SHA256 of '<t>.<METHOD>.<path?query>.<raw body>'>, keyed with this secret: "
+        "<t> as in the header, the method in capitals, the path and query string exactly "
+        "as sent, and the raw body (empty for reads).",
     )
     rate_limit_per_minute = fields.Integer(
         string="Rate Limit per Minute",

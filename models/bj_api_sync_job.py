@@ -312,8 +312,8 @@ class BjApiSyncJob(models.Model):
             _logger.warning("Could not wake the outbound delivery worker", exc_info=True)
 
     def _bj_delivery_crons(self):
-        """The delivery scheduled action and its active copies (README, Scaling
-        delivery): the same model and code."""
+        """The delivery scheduled action and its active copies (docs/OPERATIONS.md,
+        Scaling delivery): the same model and code."""
         main = self.env.ref(WORKER_CRON, raise_if_not_found=False)
         if not main:
             return self.env["ir.cron"]

@@ -78,7 +78,7 @@ LEASE_TABLE = "bj_api_sync_lease"
 # The cron's watchdog limit when Odoo sets none, and the share of what is left
 # of it a run may use: a cron worker runs every due scheduled action in one go
 # under that limit, and the others after this one, a copy of the delivery
-# action among them (see README), need the rest.
+# action among them (see docs/OPERATIONS.md), need the rest.
 DEFAULT_TIME_LIMIT = 120
 RUN_SHARE = 0.4
 # Seconds kept free before the end of a run, beyond the requests in flight.
@@ -609,7 +609,7 @@ class DeliveryWorker:
         """With a backlog, wake the other delivery crons (copies of ours) too.
 
         One ir.cron runs in one thread at a time; administrators scale delivery
-        out by duplicating the delivery scheduled action (see README).
+        out by duplicating the delivery scheduled action (see docs/OPERATIONS.md).
         """
         if self._count_due() <= CLAIM_BATCH_SIZE:
             return

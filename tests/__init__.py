@@ -67,3 +67,5 @@ from . import test_inbound_upsert_race
 from . import test_inbound_upsert_attacks
 from . import test_inbound_identifier_scope_attacks
 from . import test_uninstall
+from . import test_documentation
+from . import test_first_integration

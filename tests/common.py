@@ -5,6 +5,7 @@ import base64
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 import sys
@@ -13,6 +14,7 @@ import time
 from contextlib import contextmanager, suppress
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import SimpleNamespace
 from unittest.mock import patch
 from urllib.parse import urlsplit
@@ -53,6 +55,41 @@ def line_commands(env, model_name, lines):
         })
         for index, (field_name, external_key, extra) in enumerate(lines)
     ]
+
+
+# The documentation files whose text tests read (their examples run, their quotes hold).
+ADDON_ROOT = Path(__file__).resolve().parent.parent
+README = ADDON_ROOT / "README.md"
+CONFIGURE = ADDON_ROOT / "readme" / "CONFIGURE.md"
+USAGE = ADDON_ROOT / "readme" / "USAGE.md"
+API_REFERENCE = ADDON_ROOT / "docs" / "API.md"
+SECURITY = ADDON_ROOT / "docs" / "SECURITY.md"
+MARKDOWN_FILES = (README, *sorted((ADDON_ROOT / "readme").glob("*.md")),
+                  *sorted((ADDON_ROOT / "docs").glob("*.md")))
+MARKDOWN_HEADING = re.compile(r"(#+) (.*)")
+
+
+def markdown_headings(text):
+    """``(line index, level, title)`` of each heading of ``text``, code blocks aside."""
+    headings, fenced = [], False
+    for index, line in enumerate(text.split("\n")):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and (match := MARKDOWN_HEADING.fullmatch(line)):
+            headings.append((index, len(match[1]), match[2].strip()))
+    return headings
+
+
+def doc_section(path, title):
+    """The section of the Markdown file ``path`` headed ``title``, up to the next
+    heading of its level or above."""
+    text = path.read_text()
+    lines = text.split("\n")
+    headings = markdown_headings(text)
+    start, level = next((index, level) for index, level, name in headings if name == title)
+    end = next((index for index, other, _name in headings if index > start and other <= level),
+               len(lines))
+    return "\n".join(lines[start:end])
 
 
 class BjApiSyncTestMixin:

@@ -199,7 +199,7 @@ class TestCronWatchdog(CommittedDataMixin, BaseCase):
                      self.server.requests[0].received_at - started)
 
     def test_a_change_starts_at_once_whatever_stale_triggers_say(self):
-        """Two delivery actions (README, Scaling delivery), idle cron workers
+        """Two delivery actions (docs/OPERATIONS.md, Scaling delivery), idle cron workers
         asleep, and a past-due trigger of the delivery action that nobody
         notified (a retry's wake-up that fell due): a new change still wakes
         the delivery actions, and its first attempt starts within 2 s."""

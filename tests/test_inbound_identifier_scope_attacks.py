@@ -134,7 +134,7 @@ class TestIdentifierScopeAttacks(UpsertKit, BjApiSyncCase):
 
     def test_a_post_of_an_archived_records_identifier(self):
         """Archived records are out of a configuration's scope, as out of every
-        Odoo search (active_test; README, inbound reference): a POST of an
+        Odoo search (active_test; docs/API.md): a POST of an
         archived contact's ref creates one active contact and leaves the
         archived one untouched."""
         by_ref = self.committed_config("arch-by-ref", "ref", "ref")

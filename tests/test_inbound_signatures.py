@@ -1,26 +1,31 @@
+import hashlib
+import hmac
 import json
 import re
 import shutil
 import subprocess
 import time
 import unittest
-from pathlib import Path
 
 from psycopg2 import errors
 
 from odoo.tests import tagged
 
 from ..core import inbound
-from .common import BjApiHttpCase, BjApiSyncCase, RacingTransactionsMixin, generated_secret
-
-README = Path(__file__).resolve().parent.parent / "README.md"
+from .common import (
+    API_REFERENCE,
+    SECURITY,
+    BjApiHttpCase,
+    BjApiSyncCase,
+    RacingTransactionsMixin,
+    doc_section,
+    generated_secret,
+)
 
 
 def readme_block(language):
-    """The first ``language`` code block of the README's "Request signatures" section."""
-    text = README.read_text()
-    section = text[text.index("### Request signatures"):]
-    section = section[:section.index("\n### ", 1)]
+    """The first ``language`` code block of the API reference's "Request signatures"."""
+    section = doc_section(API_REFERENCE, "Request signatures")
     return re.search(rf"```{language}\n(.*?)```", section, re.DOTALL)[1]
 
 
@@ -188,3 +193,51 @@ class TestSignatureReplayRace(RacingTransactionsMixin, BjApiSyncCase):
         thread.join(10)
         self.assertIs(outcome.get("result"), True)
         retry.env.cr.rollback()
+
+
+# What a signed-string description may name, and what each stands for in a request.
+SIGNED_PARTS = ("<t>", "<METHOD>", "<path?query>", "<raw body>")
+
+
+def signed_by_description(template, timestamp, method, target, body):
+    """The bytes ``template`` (e.g. ``<t>.<METHOD>.<path?query>.<raw body>``) says to sign."""
+    values = dict(zip(SIGNED_PARTS, (timestamp, method, target, body.decode()), strict=True))
+    return re.sub("|".join(map(re.escape, SIGNED_PARTS)), lambda m: values[m[0]],
+                  template).encode()
+
+
+@tagged("post_install", "-at_install")
+class TestSignatureDocumentation(BjApiSyncCase):
+    """An integrator following the Signature Secret's help text, or the API
+    reference, signs requests the server accepts."""
+
+    def descriptions(self):
+        help_text = self.env["bj.api.sync.config"]._fields["signature_secret"].help
+        api = doc_section(API_REFERENCE, "Request signatures")
+        security = SECURITY.read_text()
+        return {
+            "help text": re.search(r"HMAC-SHA256 of '([^']+)'", help_text)[1],
+            "API reference": re.search(r'HMAC-SHA256\(secret, "([^"]+)"\)', api)[1],
+            "security": re.search(r"the signed string is `([^`]+)`", security)[1],
+        }
+
+    def verify(self, template):
+        secret, method, target = "documented-secret", "PUT", "/bj_api_sync/v1/partners/7?limit=5"
+        body, now = b'{"name": "Ada"}', time.time()
+        timestamp = f"{now:.3f}"
+        self.assertEqual(set(re.findall(r"<[^>]+>", template)) - set(SIGNED_PARTS), set(),
+                         f"{template} names only parts of a request")
+        signature = hmac.new(secret.encode(), signed_by_description(
+            template, timestamp, method, target, body), hashlib.sha256).hexdigest()
+        inbound.verify_signature(secret, f"t={timestamp},v1={signature}", method, target, body,
+                                 now)
+
+    def test_every_description_signs_as_the_server_verifies(self):
+        for where, template in self.descriptions().items():
+            with self.subTest(where=where):
+                self.verify(template)
+
+    def test_the_former_description_is_refused(self):
+        # The help text once read '<t>.<raw body>': every call signed so got a 401.
+        with self.assertRaisesRegex(inbound.InboundError, "does not match"):
+            self.verify("<t>.<raw body>")

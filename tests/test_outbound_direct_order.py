@@ -11,7 +11,6 @@ HTTP sink that records what it received, in order.
 
 import threading
 import time
-from pathlib import Path
 from unittest.mock import patch
 
 from psycopg2 import errors
@@ -23,7 +22,7 @@ from odoo.tools import mute_logger
 from ..core import http_client
 from ..services import delivery_worker
 from ..services.outbound_call import OutboundCall
-from .common import BjOutboundCase, CommittedDataMixin, line_commands
+from .common import USAGE, BjOutboundCase, CommittedDataMixin, doc_section, line_commands
 
 KEY = http_client.IDEMPOTENCY_HEADER
 EVENT = delivery_worker.EVENT_HEADER
@@ -160,9 +159,8 @@ class TestDirectCallTakesOverItsJob(BjOutboundCase):
 
 
 def readme_entry_point_example():
-    """The code block of the README's section on the entry point."""
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = text.split("### From code: the original entry point", 1)[1]
+    """The code block of the usage guide's section on the entry point."""
+    section = doc_section(USAGE, "From code: the original entry point")
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
@@ -381,7 +379,7 @@ class TestDirectCallRacesTheQueue(CommittedOutboundMixin, BaseCase):
 
 @tagged("post_install", "-at_install")
 class TestDirectCallInTheCallersTransaction(CommittedOutboundMixin, BaseCase):
-    """The README's pattern keeps the queued jobs; raising rolls them back with
+    """The usage guide's pattern keeps the queued jobs; raising rolls them back with
     the changes they carry (real transactions)."""
 
     def run_action(self, code):
@@ -489,7 +487,7 @@ class TestDirectCallTakeOverOfACommittedJob(CommittedOutboundMixin, BaseCase):
             self.assertFalse(self.jobs(env))
 
     def test_a_rolled_back_call_keeps_the_log_of_what_it_sent(self):
-        """The log row of an attempt survives the caller's rollback (README,
+        """The log row of an attempt survives the caller's rollback (readme/USAGE.md,
         bj.api.log._bj_write_log): the request did leave."""
         with self.committed_env() as env:
             env["res.partner"].browse(self.partner_id).phone = "v1"

@@ -37,7 +37,7 @@ class TestOutboundTriggers(BjOutboundCase):
         self.assertEqual(len(wake_ups), 1, "one wake-up per transaction, after its commit")
 
     def test_every_delivery_cron_is_woken_whatever_stale_triggers_say(self):
-        """With a copy of the delivery action (README, Scaling delivery), a
+        """With a copy of the delivery action (docs/OPERATIONS.md, Scaling delivery), a
         past-due trigger left by a cron still running stops no wake-up: every
         delivery cron without a trigger made a moment ago is triggered, and a
         burst of commits within that moment triggers nothing more."""

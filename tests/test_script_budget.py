@@ -304,7 +304,7 @@ class TestScriptBudget(BaseCase):
 
     def test_checkpoint_overhead(self):
         """The cost of a checkpoint per statement on the tightest loops (logged
-        for the README): within a small factor of the plain code."""
+        for readme/USAGE.md): within a small factor of the plain code."""
         sources = {
             "while": "i = 0\nwhile i < 300000:\n    i += 1",
             "for": "t = 0\nfor i in range(300000):\n    t += i",

@@ -5,7 +5,6 @@ one through its Mapping Models and every one it maps through, is changed only by
 Settings administrators, with everything its plan is built from."""
 
 import logging
-from pathlib import Path
 
 from lxml import etree
 
@@ -14,7 +13,7 @@ from odoo.exceptions import AccessError
 from odoo.tests import Form, HttpCase, new_test_user, tagged
 from odoo.tools import convert_file, mute_logger
 
-from .common import BjApiSyncCase, BjApiSyncTestMixin
+from .common import CONFIGURE, BjApiSyncCase, BjApiSyncTestMixin, doc_section
 
 _logger = logging.getLogger(__name__)
 
@@ -258,8 +257,7 @@ class TestScriptLock(BjApiSyncCase):
             [(False, "form")])["views"]["form"]["arch"])
         banner = arch.xpath("//div[@invisible='not admin_only']")[0]
         text = " ".join("".join(banner.itertext()).split())
-        readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-        access_rights = readme.split("### Access rights")[1].split("\n### ")[0]
+        access_rights = doc_section(CONFIGURE, "Access rights")
         self.assertIn(f'"{text}"', " ".join(access_rights.split()))
 
 
