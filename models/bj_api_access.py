@@ -23,7 +23,7 @@ NUMERIC_TYPES = ("integer", "float", "monetary")
 
 __all__ = [
     "ADMIN_GROUP", "MANAGER_GROUP", "USER_GROUP", "check_field_access", "check_group",
-    "config_company_field", "offer_admin_values", "user_level",
+    "config_company_field", "field_nodes", "offer_admin_values", "user_level",
 ]
 
 
@@ -180,21 +180,26 @@ def _refusal(records, field, rule, needed):
 ADMIN_VALUES_WIDGET = "bj_admin_values"
 
 
-def offer_admin_values(node, model):
-    """Give every field of ``node`` (a view's arch) with values only Settings
-    administrators may choose the selection widget that offers those values to
-    them alone (static/src/config_form/admin_values_field.js), so that a change
-    the server would refuse cannot be made on screen; the fields of x2many
-    sub-views follow their comodel."""
+def field_nodes(node, model):
+    """(model, field node) of every field of ``node`` (a view's arch): the fields
+    of x2many sub-views with their comodel."""
     for child in node.iterchildren(tag=etree.Element):
         if child.tag != "field":
-            offer_admin_values(child, model)
+            yield from field_nodes(child, model)
             continue
-        name = child.get("name")
-        values = field_access.rule_of(model._name, name).admin_values
-        if values:
-            child.set("widget", ADMIN_VALUES_WIDGET)
-            child.set("options", repr({"admin_values": list(values)}))
-        field = model._fields.get(name)
+        yield model, child
+        field = model._fields.get(child.get("name"))
         if field is not None and field.relational:
-            offer_admin_values(child, model.env[field.comodel_name])
+            yield from field_nodes(child, model.env[field.comodel_name])
+
+
+def offer_admin_values(arch, model):
+    """Give every field of the view with values only Settings administrators may
+    choose the selection widget that offers those values to them alone
+    (static/src/config_form/admin_values_field.js), so that a change the server
+    would refuse cannot be made on screen."""
+    for owner, node in field_nodes(arch, model):
+        values = field_access.rule_of(owner._name, node.get("name")).admin_values
+        if values:
+            node.set("widget", ADMIN_VALUES_WIDGET)
+            node.set("options", repr({"admin_values": list(values)}))

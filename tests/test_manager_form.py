@@ -17,7 +17,7 @@ from odoo.tools.safe_eval import safe_eval
 from ..core import field_access
 from ..core.field_access import MANAGER_LEVEL, needed_level
 from ..core.plan import SCRIPT_TYPES
-from ..models.bj_api_access import ADMIN_VALUES_WIDGET
+from ..models.bj_api_access import ADMIN_VALUES_WIDGET, field_nodes
 from .common import BjApiSyncCase, BjApiSyncTestMixin
 
 CONFIG, LINE = "bj.api.sync.config", "bj.api.sync.config.line"
@@ -30,19 +30,6 @@ REFUSED_ON_SAVE = {(CONFIG, "trigger_action_id")}
 # Computed from the saved record (``_origin``), whatever its dependencies: an
 # edit on screen does not change it.
 SAVED_STATE = {(CONFIG, "admin_only")}
-
-
-def field_nodes(node, model):
-    """(model name, field node) of every field of a view's arch, those of
-    x2many sub-views with their comodel."""
-    for child in node.iterchildren(tag=etree.Element):
-        if child.tag != "field":
-            yield from field_nodes(child, model)
-            continue
-        yield model._name, child
-        field = model._fields.get(child.get("name"))
-        if field is not None and field.relational:
-            yield from field_nodes(child, model.env[field.comodel_name])
 
 
 def value_of(record, name):
@@ -77,18 +64,19 @@ class TestManagerForm(BjApiSyncCase):
             trigger_action_model_id=cls.env["ir.model"]._get_id("base.automation"))
         cls.own_in = cls.make_config(
             name="Manager's in", endpoint="mform-in", run_as_user_id=manager.id,
-            user_id=manager.id,
+            user_id=manager.id, header_ids=[Command.create({"key": "X-Own", "value": "1"})],
+            param_ids=[Command.create({"key": "q", "field_id": cls.partner_field("name").id})],
             lines=[("id", "id", {"is_identifier": True}), ("name", "name", None),
                    ("country_id", "country", {"value_type": "relational_mapping",
                                               "mapping_config_id": cls.countries.id})])
 
     def states(self, model_name):
-        """The records a manager meets in the forms: saved ones, and a new one."""
+        """The records a manager meets in the forms: saved ones (configurations, or
+        their lines, headers, parameters), and a new one."""
         env = self.env(user=self.sync_manager)
-        if model_name == CONFIG:
-            saved = (self.own_out | self.own_in).with_env(env)
-        else:
-            saved = self.own_in.line_ids.with_env(env)
+        configs = (self.own_out | self.own_in).with_env(env)
+        saved = configs if model_name == CONFIG else env[model_name].search(
+            [("config_id", "in", configs.ids)])
         new = env[model_name].new(env[model_name].default_get(list(env[model_name]._fields)))
         return [*saved, new]
 
@@ -114,7 +102,8 @@ class TestManagerForm(BjApiSyncCase):
             model = self.env[view.model].with_user(self.sync_manager)
             arch = etree.fromstring(
                 model.get_views([(view.id, "form")])["views"]["form"]["arch"])
-            for model_name, node in field_nodes(arch, model):
+            for owner, node in field_nodes(arch, model):
+                model_name = owner._name
                 name = node.get("name")
                 if name not in field_access.FIELD_ACCESS.get(model_name, {}):
                     continue  # computed: read-only by definition
@@ -141,7 +130,8 @@ class TestManagerForm(BjApiSyncCase):
             view = self.env.ref(xmlid)
             model = self.env[view.model]
             arch = etree.fromstring(model.get_views([(view.id, "form")])["views"]["form"]["arch"])
-            for model_name, node in field_nodes(arch, model):
+            for owner, node in field_nodes(arch, model):
+                model_name = owner._name
                 if not node.get("readonly"):
                     continue
                 conditions += 1
@@ -177,8 +167,8 @@ class TestManagerForm(BjApiSyncCase):
                 model = self.env[view.model].with_user(user)
                 arch = etree.fromstring(
                     model.get_views([(view.id, "form")])["views"]["form"]["arch"])
-                for model_name, node in field_nodes(arch, model):
-                    values = field_access.rule_of(model_name, node.get("name")).admin_values
+                for owner, node in field_nodes(arch, model):
+                    values = field_access.rule_of(owner._name, node.get("name")).admin_values
                     if values:
                         widgets += 1
                         self.assertEqual(node.get("widget"), ADMIN_VALUES_WIDGET)
