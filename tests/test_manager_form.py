@@ -23,9 +23,10 @@ from .common import BjApiSyncCase, BjApiSyncTestMixin
 CONFIG, LINE = "bj.api.sync.config", "bj.api.sync.config.line"
 FORMS = ("bjet_api_sync.bj_api_sync_config_view_form",
          "bjet_api_sync.bj_api_sync_config_line_view_form")
-# Editable for a manager, refused on Save with the field named: the web client
-# knows no user level in a readonly condition, and this field's node belongs to
-# the Filter Domain's group of the shared form.
+# Editable for a manager once its Trigger Action Model is chosen, and refused on
+# Save with the field named: a readonly condition of the web client sees the
+# record, not the user's groups, and the configuration has no field that tells
+# a Settings administrator (admin_only is about the record, for everyone else).
 REFUSED_ON_SAVE = {(CONFIG, "trigger_action_id")}
 # Computed from the saved record (``_origin``), whatever its dependencies: an
 # edit on screen does not change it.

@@ -32,6 +32,7 @@ CASES = [
      "    return dt.strftime('%Y-%m-%d')\n", False),
     ("a local of a function", "def f():\n    result = 1\n    return result", False),
     ("a lambda's parameter", "f = lambda result: result", False),
+    ("a walrus in a lambda", "f = lambda: (result := 1)", False),
     ("a comprehension's variable", "values = [result for result in range(2)]", False),
     ("a class attribute", "class A:\n    result = 1", False),
     ("read, never set", "value = result", False),
