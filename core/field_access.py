@@ -9,6 +9,8 @@ tests walk every field of every model against it.  Plain Python, no ORM.
 
 from collections import namedtuple
 
+from .plan import SCRIPT_TYPES
+
 # Levels of the writing user, from the groups it has.
 NOBODY_LEVEL = 0  # no API Sync group
 USER_LEVEL = 1  # API Sync User
@@ -21,9 +23,11 @@ NEVER = 4  # above every user: only the addon's own code
 #   names_self: below ADMIN_LEVEL, the value may only be the writing user;
 #   requires: (field, value) the record must have for this one to be set: the
 #       condition of the view's readonly attribute; value a selection key, or
-#       None for any value.
-Rule = namedtuple("Rule", "level create_only names_self requires",
-                  defaults=(False, False, None))
+#       None for any value;
+#   admin_values: values only ADMIN_LEVEL may give (the forms offer them to
+#       Settings administrators alone: bj_api_access.offer_admin_values).
+Rule = namedtuple("Rule", "level create_only names_self requires admin_values",
+                  defaults=(False, False, None, ()))
 
 MANAGER = Rule(MANAGER_LEVEL)
 ADMIN = Rule(ADMIN_LEVEL)
@@ -76,10 +80,10 @@ FIELD_ACCESS = {
     "bj.api.sync.config.line": {
         **dict.fromkeys(ORM_FIELDS + ("company_id",), NOBODY),
         "config_id": ON_CREATE,
-        # A script type makes the whole configuration Settings administrators'
-        # (bj.api.plan.source.mixin), so a manager cannot choose one.
-        **dict.fromkeys(("sequence", "field_id", "value_type", "external_key",
-                         "is_identifier"), MANAGER),
+        **dict.fromkeys(("sequence", "field_id", "external_key", "is_identifier"), MANAGER),
+        # A script type is code, and makes the whole configuration Settings
+        # administrators' (bj.api.plan.source.mixin).
+        "value_type": Rule(MANAGER_LEVEL, admin_values=SCRIPT_TYPES),
         "mapping_config_id": Rule(MANAGER_LEVEL, requires=("value_type", "relational_mapping")),
         # Scripts are code: administrators' alone.
         "script_mode": ADMIN,

@@ -117,3 +117,43 @@ def bind_script_name(tree, name):
     """``tree`` (checked) with its reads of ``__name__`` replaced by ``name``:
     the sandbox refuses every dunder name in compiled code."""
     return ast.fix_missing_locations(_ScriptName(name).visit(tree))
+
+
+# Scopes of their own: a name bound inside is not the script's variable, but a
+# walrus in a comprehension binds in the enclosing scope.
+_FUNCTION_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def binds_name(source, name):
+    """Whether the statements of ``source`` can set the variable ``name`` of the
+    script's own namespace: an assignment (walrus included), a ``for``,
+    ``with``, ``except`` or ``match`` target, an import, a ``def`` or ``class``
+    of that name, or a ``global`` declaration; not a name local to a function,
+    a lambda or a comprehension."""
+    pending = list(ast.iter_child_nodes(ast.parse(source)))
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Global) and name in node.names:
+            return True
+        if isinstance(node, _FUNCTION_SCOPES):
+            if node.name == name:
+                return True
+            pending.extend(child for child in ast.walk(node) if isinstance(child, ast.Global))
+            continue
+        if isinstance(node, ast.Lambda):
+            continue
+        if isinstance(node, _COMPREHENSIONS):
+            pending.extend(child for child in ast.walk(node) if isinstance(child, ast.NamedExpr))
+            continue
+        bound = (
+            (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id)
+            or (isinstance(node, ast.alias) and (node.asname or node.name.split(".")[0]))
+            or (isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar))
+                and node.name)
+            or (isinstance(node, ast.MatchMapping) and node.rest)
+        )
+        if bound == name:
+            return True
+        pending.extend(ast.iter_child_nodes(node))
+    return False

@@ -7,6 +7,8 @@ can call it over RPC, whatever ``groups=`` its view sets.  Every ``action_*``
 method therefore checks its group first, with :func:`check_group`.
 """
 
+from lxml import etree
+
 from odoo import fields
 from odoo.exceptions import AccessError
 
@@ -21,7 +23,7 @@ NUMERIC_TYPES = ("integer", "float", "monetary")
 
 __all__ = [
     "ADMIN_GROUP", "MANAGER_GROUP", "USER_GROUP", "check_field_access", "check_group",
-    "config_company_field", "user_level",
+    "config_company_field", "field_nodes", "offer_admin_values", "user_level",
 ]
 
 
@@ -82,6 +84,9 @@ def check_field_access(records, vals_list, creating):
                 names_self=field.type == "many2one" and field.comodel_name == "res.users"
                 and value == env.uid,
             )
+            if (level < ADMIN_LEVEL and value in rule.admin_values
+                    and not _unchanged(records, field, value, creating)):
+                raise AccessError(_admin_value_refusal(records, field, value))
             if (level >= needed and not (rule.requires and value)
                     or _unchanged(records, field, value, creating)):
                 continue
@@ -145,6 +150,13 @@ def _check_requirement(records, field, requires, vals, creating):
                                 "%(condition)s is %(value)s.", value=choices[wanted], **label))
 
 
+def _admin_value_refusal(records, field, value):
+    _ = records.env._  # the user's language: no env in this frame for odoo's _
+    return _("Only Settings administrators may choose %(value)s as %(field)s (%(name)s) of "
+             "%(model)s.", value=dict(field._description_selection(records.env))[value],
+             field=field.string, name=field.name, model=records._description)
+
+
 def _refusal(records, field, rule, needed):
     _ = records.env._  # the user's language: no env in this frame for odoo's _
     label = {"field": field.string, "name": field.name, "model": records._description}
@@ -161,3 +173,33 @@ def _refusal(records, field, rule, needed):
         return _("Only Settings administrators may change %(field)s (%(name)s) of "
                  "%(model)s.", **label)
     return _("Only API Sync Managers may change %(field)s (%(name)s) of %(model)s.", **label)
+
+
+# -- the table in the forms ------------------------------------------------------------
+
+ADMIN_VALUES_WIDGET = "bj_admin_values"
+
+
+def field_nodes(node, model):
+    """(model, field node) of every field of ``node`` (a view's arch): the fields
+    of x2many sub-views with their comodel."""
+    for child in node.iterchildren(tag=etree.Element):
+        if child.tag != "field":
+            yield from field_nodes(child, model)
+            continue
+        yield model, child
+        field = model._fields.get(child.get("name"))
+        if field is not None and field.relational:
+            yield from field_nodes(child, model.env[field.comodel_name])
+
+
+def offer_admin_values(arch, model):
+    """Give every field of the view with values only Settings administrators may
+    choose the selection widget that offers those values to them alone
+    (static/src/config_form/admin_values_field.js), so that a change the server
+    would refuse cannot be made on screen."""
+    for owner, node in field_nodes(arch, model):
+        values = field_access.rule_of(owner._name, node.get("name")).admin_values
+        if values:
+            node.set("widget", ADMIN_VALUES_WIDGET)
+            node.set("options", repr({"admin_values": list(values)}))

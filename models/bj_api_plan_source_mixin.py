@@ -1,6 +1,8 @@
 from odoo import _, api, models
 from odoo.exceptions import AccessError
 
+from .bj_api_access import offer_admin_values
+
 POSTCOMMIT_FLAG = "bj_api_sync_plans_dropped"
 
 
@@ -63,6 +65,14 @@ class BjApiPlanSourceMixin(models.AbstractModel):
                 "you, holds a Python Script or has a Trigger Action, itself or through a "
                 "configuration on its Mapping Model chain.",
                 name=locked[0].name))
+
+    @api.model
+    def _get_view(self, view_id=None, view_type="form", **options):
+        """Values of a field that only Settings administrators may choose are
+        offered to them alone (a script type of a line)."""
+        arch, view = super()._get_view(view_id, view_type, **options)
+        offer_admin_values(arch, self)
+        return arch, view
 
     @api.model_create_multi
     def create(self, vals_list):

@@ -12,8 +12,9 @@ from ..core.plan import (
     VALUE_RELATIONAL_SCRIPT,
     VALUE_SCRIPT,
 )
+from ..core.script_rules import binds_name
 from ..services import run_as
-from ..services.scripts import compile_script
+from ..services.scripts import RESULT_VARIABLE, compile_script
 from .bj_api_access import ADMIN_GROUP, check_group, config_company_field, user_level
 
 
@@ -197,9 +198,21 @@ class BjApiSyncConfigLine(models.Model):
 
     @api.model
     def check_python_script(self, python_script, script_mode):
-        """What the Script dialog shows before it keeps a script: the error that
-        compiling it gives, or False.  Lines in the form may not be saved yet, so
-        the dialog checks the text, not a record.  Only those who may write a
-        script ask: compiling costs the server time."""
+        """What the Script dialog shows before it keeps a script: ``error``, the
+        error that compiling it gives (the dialog keeps nothing then), and
+        ``warning``, a mistake the script can be kept with (the dialog asks
+        again).  Lines in the form may not be saved yet, so the dialog checks
+        the text, not a record.  Only those who may write a script ask:
+        compiling costs the server time."""
         check_group(self.env, ADMIN_GROUP)
-        return compile_script(python_script, script_mode).error or False
+        script = compile_script(python_script, script_mode)
+        warning = False
+        if (not script.error and script_mode == MODE_EVALUATE and not script.is_expression
+                and not binds_name(python_script, RESULT_VARIABLE)):
+            warning = _(
+                "Evaluate assigns the value of the expression, or of the variable "
+                "'%(result)s' set by statements: these statements never set '%(result)s', so "
+                "the field would get no value. End them with %(result)s = …, or choose "
+                "Execute. Save again to keep the script as it is.",
+                result=RESULT_VARIABLE)
+        return {"error": script.error or False, "warning": warning}

@@ -3,6 +3,16 @@ from odoo.tests import Form, tagged
 
 from .common import BjApiSyncCase
 
+# The original's FAQ ("How do I handle different date formats?"), as written.
+FAQ_DATE_SNIPPET = """from datetime import datetime
+
+def convert_date(date_string):
+    # Parse MM/DD/YYYY format
+    dt = datetime.strptime(date_string, '%m/%d/%Y')
+    # Return Odoo format YYYY-MM-DD
+    return dt.strftime('%Y-%m-%d')
+"""
+
 
 @tagged("post_install", "-at_install")
 class TestConfigScreenDefaults(BjApiSyncCase):
@@ -117,18 +127,37 @@ class TestConfigScreenLines(BjApiSyncCase):
 
     def test_script_dialog_check(self):
         lines = self.env["bj.api.sync.config.line"]
-        self.assertFalse(lines.check_python_script("(request_data.get('a') or '').strip()",
-                                                   "evaluate"))
-        self.assertFalse(lines.check_python_script("value = 1\nresult = value + 1", "evaluate"))
-        self.assertIn("SyntaxError", lines.check_python_script("def (", "evaluate"))
-        self.assertIn("SyntaxError", lines.check_python_script("result = ", "execute"))
+
+        def error(script, mode):
+            return lines.check_python_script(script, mode)["error"]
+
+        self.assertFalse(error("(request_data.get('a') or '').strip()", "evaluate"))
+        self.assertFalse(error("value = 1\nresult = value + 1", "evaluate"))
+        self.assertIn("SyntaxError", error("def (", "evaluate"))
+        self.assertIn("SyntaxError", error("result = ", "execute"))
         # Texts that would exhaust the parser or the checker are answered, not raised.
-        self.assertIn("nests too deeply", lines.check_python_script("1+" * 30_000 + "1",
-                                                                    "evaluate"))
-        self.assertIn("nests too deeply", lines.check_python_script("-" * 60_000 + "1",
-                                                                    "evaluate"))
-        self.assertIn("at most 65536 characters",
-                      lines.check_python_script("x = 1\n" * 20_000, "execute"))
+        self.assertIn("nests too deeply", error("1+" * 30_000 + "1", "evaluate"))
+        self.assertIn("nests too deeply", error("-" * 60_000 + "1", "evaluate"))
+        self.assertIn("at most 65536 characters", error("x = 1\n" * 20_000, "execute"))
+
+    def test_script_dialog_warns_of_an_evaluate_script_without_result(self):
+        """The original's FAQ date snippet, pasted as written, sets no result."""
+        lines = self.env["bj.api.sync.config.line"]
+        for script, mode, warned in (
+            (FAQ_DATE_SNIPPET, "evaluate", True),
+            (FAQ_DATE_SNIPPET, "execute", False),
+            (FAQ_DATE_SNIPPET + "\nresult = convert_date(request_data['date'])", "evaluate",
+             False),
+            ("record.name", "evaluate", False),
+            ("value = record.name.upper()", "evaluate", True),
+            ("def (", "evaluate", False),  # an error, not a warning
+        ):
+            with self.subTest(script=script[-40:], mode=mode):
+                answer = lines.check_python_script(script, mode)
+                self.assertEqual(bool(answer["warning"]), warned, answer)
+                if warned:
+                    self.assertFalse(answer["error"])
+                    self.assertIn("never set 'result'", answer["warning"])
 
     def test_script_dialog_check_is_for_script_authors(self):
         """Compiling costs the server time: only those who write scripts ask."""

@@ -13,7 +13,8 @@ const LINE_MODEL = "bj.api.sync.config.line";
  * The "Python Script" dialog of a configuration line. It edits the line of the
  * form, saved or not: Save checks the script on the server (syntax and the
  * sandbox's rules), shows the error here, and only then writes it into the line,
- * which the form saves with everything else.
+ * which the form saves with everything else. A warning (an Evaluate script that
+ * never sets result) is shown first; Save again keeps the script.
  */
 export class ScriptDialog extends Component {
     static template = "bjet_api_sync.ScriptDialog";
@@ -31,6 +32,7 @@ export class ScriptDialog extends Component {
             script: python_script || "",
             mode: script_mode || this.modes[0][0],
             error: "",
+            warning: "",
         });
     }
 
@@ -39,12 +41,18 @@ export class ScriptDialog extends Component {
     }
 
     async save() {
-        const error = await this.orm.call(LINE_MODEL, "check_python_script", [
-            this.state.script,
-            this.state.mode,
+        const { script, mode } = this.state;
+        const { error, warning } = await this.orm.call(LINE_MODEL, "check_python_script", [
+            script,
+            mode,
         ]);
         if (error) {
             this.state.error = error;
+            return;
+        }
+        // A warning is shown once: saving the same script again keeps it.
+        if (warning && this.state.warning !== warning) {
+            this.state.warning = warning;
             return;
         }
         await this.props.record.update({

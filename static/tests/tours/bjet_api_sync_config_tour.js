@@ -49,23 +49,46 @@ function typeScript(script) {
     };
 }
 
+// The original's FAQ ("How do I handle different date formats?"), as written:
+// statements that never set result.
+const FAQ_DATE_SNIPPET = `from datetime import datetime
+
+def convert_date(date_string):
+    # Parse MM/DD/YYYY format
+    dt = datetime.strptime(date_string, '%m/%d/%Y')
+    # Return Odoo format YYYY-MM-DD
+    return dt.strftime('%Y-%m-%d')
+`;
+
+/** Save a first version of the script that the dialog's check answers with ``alert``. */
+function checkScript(text, what, alert) {
+    return [
+        typeScript(text),
+        {
+            content: `Save ${what}`,
+            trigger: ".modal .modal-footer .btn-primary:contains('Save')",
+            run: "click",
+        },
+        {
+            content: "The dialog shows why and stays open",
+            trigger: `.modal ${alert}`,
+        },
+    ];
+}
+
 /** Write a script in the Python Script dialog of the line being edited; a
- * ``broken`` script first shows the dialog's check. */
-function writeScript(script, broken) {
-    const check = broken
-        ? [
-              typeScript(broken),
-              {
-                  content: "Save the broken script",
-                  trigger: ".modal .modal-footer .btn-primary:contains('Save')",
-                  run: "click",
-              },
-              {
-                  content: "The dialog shows the error and stays open",
-                  trigger: ".modal .alert-danger:contains('SyntaxError')",
-              },
-          ]
-        : [];
+ * ``broken`` script first shows the dialog's check, an ``unset`` one (Evaluate
+ * statements that never set result) its warning. */
+function writeScript(script, broken, unset) {
+    const check = [
+        ...(broken
+            ? checkScript(broken, "the broken script", ".alert-danger:contains('SyntaxError')")
+            : []),
+        ...(unset
+            ? checkScript(unset, "a script that sets no result",
+                          ".alert-warning:contains(\"never set 'result'\")")
+            : []),
+    ];
     return [
         {
             content: "Open the Python Script dialog of the new, unsaved line",
@@ -91,7 +114,7 @@ function writeScript(script, broken) {
 }
 
 /** Add a line: Field, Value Calculation Type, External API Key, and a script for script types. */
-function addLine({ field, type, key, script, broken, mapping, identifier }) {
+function addLine({ field, type, key, script, broken, unset, mapping, identifier }) {
     return [
         {
             content: `Add a line for ${field}`,
@@ -127,7 +150,7 @@ function addLine({ field, type, key, script, broken, mapping, identifier }) {
                   },
               ]
             : []),
-        ...(script ? writeScript(script, broken) : []),
+        ...(script ? writeScript(script, broken, unset) : []),
     ];
 }
 
@@ -253,6 +276,7 @@ registry.category("web_tour.tours").add("bjet_api_sync_config_tour", {
                 type: "Relational with Python Script",
                 key: "tags",
                 script: "tags = env['res.partner.category'].search([('name', 'in', request_data.get('tags') or [])])\nresult = tags.ids",
+                unset: FAQ_DATE_SNIPPET,
             }),
             ...save(),
             {
