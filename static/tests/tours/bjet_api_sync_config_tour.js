@@ -131,7 +131,7 @@ function addLine({ field, type, key, script, broken, mapping, identifier }) {
     ];
 }
 
-function save() {
+export function save() {
     return [
         {
             content: "Save",
