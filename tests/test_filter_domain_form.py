@@ -59,7 +59,7 @@ class TestFilterDomainCount(BjApiSyncCase):
         cases = (
             ("[('name', '=', env.user.name)]", "is not allowed in a Filter Domain"),
             ("[('no_such_field', '=', 1)]", "no_such_field"),
-            ("[('id', '=', 'abc')]", "abc"),
+            ("[('id', '=', 'abc')]", "invalid input syntax"),  # PostgreSQL's refusal
             ("[('user_ids.password', '=like', 'a%')]", "cannot be searched"),
             ("('is_company', '=', True)", "is a list"),
         )
@@ -72,6 +72,8 @@ class TestFilterDomainCount(BjApiSyncCase):
                 self.assertIn(reason, form.filter_domain_problem)
                 with self.assertRaisesRegex(ValidationError, "is not a valid domain"):
                     form.save()
+        form.filter_domain = "[('ref', '=like', 'CNT-%')]"
+        self.assertEqual((form.filter_domain_count, form.filter_domain_problem), (3, False))
         self.assertFalse(logged, "no ERROR line: PostgreSQL's refusal is not logged")
 
     def test_a_domain_saved_before_it_was_data_opens(self):
