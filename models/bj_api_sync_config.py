@@ -102,8 +102,9 @@ class BjApiSyncConfig(models.Model):
         compute="_compute_filter_domain_count",
         string="Matching Records",
         help="How many records the Filter Domain and the Company select now, as the Run "
-        "As User sees them: the total of a GET on the endpoint (In), the records a "
-        "delivery may send, archived ones included (Out).",
+        "As User sees them: archived records left out for In, as its lists leave them "
+        "out, and counted for Out, whose deliveries send them. Counted for the Run As "
+        "User and Settings administrators only.",
     )
     filter_domain_problem = fields.Char(
         compute="_compute_filter_domain_count",
