@@ -138,8 +138,12 @@ class TriggerPlan:
 
 
 @dataclass(frozen=True)
-class ConfigPlan:
-    config_id: int
+class ScopePlan:
+    """Which records a configuration sees, and as whom: all that choosing them
+    reads (services/filter_domain.py, services/run_as.py).  The form builds one
+    of its unsaved values to count the records they match."""
+
+    config_id: int | None  # None for a configuration not saved yet
     name: str
     request_type: str
     model: str
@@ -149,6 +153,10 @@ class ConfigPlan:
     # each use: it may compare with the current time (services/filter_domain.py).
     filter_template: object = field(repr=False, compare=False)
     company_domain: tuple  # the records of the configuration's company
+
+
+@dataclass(frozen=True)
+class ConfigPlan(ScopePlan):
     lines: tuple  # LinePlan, in sequence order
     identifier: LinePlan | None
     auth: AuthPlan

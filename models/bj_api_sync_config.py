@@ -24,11 +24,12 @@ from ..core.plan import (
     DeliveryPlan,
     LinePlan,
     ParamPlan,
+    ScopePlan,
     TriggerPlan,
     strip_bearer,
 )
-from ..services import run_as
-from ..services.filter_domain import evaluate_domain
+from ..services import outbound, run_as
+from ..services.filter_domain import evaluate_domain, scope_domain
 from ..services.quiet_cursor import QuietCursor
 from ..services.scripts import compile_script
 from .bj_api_access import MANAGER_GROUP, USER_GROUP, check_group
@@ -94,7 +95,21 @@ class BjApiSyncConfig(models.Model):
         string="Filter Domain",
         default="[]",
         help="Only records matching this domain are read, written, deleted or sent, "
-        "whatever the operation.",
+        "whatever the operation. A list of conditions whose values are literals or date "
+        "terms such as datetime.now() - timedelta(days=7), context_today() or uid.",
+    )
+    filter_domain_count = fields.Integer(
+        compute="_compute_filter_domain_count",
+        string="Matching Records",
+        help="How many records the Filter Domain and the Company select now, as the Run "
+        "As User sees them: archived records left out for In, as its lists leave them "
+        "out, and counted for Out, whose deliveries send them. Counted for the Run As "
+        "User and Settings administrators only.",
+    )
+    filter_domain_problem = fields.Char(
+        compute="_compute_filter_domain_count",
+        string="Filter Domain Problem",
+        help="Why the records of the Filter Domain are not counted now.",
     )
     http_method_ids = fields.Many2many(
         "bj.http.method",
@@ -373,6 +388,25 @@ class BjApiSyncConfig(models.Model):
                 [config.company_id.id or None, config.id],
             )
         logs.invalidate_model(["company_id"])
+
+    @api.depends("filter_domain", "model_id", "run_as_user_id", "company_id", "request_type")
+    def _compute_filter_domain_count(self):
+        """Counted as saving checks the domain, and its refusal shown as text, so
+        that a form holding any Filter Domain opens."""
+        for config in self:
+            config.filter_domain_count = 0
+            config.filter_domain_problem = False
+            if not config.model_id:
+                continue
+            if not (self.env.is_system() or config.run_as_user_id == self.env.user):
+                # Counted as the Run As User: for anyone else, a window on what it sees.
+                config.filter_domain_problem = _(
+                    "Counted for the Run As User and Settings administrators only.")
+                continue
+            try:
+                config.filter_domain_count = config._bj_count_in_scope()
+            except (UserError, ValueError, errors.Error) as error:
+                config.filter_domain_problem = str(error)
 
     @api.depends("request_type", "authorization_type", "http_method_ids")
     def _compute_open_to_writes(self):
@@ -843,22 +877,8 @@ class BjApiSyncConfig(models.Model):
             for line in config.line_ids.sorted(lambda line: (line.sequence, line.id))
             if line.field_id.name in self.env[config.model_name]._fields
         )
-        try:
-            filter_template = parse_domain(config.filter_domain)
-        except DomainRefused as error:
-            # A Filter Domain saved before it was data (Python the grammar refuses):
-            # the configuration's error, answered as such, until someone saves it anew.
-            raise UserError(_("The Filter Domain of %(name)r cannot be used: %(error)s",
-                              name=config.name, error=error)) from None
         return ConfigPlan(
-            config_id=config.id,
-            name=config.name,
-            request_type=config.request_type,
-            model=config.model_name,
-            company_id=config.company_id.id or None,
-            run_as_uid=config.run_as_user_id.id or None,
-            filter_template=filter_template,
-            company_domain=tuple(config._bj_get_company_domain()),
+            **config._bj_scope_values(),
             lines=lines,
             identifier=next((line for line in lines if line.is_identifier), None),
             auth=AuthPlan(
@@ -886,6 +906,48 @@ class BjApiSyncConfig(models.Model):
             has_scripts=any(line.is_script or (line.child and line.child.has_scripts)
                             for line in lines),
         )
+
+    def _bj_scope_values(self):
+        """The ScopePlan values of this configuration, saved or in a form."""
+        self.ensure_one()
+        try:
+            filter_template = parse_domain(self.filter_domain)
+        except DomainRefused as error:
+            # A Filter Domain saved before it was data (Python the grammar refuses):
+            # the configuration's error, answered as such, until someone saves it anew.
+            raise UserError(_("The Filter Domain of %(name)r cannot be used: %(error)s",
+                              name=self.name, error=error)) from None
+        return {
+            "config_id": self._origin.id or None,
+            "name": self.name,
+            "request_type": self.request_type,
+            "model": self.model_name,
+            "company_id": self.company_id.id or None,
+            "run_as_uid": self.run_as_user_id.id or None,
+            "filter_template": filter_template,
+            "company_domain": tuple(self._bj_get_company_domain()),
+        }
+
+    def _bj_count_in_scope(self):
+        """How many records this configuration's scope matches now, chosen as its
+        API chooses them (as the Run As User, in its company, archived records too
+        for Out).  Raises what saving would refuse: a Filter Domain that is not data,
+        a field that cannot be searched, what PostgreSQL refuses (on a cursor that
+        does not log it)."""
+        self.ensure_one()
+        plan = ScopePlan(**self._bj_scope_values())
+        quiet = self.env(cr=QuietCursor(self.env.cr))
+        if plan.request_type == "out":
+            model = outbound.delivery_model(quiet, plan)
+        else:
+            model = run_as.user_env(quiet, plan, check=False)[plan.model]
+        domain = scope_domain(model.env, plan)
+        self._bj_check_searchable(model, domain)
+        # Flushed first, and a savepoint that leaves the cache alone: the form's
+        # unsaved values live there while this computes.
+        self.env.flush_all()
+        with self.env.cr.savepoint(flush=False):
+            return model.search_count(domain)
 
     def _bj_compile_line(self, line, parents):
         field = self.env[self.model_name]._fields[line.field_id.name]

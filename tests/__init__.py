@@ -72,3 +72,4 @@ from . import test_inbound_identifier_scope_attacks
 from . import test_uninstall
 from . import test_documentation
 from . import test_first_integration
+from . import test_filter_domain_form

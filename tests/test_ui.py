@@ -63,15 +63,17 @@ class TestConfigurationScreens(BjApiSyncTestMixin, LocalServerMixin, HttpCase):
 
 
 class FilterDomainFitCase(BjApiSyncTestMixin, HttpCase):
-    """The Filter Domain editor fits beside the chatter: a rule's path, operator,
-    value and buttons stay readable inside the form, which does not scroll sideways."""
+    """The Filter Domain fits beside the chatter: a long domain's text and the
+    count of matching records stay inside the form, which does not scroll sideways."""
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         cls.setup_bj_fixtures()
-        cls.config = cls.make_partner_config(
-            filter_domain="[('commercial_company_name', 'not ilike', 'Internal test company')]")
+        cls.config = cls.make_partner_config(filter_domain=(
+            "[('commercial_company_name', 'not ilike', 'Internal test company'), "
+            "('write_date', '>=', datetime.datetime.now() - timedelta(days=7)), "
+            "('email', 'not ilike', 'no-reply-with-a-long-address@internal-test.example')]"))
 
     def assert_filter_domain_fits(self):
         self.start_tour(f"{START_URL}/{self.config.id}", "bjet_api_sync_domain_fit_tour",

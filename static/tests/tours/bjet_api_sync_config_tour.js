@@ -154,7 +154,7 @@ function addLine({ field, type, key, script, broken, unset, mapping, identifier 
     ];
 }
 
-function save() {
+export function save() {
     return [
         {
             content: "Save",

@@ -18,7 +18,7 @@ registry.category("web_tour.tours").add("bjet_api_sync_locked_form_tour", {
             },
             {
                 content: "The Filter Domain is read-only",
-                trigger: `${FORM} .o_field_widget[name='filter_domain']:not(:has(.o_tree_editor_node_control_panel))`,
+                trigger: `${FORM} .o_field_widget[name='filter_domain']:not(:has(textarea))`,
             },
             {
                 content: "No line can be added",
