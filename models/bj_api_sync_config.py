@@ -25,6 +25,7 @@ from ..core.plan import (
     LinePlan,
     ParamPlan,
     TriggerPlan,
+    line_label,
     strip_bearer,
 )
 from ..services import run_as
@@ -898,6 +899,7 @@ class BjApiSyncConfig(models.Model):
             line_id=line.id,
             model=self.model_name,
             key=line.external_key or field.name,
+            label=line_label(line.external_key, field.string),
             field=field.name,
             ttype=field.type,
             value_type=line.value_type,

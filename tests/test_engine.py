@@ -21,6 +21,7 @@ def line(key, ttype, field=None, value_type="plain", comodel=None, child=None, s
         line_id=line_id or abs(hash((key, ttype))) % 10_000,
         model="x.model",
         key=key,
+        label=key,
         field=field or key,
         ttype=ttype,
         value_type=value_type,
