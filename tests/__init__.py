@@ -66,3 +66,4 @@ from . import test_inbound_upsert_race
 from . import test_inbound_upsert_attacks
 from . import test_inbound_identifier_scope_attacks
 from . import test_readme_scripts
+from . import test_line_names
