@@ -349,6 +349,24 @@ class TestEngine(BaseCase):
         rows = [Row({"name": "a"}, handle="rec1")]
         self.assertEqual(engine.export_rows(config, rows, out), [{"name": "a", "notes": "rec1:a"}])
 
+    def test_execute_lines_exchange_no_key(self):
+        """An Execute line rewrites ``request_data`` and fills nothing: it is in no
+        answer, no column read, no query key; in an outbound payload it runs."""
+        normalise = line("email", "char", field="comment", value_type="python_plain",
+                         script=Script("execute", None, False))
+        config = plan(normalise, line("email", "char"))
+        self.assertFalse(normalise.exchanges)
+        self.assertIs(config.line("email"), config.lines[1])
+        self.assertEqual(config.stored_fields(), ["email"])
+        rows = [Row({"email": "a@x", "comment": "stored"}, handle="rec1")]
+        self.assertEqual(engine.export_rows(config, rows), [{"email": "a@x"}])
+
+        def execute(_line, handle, request_data, _index):
+            request_data["seen"] = handle
+            return False, None
+
+        self.assertEqual(engine.export_rows(plan(normalise), rows, execute), [{"seen": "rec1"}])
+
     def test_relational_script_values(self):
         class Records:  # a recordset, as far as the engine can tell
             _name = "res.partner.category"
