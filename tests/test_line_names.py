@@ -105,8 +105,9 @@ class TestLineNamesInMessages(BjApiHttpCase):
         log = self.capture_server_log()
         cases = [
             # A script that fails: the Execute line, named by its field's label.
+            # (the README's example of a message)
             ({"name": "a", "fail": True}, f"^Script of line '{notes}' failed at line 2: "
-                                          "ZeroDivisionError", "comment"),
+                                          "ZeroDivisionError: division by zero$", "comment"),
             # A script's UserError, on a line with a key.
             ({"name": "a", "job": "x"}, "^Script of line 'job': no job$", "function"),
             # A script's value its field cannot take.
