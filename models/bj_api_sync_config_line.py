@@ -111,8 +111,8 @@ class BjApiSyncConfigLine(models.Model):
     @api.depends("field_id.field_description", "external_key")
     def _compute_display_name(self):
         for line in self:
-            line.display_name = line_label(line.external_key, line.field_id.field_description
-                                           ) or _("New line")
+            label = line_label(line.external_key, line.field_id.field_description)
+            line.display_name = label or _("New line")
 
     # -- constraints -------------------------------------------------------
 
