@@ -84,12 +84,15 @@ def export_rows(plan, rows, scripts=None):
 
     With ``scripts`` (outbound payloads), script lines compute their value from
     the record and see the object built so far as ``request_data``; without
-    (inbound answers), every line shows the value stored in its field.
+    (inbound answers), every line shows the value stored in its field, but
+    Execute lines, which exchange no key.
     """
     objects = []
     for index, row in enumerate(rows):
         obj = {}
         for line in plan.lines:
+            if not line.exchanges and scripts is None:
+                continue
             if line.is_script and scripts is not None:
                 has_value, value = scripts(line, row.handle, obj, index)
                 if has_value:
@@ -192,15 +195,13 @@ def _import_mapping(line, items, relations, scripts):
         return result
     for i in present:
         if not isinstance(items[i][key] or [], list):
-            raise MappingError(f"Invalid value for {key!r}: expected a list",
-                               line_id=line.line_id, index=i)
+            raise _invalid(line, "expected a list", i)
     result = {}
     if line.ttype == "one2many":
         for i in present:
             children = items[i][key] or []
             if not all(isinstance(child, dict) for child in children):
-                raise MappingError(f"Invalid value for {key!r}: expected a list of objects",
-                                   line_id=line.line_id, index=i)
+                raise _invalid(line, "expected a list of objects", i)
             child_vals = import_items(line.child, children, relations, scripts, parent_index=i)
             result[i] = [command_create(vals) for vals in child_vals]
         return result

@@ -23,6 +23,13 @@ MODE_EXECUTE = "execute"
 BEARER_SCHEME = "bearer"
 
 
+def line_label(external_key, field_label):
+    """How every message names a configuration line: by its External API Key,
+    else by its field's label (a technical field name means nothing to whoever
+    reads the message, and an Execute line exchanges no key of that name)."""
+    return external_key or field_label
+
+
 def strip_bearer(token):
     """A token as stored may carry the ``Bearer`` scheme; the plan keeps it bare."""
     token = (token or "").strip()
@@ -54,6 +61,7 @@ class LinePlan:
     line_id: int
     model: str  # the configuration's model
     key: str  # External API Key, else the field name
+    label: str  # how messages name the line (line_label)
     field: str
     ttype: str
     value_type: str
@@ -75,8 +83,11 @@ class LinePlan:
         return self.value_type == VALUE_MAPPING and self.ttype in RELATIONAL_TYPES
 
     @property
-    def label(self):
-        return self.key
+    def exchanges(self):
+        """Whether the line exchanges its key: an Execute script only rewrites
+        ``request_data`` for the lines after it; it is in no answer, payload or
+        query, and fills no field."""
+        return not (self.is_script and not self.script.evaluates)
 
 
 @dataclass(frozen=True)
@@ -175,7 +186,8 @@ class ConfigPlan(ScopePlan):
     has_scripts: bool
 
     def line(self, key):
-        return next((line for line in self.lines if line.key == key), None)
+        """The line exchanging ``key``, or None."""
+        return next((line for line in self.lines if line.key == key and line.exchanges), None)
 
     @property
     def secrets(self):
@@ -189,4 +201,5 @@ class ConfigPlan(ScopePlan):
     def stored_fields(self):
         """The columns an answer or a payload reads: fetched with the records in
         one query rather than every column, as the first field access would."""
-        return [line.field for line in self.lines if line.store and line.field != "id"]
+        return [line.field for line in self.lines
+                if line.store and line.field != "id" and line.exchanges]

@@ -26,6 +26,7 @@ from ..core.plan import (
     ParamPlan,
     ScopePlan,
     TriggerPlan,
+    line_label,
     strip_bearer,
 )
 from ..services import outbound, run_as
@@ -962,6 +963,7 @@ class BjApiSyncConfig(models.Model):
             line_id=line.id,
             model=self.model_name,
             key=line.external_key or field.name,
+            label=line_label(line.external_key, field.string),
             field=field.name,
             ttype=field.type,
             value_type=line.value_type,

@@ -11,6 +11,7 @@ from ..core.plan import (
     VALUE_PLAIN,
     VALUE_RELATIONAL_SCRIPT,
     VALUE_SCRIPT,
+    line_label,
 )
 from ..core.script_rules import binds_name
 from ..services import run_as
@@ -108,10 +109,11 @@ class BjApiSyncConfigLine(models.Model):
         rule = field_access.rule_of(self._name, "python_script")
         self.can_edit_script = user_level(self.env) >= rule.level
 
-    @api.depends("field_id", "external_key")
+    @api.depends("field_id.field_description", "external_key")
     def _compute_display_name(self):
         for line in self:
-            line.display_name = line.external_key or line.field_id.name or _("New line")
+            label = line_label(line.external_key, line.field_id.field_description)
+            line.display_name = label or _("New line")
 
     # -- constraints -------------------------------------------------------
 

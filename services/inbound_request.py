@@ -403,8 +403,8 @@ class InboundRequest:
             return line, Relations(model.env).ids_by_identifier(child, [value]).get(value)
         except ValueError as error:
             raise InboundError(
-                400, f"Invalid identifier {line.key!r}: {error}", line_id=line.line_id, index=index
-            ) from error
+                400, f"Invalid identifier {line.label!r}: {error}", line_id=line.line_id,
+                index=index) from error
 
     def _find(self, model, identifier, lock=False):
         """The one record in scope whose Record Identifier is ``identifier``
@@ -535,7 +535,7 @@ class InboundRequest:
                 continue
             if line.is_script or not line.searchable:
                 raise InboundError(
-                    400, f"Records cannot be filtered on {key!r}.", line_id=line.line_id
+                    400, f"Records cannot be filtered on {line.label!r}.", line_id=line.line_id
                 )
             if line.is_mapping and line.child.identifier:
                 # Compared with the related record's identifier, as the API shows it.
@@ -563,7 +563,7 @@ class InboundRequest:
                     "followed by asc or desc.",
                 )
             if line.is_script or not line.store or line.ttype in UNSORTABLE_TYPES:
-                raise InboundError(400, f"Cannot order by {line.key!r}.", line_id=line.line_id)
+                raise InboundError(400, f"Cannot order by {line.label!r}.", line_id=line.line_id)
             terms.append(f"{line.field} {(match['direction'] or 'asc').lower()}")
         if not any(term.startswith("id ") for term in terms):
             terms.append("id asc")  # stable pages when the sort key has ties

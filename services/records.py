@@ -38,7 +38,7 @@ def read_rows(plan, records, with_scripts):
         records.fetch(missing)
     rows = [Row({}, record) for record in records]
     for line in plan.lines:
-        if line.is_script and with_scripts:
+        if (line.is_script and with_scripts) or not line.exchanges:
             continue
         if line.is_mapping:
             related = records[line.field]
@@ -112,7 +112,7 @@ UPDATE = 1
 def line_of_field(plan, model, field):
     """The first line of ``plan`` or of its Mapping Models filling ``model``'s ``field``."""
     for line in plan.lines:
-        if line.model == model and line.field == field:
+        if line.model == model and line.field == field and line.exchanges:
             return line
         found = line.child and line_of_field(line.child, model, field)
         if found:
@@ -206,9 +206,12 @@ class StorableCheck:
     def _check_values(self, plan, model, vals, creating, index, inverse=None):
         def refuse(name, reason):
             line = plan and line_of_field(plan, model._name, name)
-            label = line.key if line else f"{model._fields[name].string} ({name})"
-            raise MappingError(f"Invalid value for {label!r}: {reason}",
-                               line_id=line and line.line_id, index=index)
+            if line:
+                raise MappingError(f"Invalid value for {line.label!r}: {reason}",
+                                   line_id=line.line_id, index=index)
+            # No line fills it (a required field the payload left out).
+            raise MappingError(f"Invalid value for field {model._fields[name].string!r} "
+                               f"({name}): {reason}", index=index)
 
         indexed = self._indexed(model)
         for name, value in vals.items():

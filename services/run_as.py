@@ -91,7 +91,7 @@ def check_readable(plan, records):
         return
     env = records.env
     refused = [line.field for line in plan.lines
-               if not field_readable(env.user, records._fields[line.field])]
+               if line.exchanges and not field_readable(env.user, records._fields[line.field])]
     if refused:
         raise AccessError(env._(
             "The Run As User %(login)s may not read the fields %(fields)s of %(model)s.",

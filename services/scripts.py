@@ -392,8 +392,8 @@ class ScriptRunner:
         except Exception as error:  # noqa: BLE001 - any script failure is the caller's error
             where = _script_line(error)
             where = f" at line {where}" if where else ""
-            _logger.info("Script of configuration line %s failed%s: %s",
-                         line.line_id, where, error)
+            _logger.info("Script of line %r (id %s) failed%s: %s",
+                         line.label, line.line_id, where, error)
             raise failure(f" failed{where}: {type(error).__name__}: {error}") from error
         if script.is_expression:
             return True, value

@@ -73,3 +73,5 @@ from . import test_uninstall
 from . import test_documentation
 from . import test_first_integration
 from . import test_filter_domain_form
+from . import test_readme_scripts
+from . import test_line_names

@@ -21,6 +21,7 @@ def line(key, ttype, field=None, value_type="plain", comodel=None, child=None, s
         line_id=line_id or abs(hash((key, ttype))) % 10_000,
         model="x.model",
         key=key,
+        label=key,
         field=field or key,
         ttype=ttype,
         value_type=value_type,
@@ -347,6 +348,24 @@ class TestEngine(BaseCase):
         out = FakeScripts({"notes": lambda record, data: f"{record}:{data['name']}"})
         rows = [Row({"name": "a"}, handle="rec1")]
         self.assertEqual(engine.export_rows(config, rows, out), [{"name": "a", "notes": "rec1:a"}])
+
+    def test_execute_lines_exchange_no_key(self):
+        """An Execute line rewrites ``request_data`` and fills nothing: it is in no
+        answer, no column read, no query key; in an outbound payload it runs."""
+        normalise = line("email", "char", field="comment", value_type="python_plain",
+                         script=Script("execute", None, False))
+        config = plan(normalise, line("email", "char"))
+        self.assertFalse(normalise.exchanges)
+        self.assertIs(config.line("email"), config.lines[1])
+        self.assertEqual(config.stored_fields(), ["email"])
+        rows = [Row({"email": "a@x", "comment": "stored"}, handle="rec1")]
+        self.assertEqual(engine.export_rows(config, rows), [{"email": "a@x"}])
+
+        def execute(_line, handle, request_data, _index):
+            request_data["seen"] = handle
+            return False, None
+
+        self.assertEqual(engine.export_rows(plan(normalise), rows, execute), [{"seen": "rec1"}])
 
     def test_relational_script_values(self):
         class Records:  # a recordset, as far as the engine can tell

@@ -75,8 +75,13 @@ class TestScriptDirection(BjApiHttpCase):
         created = self.assertApiSuccess(
             self.api("POST", "direction-execute", body={"first": "Ada"}), 201
         )
-        self.assertEqual(created, {"res_id": created["res_id"], "notes": None,
-                                   "name": "Ada (api)"})
+        self.assertEqual(created, {"res_id": created["res_id"], "name": "Ada (api)"})
+        partner = self.env["res.partner"].browse(created["res_id"])
+        self.assertEqual(self.assertApiSuccess(self.api("GET", "direction-execute", partner.id)),
+                         created)
+        # Nor a key of queries: the Execute line's key is no filter.
+        self.assertApiError(self.api("GET", "direction-execute", params={"notes": "x"}), 400,
+                            "^Unknown query parameter 'notes'")
 
     def test_out_scripts_compute_payload_values_from_the_record(self):
         out = self.make_config(request_type="out", lines=[
