@@ -1,4 +1,4 @@
-"""The README's script examples, read from its text, each run through a POST,
+"""The script examples of readme/USAGE.md, read from its text, each run through a POST,
 then a PUT of another key (which must change nothing else, whatever the
 script), then a PUT of its own keys."""
 
