@@ -65,3 +65,5 @@ from . import test_secret_readers
 from . import test_inbound_upsert_race
 from . import test_inbound_upsert_attacks
 from . import test_inbound_identifier_scope_attacks
+from . import test_i18n
+from . import test_data_updates
