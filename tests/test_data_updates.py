@@ -1,9 +1,7 @@
 """Module updates keep what an administrator may change in the shipped data
 (noupdate), and still restore what the code needs."""
 
-import ast
-
-from odoo.modules.module import get_module_path
+from odoo.modules.module import get_manifest
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import convert_file
 
@@ -36,11 +34,6 @@ UPDATED_MODELS = {
 }
 
 
-def manifest_data_files():
-    with open(f"{get_module_path(MODULE)}/__manifest__.py") as manifest:
-        return ast.literal_eval(manifest.read())["data"]
-
-
 @tagged("post_install", "-at_install")
 class TestDataUpdates(TransactionCase):
     def test_every_data_model_is_decided(self):
@@ -58,7 +51,7 @@ class TestDataUpdates(TransactionCase):
 
     def update_module_data(self):
         """Load the manifest's data files as `-u bjet_api_sync` does."""
-        for path in manifest_data_files():
+        for path in get_manifest(MODULE)["data"]:
             convert_file(self.env, MODULE, path, {}, mode="update", noupdate=False, kind="data")
         self.env.invalidate_all()
 
