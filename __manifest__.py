@@ -4,7 +4,8 @@
     "version": "18.0.1.0.0",
     "category": "Technical",
     "license": "LGPL-3",
-    "author": "bjet_api_sync contributors",
+    "author": "BJET",
+    "maintainers": ["bjet"],
     "depends": ["base", "web", "mail", "base_automation"],
     "external_dependencies": {
         "python": ["requests", "cryptography", "python-dateutil", "pglast==7.22"],

@@ -7,6 +7,7 @@ catching a zoo of exceptions.
 """
 
 import base64
+import contextlib
 import http.cookiejar
 import json
 import re
@@ -359,10 +360,8 @@ def _parse_body(response):
         return None, text
     content_type = response.headers.get("Content-Type", "")
     if "json" in content_type or text.lstrip()[:1] in ("{", "["):
-        try:
+        with contextlib.suppress(ValueError):  # not JSON after all: the text
             return json.loads(text), text
-        except ValueError:
-            pass
     return text, text
 
 

@@ -22,7 +22,7 @@ class BjApiAuthFailure(models.Model):
     _order = "window_start desc"
     _log_access = False
 
-    address = fields.Char(string="Address", required=True, help="Client address.")
+    address = fields.Char(required=True, help="Client address.")
     window_start = fields.Datetime(
         string="Minute", required=True, help="Start of the minute the failures are counted in."
     )

@@ -37,15 +37,15 @@ class BjApiIdempotency(models.Model):
         help="Configuration that answered the first request.",
     )
     company_id = config_company_field()
-    key = fields.Char(string="Key", required=True, help="Idempotency-Key or X-Request-ID.")
+    key = fields.Char(required=True, help="Idempotency-Key or X-Request-ID.")
     request_target = fields.Char(
         string="Request", required=True, help="Method and path the key was first used with."
     )
     body_hash = fields.Char(
         string="Body SHA-256", help="SHA-256 of the body the key was first used with."
     )
-    status_code = fields.Integer(string="Status Code", help="Status of the first answer.")
-    response_body = fields.Text(string="Response Body", help="Body of the first answer, replayed.")
+    status_code = fields.Integer(help="Status of the first answer.")
+    response_body = fields.Text(help="Body of the first answer, replayed.")
     res_model = fields.Char(string="Related Model", help="Model of the records written.")
     res_ids = fields.Char(string="Record IDs", help="Ids of the records written.")
 

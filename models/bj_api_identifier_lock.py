@@ -25,7 +25,7 @@ class BjApiIdentifierLock(models.Model):
     _log_access = False
 
     touched_at = fields.Datetime(
-        string="Touched At", readonly=True,
+        readonly=True,
         help="When a request last touched this identifier value's key (the id).")
 
     def init(self):
@@ -94,4 +94,4 @@ class BjApiIdentifierLock(models.Model):
             if self.env.cr.rowcount < BATCH_SIZE:
                 return
             if commit:
-                self.env.cr.commit()
+                self.env.cr.commit()  # a batch at a time; pylint: disable=invalid-commit

@@ -59,28 +59,26 @@ class BjApiLog(models.Model):
     )
     direction = fields.Selection(
         [("in", "In"), ("out", "Out")],
-        string="Direction",
         required=True,
         help="In: an external system called Odoo. Out: Odoo called an external API.",
     )
-    method = fields.Char(string="Method", help="HTTP method of the call.")
+    method = fields.Char(help="HTTP method of the call.")
     url = fields.Char(string="URL", help="Endpoint path (In) or Request URL (Out).")
-    request_headers = fields.Text(string="Request Headers", help="Headers, secrets masked.")
+    request_headers = fields.Text(help="Headers, secrets masked.")
     # Bodies carry the business data exchanged: for API Sync Managers only.
     request_body = fields.Text(
-        string="Request Body", groups=MANAGER_GROUP, help="Body sent, truncated."
+        groups=MANAGER_GROUP, help="Body sent, truncated."
     )
     # Group rows must not add codes or attempt numbers up.
-    status_code = fields.Integer(string="Status Code", aggregator=None, help="HTTP status code.")
+    status_code = fields.Integer(aggregator=None, help="HTTP status code.")
     response_body = fields.Text(
-        string="Response Body", groups=MANAGER_GROUP, help="Body received, truncated."
+        groups=MANAGER_GROUP, help="Body received, truncated."
     )
     duration_ms = fields.Integer(
         string="Duration (ms)", aggregator="avg", help="Time the call took."
     )
     state = fields.Selection(
         [("success", "Success"), ("error", "Error")],
-        string="State",
         required=True,
         help="Success for 2xx answers, Error otherwise.",
     )
@@ -98,7 +96,7 @@ class BjApiLog(models.Model):
         help="X-Request-ID of the call, when given.",
     )
     attempt = fields.Integer(
-        string="Attempt", default=1, aggregator=None, help="Delivery attempt number."
+        default=1, aggregator=None, help="Delivery attempt number."
     )
     job_id = fields.Many2one(
         "bj.api.sync.job",

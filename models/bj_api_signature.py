@@ -27,7 +27,7 @@ class BjApiSignature(models.Model):
         ondelete="cascade",
         help="Configuration that accepted the signature.",
     )
-    signature = fields.Char(string="Signature", required=True, help="The v1 value accepted.")
+    signature = fields.Char(required=True, help="The v1 value accepted.")
     expires_at = fields.Datetime(
         string="Valid Until", required=True,
         help="When the signature's timestamp leaves the tolerance window: it can then no "

@@ -50,7 +50,7 @@ DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
 # One active inbound configuration per endpoint, across all companies: a unique
 # index sees every row, where a search would only see the user's companies.
 ENDPOINT_INDEX = "bj_api_sync_config_endpoint_unique"
-ENDPOINT_INDEX_WHERE = "request_type = 'in' AND active"
+ENDPOINT_INDEX_WHERE = tools.SQL("request_type = 'in' AND active")
 # Methods that change data: open to anyone on an In configuration without authorization.
 WRITE_METHODS = ("POST", "PUT", "DELETE")
 
@@ -74,7 +74,6 @@ class BjApiSyncConfig(models.Model):
     )
     request_type = fields.Selection(
         [("in", "In"), ("out", "Out")],
-        string="Request Type",
         required=True,
         tracking=True,
         help="In: external systems call an endpoint on Odoo. "
@@ -93,7 +92,6 @@ class BjApiSyncConfig(models.Model):
         related="model_id.model", store=True, string="Model Name", help="Technical model name."
     )
     filter_domain = fields.Char(
-        string="Filter Domain",
         default="[]",
         help="Only records matching this domain are read, written, deleted or sent, "
         "whatever the operation. A list of conditions whose values are literals or date "
@@ -119,7 +117,6 @@ class BjApiSyncConfig(models.Model):
         "to call the Request URL.",
     )
     endpoint = fields.Char(
-        string="Endpoint",
         tracking=True,
         help="URL-safe slug (lowercase letters, digits, '-' and '_') of the inbound "
         "route /bj_api_sync/v1/<endpoint>, unique in the database.",
@@ -154,7 +151,6 @@ class BjApiSyncConfig(models.Model):
     )
     authorization_type = fields.Selection(
         [("no_auth", "No Auth"), ("basic_auth", "Basic Auth"), ("bearer_token", "Bearer Token")],
-        string="Authorization Type",
         required=True,
         default="no_auth",
         tracking=True,
@@ -173,7 +169,7 @@ class BjApiSyncConfig(models.Model):
         help="An In configuration without authorization lets anyone create, change or "
         "delete records through its write methods.",
     )
-    login = fields.Char(string="Login", help="User name for Basic authentication.")
+    login = fields.Char(help="User name for Basic authentication.")
     password, password_encrypted = secret_fields(
         "password",
         "Password",
@@ -185,7 +181,6 @@ class BjApiSyncConfig(models.Model):
         "Token for Bearer authentication, with or without the leading 'Bearer '.",
     )
     limit = fields.Integer(
-        string="Limit",
         default=100,
         help="In: default and maximum number of records a list returns, and maximum "
         "size of a batch. Out: maximum number of records sent per scheduled run.",
@@ -196,7 +191,7 @@ class BjApiSyncConfig(models.Model):
         "Out: records are sent as arrays of at most Page Size objects.",
     )
     page_size = fields.Integer(
-        string="Page Size", default=100, help="Number of records per page or per request."
+        default=100, help="Number of records per page or per request."
     )
     trigger_action_model_id = fields.Many2one(
         "ir.model",
@@ -318,10 +313,10 @@ class BjApiSyncConfig(models.Model):
         cr = self.env.cr
         if tools.index_exists(cr, ENDPOINT_INDEX):
             return
-        cr.execute(f"""
-            SELECT endpoint FROM bj_api_sync_config WHERE {ENDPOINT_INDEX_WHERE}
+        cr.execute(tools.SQL("""
+            SELECT endpoint FROM bj_api_sync_config WHERE %s
             GROUP BY endpoint HAVING COUNT(*) > 1
-        """)
+        """, ENDPOINT_INDEX_WHERE))
         duplicates = [row[0] for row in cr.fetchall()]
         if duplicates:
             # Created by a module update once resolved; until then the lookup
@@ -329,10 +324,10 @@ class BjApiSyncConfig(models.Model):
             _logger.warning("Endpoints %s are used by several active configurations: "
                             "archive all but one, then update the module.", duplicates)
             return
-        cr.execute(f"""
-            CREATE UNIQUE INDEX {ENDPOINT_INDEX} ON bj_api_sync_config (endpoint)
-            WHERE {ENDPOINT_INDEX_WHERE}
-        """)
+        cr.execute(tools.SQL("""
+            CREATE UNIQUE INDEX %s ON bj_api_sync_config (endpoint)
+            WHERE %s
+        """, tools.SQL.identifier(ENDPOINT_INDEX), ENDPOINT_INDEX_WHERE))
 
     @contextmanager
     def _bj_unique_endpoint(self, endpoints):
@@ -487,7 +482,8 @@ class BjApiSyncConfig(models.Model):
             if masking.is_ambiguous_url(config.request_url):
                 raise ValidationError(_(
                     "In the Request URL, a '?' or '#' in the user name or password, or an "
-                    "'@' after the host, must be percent-encoded (%3F, %23, %40)."))
+                    "'@' after the host, must be percent-encoded (%(codes)s).",
+                    codes="%3F, %23, %40"))
 
     @api.constrains("request_type", "http_method_ids")
     def _check_http_methods(self):

@@ -90,7 +90,6 @@ class BjApiSyncConfigLine(models.Model):
         "nothing is assigned.",
     )
     python_script = fields.Text(
-        string="Python Script",
         help="Python code run in Odoo's sandbox; see the user manual of the Script dialog.",
     )
     has_script = fields.Boolean(compute="_compute_has_script", help="Technical field.")

@@ -544,7 +544,7 @@ class BjApiSyncConfigOutbound(models.Model):
         if commit:
             # Search in a snapshot taken after the bound was read: every
             # transaction that could stamp a row before it has ended by then.
-            self.env.cr.commit()
+            self.env.cr.commit()  # pylint: disable=invalid-commit
         domain = config._bj_changed_domain(plan, bound)
         total = model.search_count(domain)
         records = model.search(domain, order="write_date, id", limit=plan.limit)
@@ -556,7 +556,7 @@ class BjApiSyncConfigOutbound(models.Model):
             done += len(batch)
             self.env["ir.cron"]._notify_progress(done=done, remaining=total - done)
             if commit:
-                self.env.cr.commit()
+                self.env.cr.commit()  # a batch at a time; pylint: disable=invalid-commit
         return done
 
     # -- dead letters ----------------------------------------------------------------------

@@ -23,8 +23,8 @@ class BjApiSyncHeader(models.Model):
     )
     company_id = config_company_field()
     sequence = fields.Integer(default=10, help="Order of the headers.")
-    key = fields.Char(string="Key", required=True, help="HTTP header name, e.g. X-Tenant.")
-    value = fields.Char(string="Value", help="HTTP header value, when not secret.")
+    key = fields.Char(required=True, help="HTTP header name, e.g. X-Tenant.")
+    value = fields.Char(help="HTTP header value, when not secret.")
     is_secret = fields.Boolean(
         string="Secret",
         help="The value is an API key or another credential: stored encrypted, masked in "

@@ -60,7 +60,6 @@ class BjApiSyncJob(models.Model):
             ("dead", "Dead"),
             ("cancelled", "Cancelled"),
         ],
-        string="State",
         required=True,
         default="pending",
         index=True,
@@ -77,7 +76,6 @@ class BjApiSyncJob(models.Model):
             ("manual", "Manual"),
             ("schedule", "Schedule"),
         ],
-        string="Event",
         required=True,
         readonly=True,
         help="What queued this delivery. Sent to the external API as X-BJET-Event.",
@@ -90,7 +88,6 @@ class BjApiSyncJob(models.Model):
         help="Attempts made so far, the current one included.",
     )
     attempt_limit = fields.Integer(
-        string="Attempt Limit",
         readonly=True,
         help="The job is dead once this many attempts have failed (Maximum Attempts of the "
         "configuration, renewed by Retry).",
@@ -103,7 +100,6 @@ class BjApiSyncJob(models.Model):
         help="Not sent before this time (backoff after a failure).",
     )
     idempotency_key = fields.Char(
-        string="Idempotency Key",
         required=True,
         readonly=True,
         copy=False,
@@ -121,17 +117,16 @@ class BjApiSyncJob(models.Model):
         string="Record IDs", readonly=True, help="Ids of the records sent, comma separated."
     )
     payload = fields.Text(
-        string="Payload",
         readonly=True,
         groups=MANAGER_GROUP,  # business data, as the log bodies
         help="JSON sent. Built from the records at the first attempt (so that all changes "
         "made until then go out), captured at once for deletions, then kept for retries.",
     )
     last_error = fields.Text(
-        string="Last Error", readonly=True, help="Why the last attempt failed, in plain words."
+        readonly=True, help="Why the last attempt failed, in plain words."
     )
     last_status_code = fields.Integer(
-        string="Last Status Code", readonly=True, aggregator=None,
+        readonly=True, aggregator=None,
         help="HTTP status of the last answer; 0 when no answer came.",
     )
     log_ids = fields.One2many(
@@ -142,7 +137,7 @@ class BjApiSyncJob(models.Model):
         string="Claimed At", readonly=True, help="When a worker claimed it for sending."
     )
     worker = fields.Char(
-        string="Worker", readonly=True,
+        readonly=True,
         help="Host, process and thread of the worker that claimed it last.",
     )
     date_done = fields.Datetime(
@@ -172,13 +167,14 @@ class BjApiSyncJob(models.Model):
         # The delivery runs' leases (services/delivery_worker.py): a row per
         # run, locked by a transaction of the run for as long as it lives.  No
         # model: only the worker reads or writes it, in SQL.
-        cr.execute(
-            f"""
-            CREATE TABLE IF NOT EXISTS {delivery_worker.LEASE_TABLE} (
+        cr.execute(SQL(
+            """
+            CREATE TABLE IF NOT EXISTS %s (
                 worker varchar PRIMARY KEY,
                 started_at timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'))
-            """
-        )
+            """,
+            SQL.identifier(delivery_worker.LEASE_TABLE),
+        ))
 
     @api.depends("config_id.name", "event")
     def _compute_display_name(self):

@@ -32,7 +32,7 @@ class BjApiSyncParam(models.Model):
     company_id = config_company_field()
     sequence = fields.Integer(default=10, help="Order of the parameters.")
     key = fields.Char(
-        string="Key", required=True, help="Name of the query parameter, e.g. res_name."
+        required=True, help="Name of the query parameter, e.g. res_name."
     )
     model_id = fields.Many2one(related="config_id.model_id", string="Model")
     field_id = fields.Many2one(
@@ -45,7 +45,6 @@ class BjApiSyncParam(models.Model):
     )
     domain_operator = fields.Selection(
         DOMAIN_OPERATORS,
-        string="Domain Operator",
         required=True,
         default="=",
         help="The query parameter becomes the domain term (Field, operator, value). With "

@@ -5,7 +5,7 @@ Standard library only, so it works before anything else is installed.  Odoo 18
 comes from provision.py: the one ODOO_PYTHON (else this python3) imports, else a
 cached build made on demand.  Subcommands::
 
-    test   the harness's unit tests, ruff, then install the addon with tests
+    test   the harness's unit tests, lint, then install the addon with tests
            enabled in a fresh database and judge Odoo's log, then check that
            the server survives its own restart; the last line printed is
            "N passed, N failed"
@@ -15,7 +15,8 @@ cached build made on demand.  Subcommands::
     chaos  scripts/chaos.py against a multi-process server that it SIGKILLs and
            restarts on request, as it restarts its PostgreSQL cluster; the whole
            run is bounded by 10 minutes
-    lint   ruff check
+    lint   ruff check, then OCA's pylint-odoo checks (.pylintrc)
+    pot    write i18n/bjet_api_sync.pot from the code with Odoo's exporter
 
 PostgreSQL: when any of PGHOST/PGPORT/PGUSER/PGPASSWORD is set, that server is
 used as is.  Otherwise the harness runs its own cluster, reachable only through
@@ -57,18 +58,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hutil import MODULE, REPO, HarnessError, run_quiet, say
-from logscan import LogScanner, TestVerdict
+from logscan import LOG_LINE, LogScanner, TestVerdict
 from provision import (
     CHROMIUM,
+    LINT_REQUIREMENTS,
     POSTGRES,
     OdooInstall,
     ensure_addon_requirements,
+    ensure_requirements,
     ensure_system_packages,
     find_odoo,
-    ruff_for,
 )
 
 RUN_DIR = REPO / ".run"  # gitignored: logs, persistent cluster, filestore
+PYLINTRC = REPO / ".pylintrc"
+POT_FILE = REPO / "i18n" / f"{MODULE}.pot"
 PG_ENV_KEYS = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD")
 # Odoo refuses to connect as "postgres", so our own clusters get this superuser.
 PG_ROLE = "odoo"
@@ -598,6 +602,19 @@ class OdooProcess:
         self.stop()
 
 
+def odoo_once(setup: OdooSetup, db: str, log_path: Path, what: str, *args: str,
+              echo: bool, append: bool = False) -> None:
+    """Run an Odoo command that stops by itself (no HTTP, no cron); fail with ``what``."""
+    cmd = setup.command(db, *args, "--stop-after-init", "--max-cron-threads=0", "--no-http")
+    with OdooProcess(cmd, setup.env, log_path, echo=echo, append=append) as odoo:
+        rc = odoo.wait()
+    if rc != 0:
+        raise HarnessError(
+            f"Odoo failed to {what} (exit code {rc}), see {log_path}"
+            + ("" if echo else "\n" + tail(log_path))
+        )
+
+
 def prepare_database(
     setup: OdooSetup, db: str, log_path: Path, *, echo: bool, apps: tuple[str, ...] = ()
 ) -> None:
@@ -611,14 +628,7 @@ def prepare_database(
         f"{'updating' if installed else 'installing'} {MODULE} in database {db}"
         f"{''.join(f' with {app}' for app in apps)} (log: {log_path})"
     )
-    cmd = setup.command(db, *action, "--stop-after-init", "--max-cron-threads=0", "--no-http")
-    with OdooProcess(cmd, setup.env, log_path, echo=echo) as odoo:
-        rc = odoo.wait()
-    if rc != 0:
-        raise HarnessError(
-            f"Odoo failed to prepare database {db} (exit code {rc}), see {log_path}"
-            + ("" if echo else "\n" + tail(log_path))
-        )
+    odoo_once(setup, db, log_path, f"prepare database {db}", *action, echo=echo)
 
 
 def wait_http(odoo: OdooProcess, url: str, timeout: float = 300) -> None:
@@ -713,9 +723,16 @@ def restart_check(setup: OdooSetup, db: str, log_path: Path, workers: int) -> No
 
 
 def lint(odoo: OdooInstall) -> None:
+    ensure_requirements(odoo, LINT_REQUIREMENTS, "the linters")
     say("ruff check .")
-    if subprocess.run([ruff_for(odoo), "check", "."], cwd=REPO).returncode != 0:
+    if subprocess.run([odoo.python, "-m", "ruff", "check", "."], cwd=REPO).returncode != 0:
         raise HarnessError("ruff check reported problems")
+    say(f"pylint-odoo ({PYLINTRC.name}: OCA's checks)")
+    # From an addons dir, as OCA runs it: the module is named after its folder.
+    with workspace() as work:
+        pylint = [odoo.python, "-m", "pylint", f"--rcfile={PYLINTRC}", MODULE]
+        if subprocess.run(pylint, cwd=work / "addons").returncode != 0:
+            raise HarnessError(f"pylint-odoo reported problems (config: {PYLINTRC.name})")
 
 
 def runtime_needs(*, browser: bool) -> list:
@@ -733,6 +750,35 @@ def prepared_odoo(*, browser: bool) -> OdooInstall:
 
 def cmd_lint(_args: argparse.Namespace) -> int:
     lint(prepared_odoo(browser=False))
+    return 0
+
+
+def cmd_pot(_args: argparse.Namespace) -> int:
+    """Export the translation template as tests/test_i18n.py does: the addon installed
+    without demo data (as `make test` installs it) in a throwaway database."""
+    odoo = prepared_odoo(browser=False)
+    log_path = RUN_DIR / "pot.log"
+    with session() as stack:
+        pg = stack.enter_context(postgres(persistent=False, fast=True))
+        work = stack.enter_context(workspace())
+        setup = odoo_setup(odoo, work, work / "data", pg)
+        db = fresh_db_name("bjet_pot")
+        stack.callback(drop_database, setup, db)  # LIFO: after Odoo stops
+        say(f"installing {MODULE} in database {db} (log: {log_path})")
+        odoo_once(setup, db, log_path, f"install {MODULE}", "-i", MODULE, "--without-demo=all",
+                  echo=False)
+        exported = work / POT_FILE.name
+        odoo_once(setup, db, log_path, "export the translation template",
+                  f"--i18n-export={exported}", f"--modules={MODULE}", echo=False, append=True)
+        # The exporter logs a file it cannot read and goes on without its terms.
+        errors = [line for line in log_path.read_text(errors="replace").splitlines()
+                  if (match := LOG_LINE.match(line)) and match["level"] in ("ERROR", "CRITICAL")]
+        if errors:
+            raise HarnessError(f"Odoo logged errors, {POT_FILE.name} is left as it was; see "
+                               f"{log_path}; the first:\n{errors[0]}")
+        POT_FILE.parent.mkdir(exist_ok=True)
+        shutil.copyfile(exported, POT_FILE)
+    say(f"wrote {POT_FILE.relative_to(REPO)}")
     return 0
 
 
@@ -1126,7 +1172,8 @@ COMMANDS = {
     "run": (cmd_run, "serve a demo db on 127.0.0.1:$PORT (default 8069), db $DB"),
     "bench": (cmd_bench, "run bench/*.py against a freshly started server"),
     "chaos": (cmd_chaos, "faults, kills and a PostgreSQL restart under load; check the outbox"),
-    "lint": (cmd_lint, "ruff check ."),
+    "lint": (cmd_lint, "ruff check ., then pylint-odoo with OCA's checks"),
+    "pot": (cmd_pot, f"write {POT_FILE.relative_to(REPO)} from the code"),
 }
 
 

@@ -45,8 +45,9 @@ PIP_CONSTRAINTS = "setuptools<70\nzope.interface<7\nzope.event<5.1\n"
 # Beside requirements.txt: gevent needs zope.interface at run time; browser
 # tours drive Chromium through websocket-client.
 EXTRA_REQUIREMENTS = ("zope.interface", "websocket-client")
-# The linter of `make test`, pinned so that every machine lints alike.
-RUFF_VERSION = "0.17.6"
+# The linters of `make lint` (and so of `make test`), pinned so that every machine
+# lints alike; pylint-odoo at the pin of OCA's addons repository template for Odoo 18.
+LINT_REQUIREMENTS = ("ruff==0.17.6", "pylint-odoo==9.1.3")
 COMPLETE_MARKER = ".complete"
 BUILD_INFO = "build.json"
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -445,16 +446,22 @@ def missing_requirements(python: str, requirements: list[str]) -> list[str]:
 
 
 def ensure_addon_requirements(odoo: OdooInstall) -> None:
-    """Install what the manifest needs and Odoo lacks: into a cached build on
-    every run (a build made before a requirement was added gets it too), else
-    say the command to run."""
-    missing = missing_requirements(odoo.python, manifest_requirements())
+    """What the manifest needs (see ensure_requirements)."""
+    ensure_requirements(odoo, manifest_requirements(), "the addon's requirements")
+
+
+def ensure_requirements(odoo: OdooInstall, requirements: list[str] | tuple[str, ...],
+                        what: str) -> None:
+    """Install the ``requirements`` that Odoo's interpreter lacks: into a cached build
+    on every run (a build made before a requirement was added gets it too), else say
+    the command to run."""
+    missing = missing_requirements(odoo.python, list(requirements))
     if not missing:
         return
     line = shlex.join([odoo.python, "-m", "pip", "install", *missing])
     if not odoo.cached:
         raise HarnessError(
-            f"the addon needs Python packages that {odoo.python} lacks: {' '.join(missing)}\n"
+            f"{odoo.python} lacks Python packages ({what}): {' '.join(missing)}\n"
             f"install them and run the command again:\n  {line}",
             2,
         )
@@ -462,7 +469,7 @@ def ensure_addon_requirements(odoo: OdooInstall) -> None:
     pip_env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     if constraints.is_file():
         pip_env["PIP_CONSTRAINT"] = str(constraints)
-    with step(f"installing the addon's requirements {' '.join(missing)}", retry=line):
+    with step(f"installing {what} {' '.join(missing)}", retry=line):
         checked(line, [odoo.python, "-m", "pip", "install", "-q", *missing], env=pip_env)
 
 
@@ -489,23 +496,6 @@ class OdooInstall:
     @property
     def bin_dir(self) -> Path:
         return Path(self.python).parent
-
-
-def ruff_for(odoo: OdooInstall) -> str:
-    """The pinned ruff: put into a cached build on first use (and on a new pin),
-    else the one on PATH next to an installed Odoo."""
-    if not odoo.cached:
-        found = shutil.which("ruff")
-        if not found:
-            raise HarnessError(f"ruff is not installed: pip install ruff=={RUFF_VERSION}")
-        return found
-    ruff = odoo.bin_dir / "ruff"
-    current = run_quiet([str(ruff), "--version"]).stdout.split() if ruff.exists() else []
-    if current[-1:] != [RUFF_VERSION]:
-        with step(f"installing ruff {RUFF_VERSION}", retry="the same make command"):
-            pip = [odoo.python, "-m", "pip", "install", "-q", f"ruff=={RUFF_VERSION}"]
-            checked("pip install ruff", pip)
-    return str(ruff)
 
 
 def probe(python: str) -> OdooInstall | str:

@@ -234,7 +234,7 @@ class DeliveryWorker:
 
     def _commit(self):
         if self.commit:
-            self.env.cr.commit()
+            self.env.cr.commit()  # a run commits its own steps; pylint: disable=invalid-commit
 
     def _next_requests(self):
         """Claim a few due jobs, build their payloads, and return the requests
@@ -355,7 +355,7 @@ class DeliveryWorker:
             # A short transaction of its own: in READ COMMITTED, SKIP LOCKED passes
             # over rows that another worker claimed meanwhile, where Odoo's
             # REPEATABLE READ would fail to serialize.
-            self.env.cr.commit()
+            self.env.cr.commit()  # pylint: disable=invalid-commit
             self.env.cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         ids, scripted = self._claimable_ids(limit * CLAIM_CANDIDATE_FACTOR)
         rows = self._lock_rows(
@@ -474,7 +474,7 @@ class DeliveryWorker:
         while True:
             cr.execute(f"INSERT INTO {LEASE_TABLE} (worker) VALUES (%s) "  # noqa: S608
                        "ON CONFLICT DO NOTHING", [self.name])
-            cr.commit()
+            cr.commit()  # the lease is seen by other runs; pylint: disable=invalid-commit
             if self.commit:  # (a test's cursor shares the test's transaction)
                 cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
             cr.execute(f"SELECT 1 FROM {LEASE_TABLE} WHERE worker = %s FOR UPDATE",  # noqa: S608
@@ -506,7 +506,7 @@ class DeliveryWorker:
             if not self.lease_lost:
                 cr.execute(f"DELETE FROM {LEASE_TABLE} WHERE worker = %s",  # noqa: S608
                            [self.name], log_exceptions=False)
-                cr.commit()
+                cr.commit()  # pylint: disable=invalid-commit
         except psycopg2.Error:
             _logger.info("Could not delete the lease of outbound delivery run %s", self.name,
                          exc_info=True)
@@ -548,7 +548,7 @@ class DeliveryWorker:
         if self.commit:
             # READ COMMITTED: a lease or claim committed after this transaction
             # began must be seen (a live run), not fail to serialize.
-            self.env.cr.commit()
+            self.env.cr.commit()  # pylint: disable=invalid-commit
             self.env.cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         dead = [row[0] for row in self._lock_rows(
             f"SELECT worker FROM {LEASE_TABLE} WHERE worker != %s "  # noqa: S608
@@ -744,8 +744,9 @@ class DeliveryWorker:
             message = _("Cannot build the payload: %(error)s", error=error)
         else:
             _logger.warning("Outbound job %s: cannot build its payload", job.id, exc_info=True)
-            message = _("Cannot build the payload: %(error)s",
-                        error=f"{type(error).__name__}: {error}")
+            # Not an f-string inside _(): Babel's extractor would skip the whole file.
+            reason = f"{type(error).__name__}: {error}"
+            message = _("Cannot build the payload: %(error)s", error=reason)
         self.env["bj.api.log"]._bj_write_in_transaction(
             outbound.log_values(plan, None, records_text=job.res_ids, attempt=attempt,
                                 error=message, job_id=job.id),

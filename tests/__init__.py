@@ -75,3 +75,5 @@ from . import test_first_integration
 from . import test_filter_domain_form
 from . import test_readme_scripts
 from . import test_line_names
+from . import test_i18n
+from . import test_data_updates

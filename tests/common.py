@@ -328,14 +328,15 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 
     def setup(self):
-        super().setup()
+        result = super().setup()
         with self.server.lock:
             self.server.connections.add(self.connection)
+        return result
 
     def finish(self):
         with self.server.lock:
             self.server.connections.discard(self.connection)
-        super().finish()
+        return super().finish()
 
     def log_message(self, format, *args):  # keep test output quiet
         pass
@@ -347,7 +348,7 @@ class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request, client_address):
         # A client that timed out or a stop() closed the socket: expected in tests.
         if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
+            return super().handle_error(request, client_address)
 
 
 class LocalHttpServer:

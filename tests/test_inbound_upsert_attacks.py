@@ -54,7 +54,7 @@ class UpsertKit(InboundWorkersMixin):
             # A line may name another of these configurations as its Mapping Model.
             env.cr.execute("DELETE FROM bj_api_sync_config_line WHERE config_id = ANY(%s)",
                            (self.config_ids,))
-        super()._drop_data()
+        return super()._drop_data()
 
     def refs(self, size, count=1):
         return [f"{self.tag}-{size}-{secrets.token_hex(3)}" for _index in range(count)]

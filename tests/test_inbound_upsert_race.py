@@ -25,6 +25,8 @@ from ..core import inbound
 from ..services.inbound_request import InboundRequest
 from .common import BjApiSyncCase, CommittedDataMixin
 
+_logger = logging.getLogger(__name__)
+
 SIZES = (4, 16, 64)
 BATCH = 5
 
@@ -146,9 +148,8 @@ class TestConcurrentUpserts(InboundWorkersMixin, BjApiSyncCase):
             self.assertIsInstance(answer, tuple, f"every request is answered: {answer!r}")
         replays = sum(tries - 1 for _status, _body, _headers, tries in answers)
         busy = sum(status == 503 for status, _body, _headers, _tries in answers)
-        print(f"race {self._testMethodName} x{len(requests)}: "  # noqa: T201 - the measure
-              f"{time.monotonic() - started:.2f} s, {replays} replays, {busy} answered 503",
-              flush=True)
+        _logger.info("race %s x%d: %.2f s, %d replays, %d answered 503", self._testMethodName,
+                     len(requests), time.monotonic() - started, replays, busy)
         return answers
 
     # -- checks -----------------------------------------------------------------

@@ -227,6 +227,7 @@ class TestOutboundReliability(BjOutboundCase):
 
         def export(env, plan, records):
             if plan.config_id == access.id:
+                # A test double's message; pylint: disable-next=translation-required
                 raise AccessError("not for you")
             if plan.config_id == database.id:
                 env.cr.execute("SELECT 1 / 0", log_exceptions=False)

@@ -186,6 +186,7 @@ class TestScriptModules(BaseCase):
 
     def test_scripts_read_their_name_and_define_helpers(self):
         script = compile_script("__name__", "evaluate")
+        # Runs the compiled code as the runner does; pylint: disable-next=eval-used
         self.assertEqual(eval(script.code, {"__builtins__": {}}), SCRIPT_LOGGER_NAME)  # noqa: S307
         self.assertEqual(SCRIPT_LOGGER_NAME, "odoo.addons.bjet_api_sync.script")
         script = compile_script("def outer(n):\n    def inner():\n        return n * 2\n"

@@ -155,6 +155,7 @@ class TestSqlGuard(BaseCase):
             with self.subTest(query=query):
                 sent = []
 
+                # Binds this iteration's text and list; pylint: disable-next=dangerous-default-value
                 def send(text=text, sent=sent):
                     sent.append(text)
                     return text

@@ -358,6 +358,13 @@ class TestAddonRequirements(unittest.TestCase):
         self.assertIn(f"{odoo.python} -m pip install pglast==7.22", str(caught.exception))
         self.assertEqual(caught.exception.exit_code, 2)
 
+    def test_the_linters_are_pinned_exactly(self):
+        # Every machine lints alike: one version of each linter, installed like the
+        # addon's own requirements.
+        for requirement in provision.LINT_REQUIREMENTS:
+            with self.subTest(requirement=requirement):
+                self.assertRegex(requirement, r"^[a-z][a-z-]*==\d+(\.\d+)+$")
+
     def test_nothing_missing_installs_nothing(self):
         with (
             mock.patch.object(provision, "missing_requirements", return_value=[]),
