@@ -107,7 +107,6 @@ class BjApiSyncConfig(models.Model):
     )
     filter_domain_problem = fields.Char(
         compute="_compute_filter_domain_count",
-        string="Filter Domain Problem",
         help="Why the records of the Filter Domain are not counted now.",
     )
     http_method_ids = fields.Many2many(
