@@ -75,12 +75,14 @@ class BjApiIdentifierLock(models.Model):
         no such care: it deletes only the row versions it sees, and a version
         written after its snapshot makes the DELETE fail to serialize.
         KEEP_SECONDS only keeps recently touched rows out of the batches.
-        Rows being touched now are skipped."""
+        Rows being touched now are skipped.  The batch is a MATERIALIZED CTE,
+        selected once: as `id IN (subquery)` a plan that rescans it would
+        delete more than a batch."""
         commit = auto_commit()
         while True:
             self.env.cr.execute(SQL(
                 """
-                DELETE FROM %(table)s WHERE id IN (
+                WITH batch AS MATERIALIZED (
                     SELECT id FROM %(table)s
                      WHERE touched_at < (now() AT TIME ZONE 'UTC') - make_interval(secs => %(keep)s)
                        AND NOT EXISTS (
@@ -88,6 +90,7 @@ class BjApiIdentifierLock(models.Model):
                             WHERE snapshot.pid <> pg_backend_pid()
                               AND age(snapshot.backend_xmin) >= age(%(table)s.xmin))
                      LIMIT %(batch)s FOR UPDATE SKIP LOCKED)
+                DELETE FROM %(table)s WHERE id IN (SELECT id FROM batch)
                 """,
                 table=SQL.identifier(self._table), keep=KEEP_SECONDS, batch=BATCH_SIZE,
             ))

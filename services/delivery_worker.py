@@ -351,6 +351,10 @@ class DeliveryWorker:
         configurations keep their jobs waiting.
         """
         self.env.flush_all()
+        # The locking SELECT is a MATERIALIZED CTE, run once: as ``id IN
+        # (subquery)``, a plan that rescans the subquery (table statistics
+        # decide) skips the rows just updated at each rescan and claims far
+        # more than ``limit``.
         if self.commit:
             # A short transaction of its own: in READ COMMITTED, SKIP LOCKED passes
             # over rows that another worker claimed meanwhile, where Odoo's
@@ -360,14 +364,16 @@ class DeliveryWorker:
         ids, scripted = self._claimable_ids(limit * CLAIM_CANDIDATE_FACTOR)
         rows = self._lock_rows(
             """
-            UPDATE bj_api_sync_job SET state = 'running', attempt = attempt + 1,
+            WITH claimed AS MATERIALIZED (
+                SELECT id FROM bj_api_sync_job
+                 WHERE id = ANY(%(ids)s) AND state = 'pending'
+                 ORDER BY id LIMIT %(limit)s
+                 FOR UPDATE SKIP LOCKED)
+            UPDATE bj_api_sync_job AS job SET state = 'running', attempt = job.attempt + 1,
                    locked_at = %(now)s, worker = %(worker)s,
                    write_date = %(now)s, write_uid = %(uid)s
-            WHERE id IN (SELECT id FROM bj_api_sync_job
-                         WHERE id = ANY(%(ids)s) AND state = 'pending'
-                         ORDER BY id LIMIT %(limit)s
-                         FOR UPDATE SKIP LOCKED)
-            RETURNING id, attempt
+              FROM claimed WHERE job.id = claimed.id
+            RETURNING job.id, job.attempt
             """,
             {"now": self.jobs._bj_now(), "worker": self.name, "uid": self.env.uid,
              # A scripted configuration's jobs one at a time (see _scripts_claimed_alone).
