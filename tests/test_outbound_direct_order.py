@@ -594,6 +594,34 @@ class TestUsersSavesDuringAScriptedBuild(CommittedDataMixin, BaseCase):
         self.assertLess(waited, 1, f"a user's save of the last record waited {waited:.1f} s "
                                    "for the scripts of the jobs before it")
 
+    def test_a_new_change_of_another_configuration_is_not_held_by_the_scripts(self):
+        """Point 6: a new change starts its first attempt within 2 s.  With the
+        one delivery action busy building a scripted configuration's payloads
+        (claimed alone, job after job), a plain configuration's new change
+        waited for all of them."""
+        with self.committed_env() as env:
+            plain = self.committed_out_config(env, {
+                "name": "Plain", "request_url": self.server.url + "/plain",
+                "line_ids": line_commands(env, "res.partner", [
+                    ("id", "id", {"is_identifier": True}), ("name", "name", None)])})
+            self.addCleanup(self.delete_committed, plain.id)
+        worker = threading.Thread(target=self.run_worker, name="bj-test-worker")
+        worker.start()
+        time.sleep(0.5)  # the scripted jobs claimed, the first script running
+        with self.committed_env() as env:
+            env["bj.api.sync.config"]._enqueue_outbound_records(self.partner_ids[0], plain.id)
+        queued = time.monotonic()
+        deadline = queued + 30
+        while time.monotonic() < deadline and not any(
+                request.path == "/plain" for request in self.server.requests):
+            time.sleep(0.05)
+        arrived = next((request.received_at for request in self.server.requests
+                        if request.path == "/plain"), None)
+        worker.join(60)
+        self.assertIsNotNone(arrived, "never sent by the run")
+        self.assertLess(arrived - queued, 2,
+                        f"the new change's first attempt came {arrived - queued:.1f} s after it")
+
 
 @tagged("post_install", "-at_install")
 class TestRetryOfAnOlderDeadJob(BjOutboundCase):
