@@ -582,7 +582,9 @@ class InboundRequest:
         if len(payload) > self.plan.limit:
             raise InboundError(
                 400,
-                f"A batch holds at most {self.plan.limit} records; this one has {len(payload)}.",
+                f"A batch holds at most {self.plan.limit} records (the configuration's Limit); "
+                f"this one has {len(payload)}. Split it, or raise the Limit of the API "
+                "Configuration.",
             )
         for index, item in enumerate(payload):
             if not isinstance(item, dict):

@@ -1,3 +1,4 @@
+import re
 from unittest.mock import patch
 
 from odoo.tests import tagged
@@ -65,7 +66,9 @@ class TestInboundBatches(BjApiHttpCase):
 
     def test_batch_size_is_capped_by_the_limit(self):
         items = [{"code": f"B-4{index}", "name": "Too many"} for index in range(6)]
-        self.assertApiError(self.api("POST", "batch-partners", body=items), 400, "at most 5")
+        self.assertApiError(self.api("POST", "batch-partners", body=items), 400, re.escape(
+            "at most 5 records (the configuration's Limit); this one has 6. Split it, or raise "
+            "the Limit"))
         self.assertFalse(self.partners(*[item["code"] for item in items]))
         self.assertApiError(self.api("POST", "batch-partners", body=[]), 400, "empty")
         self.assertApiError(self.api("POST", "batch-partners", body=[{"code": "B-50"}, 7]), 400)
