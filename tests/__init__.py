@@ -73,3 +73,4 @@ from . import test_uninstall
 from . import test_documentation
 from . import test_first_integration
 from . import test_filter_domain_form
+from . import test_i19_attacks
