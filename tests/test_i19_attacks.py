@@ -124,3 +124,46 @@ class TestI19TestConnectionAttacks(LocalTimeoutsMixin, BjApiHttpCase):
             manager).search([("config_id", "=", config.id)]).mapped("response_body")]
         self.assertNotIn("S3CRET-VALUE", "\n".join(filter(None, seen)),
                          "the manager reads a System Parameter through Test Connection")
+
+
+
+
+
+@tagged("post_install", "-at_install")
+class TestI19FilterDomainOracle(BjApiSyncCase):
+    def test_a_hidden_record_is_read_through_database_errors(self):
+        """An API Sync Manager, Run As User of their own configuration and in
+        one company only, types in the Filter Domain a condition on a contact
+        of another company, which their record rules hide, followed by
+        ``('name', '=like', '\\')``: a pattern PostgreSQL refuses only when it
+        compares it with a row.  The row reaches that comparison only when the
+        conditions before it hold, so Matching Records (counted as the manager,
+        but PostgreSQL tests the record rule after the written conditions)
+        names "LIKE pattern must not end with escape character" exactly when
+        the guess is right, and Save (which searches as the superuser) refuses
+        exactly then.  One guess per keystroke, the manager reads the hidden
+        contact's email: the count and the refusal are an oracle on records
+        the Run As User may not read."""
+        other = self.env["res.company"].create({"name": "Other Company"})
+        hidden = self.env["res.partner"].create({
+            "name": "Hidden", "email": "alice@secret.example", "company_id": other.id})
+        manager = self.sync_manager
+        self.assertFalse(self.env["res.partner"].with_user(manager).search(
+            [("id", "=", hidden.id)]), "the manager may not read the contact")
+        config = self.make_config(run_as_user_id=manager.id).with_user(manager)
+        outcomes = {}
+        for guess in ("alice%", "bob%"):
+            text = (f"[('id', '=', {hidden.id}), ('email', '=like', '{guess}'), "
+                    "('name', '=like', '\\\\')]")
+            form = Form(config)
+            form.filter_domain = text
+            counted = (form.filter_domain_count, bool(form.filter_domain_problem))
+            try:
+                with self.env.cr.savepoint():
+                    form.save()
+                saved = True
+            except ValidationError:
+                saved = False
+            outcomes[guess] = (counted, saved)
+        self.assertEqual(outcomes["alice%"], outcomes["bob%"],
+                         "a right guess and a wrong one must look the same to the manager")
