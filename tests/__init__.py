@@ -77,3 +77,4 @@ from . import test_readme_scripts
 from . import test_line_names
 from . import test_i18n
 from . import test_data_updates
+from . import test_i19_attacks
