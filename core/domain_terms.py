@@ -95,9 +95,58 @@ class DomainTemplate:
         """The domain as a list; raises DomainRefused when a date leaves the
         calendar (``context_today() + timedelta(days=10**9)``)."""
         try:
-            return list(self._value(context))
+            domain = list(self._value(context))
         except Exception as error:  # noqa: BLE001 - the terms' own arithmetic, on data
             raise DomainRefused(f"a date term has no value now: {error}") from None
+        check_patterns(domain)
+        return domain
+
+
+# Operators whose value PostgreSQL reads as a LIKE pattern, and whether Odoo
+# wraps that value in % (odoo.osv.expression) before it does.
+LIKE_OPERATORS = {
+    "=like": False, "=ilike": False,
+    "like": True, "ilike": True, "not like": True, "not ilike": True,
+}
+
+
+def unterminated_escape(pattern):
+    """Whether the LIKE ``pattern`` ends with its escape character ``\\``."""
+    index = 0
+    while index < len(pattern):
+        if pattern[index] == "\\":
+            if index + 1 == len(pattern):
+                return True
+            index += 1
+        index += 1
+    return False
+
+
+def check_patterns(domain):
+    """Refuse a LIKE pattern of ``domain`` (``any`` sub-domains included) that
+    ends with its escape character.
+
+    PostgreSQL refuses such a pattern only when it compares it with a row, so
+    its refusal depends on the records: on a record the user may not read,
+    reached because the conditions before it hold (record rules are tested
+    after them), it would tell the user that those conditions hold.  Every
+    other value of a domain is judged when PostgreSQL parses the query,
+    whatever the records (``TestDomainOracle`` walks every operator and field
+    kind)."""
+    for leaf in domain:
+        if not isinstance(leaf, (list, tuple)) or len(leaf) != 3:
+            continue
+        _path, operator, value = leaf
+        if operator in ("any", "not any") and isinstance(value, (list, tuple)):
+            check_patterns(value)
+        if operator not in LIKE_OPERATORS:
+            continue
+        for text in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(text, str) and unterminated_escape(
+                    f"%{text}%" if LIKE_OPERATORS[operator] else text):
+                raise DomainRefused(
+                    f"the pattern {text!r} of {operator!r} ends with the escape "
+                    "character \\ (write \\\\ for a backslash)")
 
 
 def _refuse(node, what):

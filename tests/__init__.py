@@ -78,3 +78,4 @@ from . import test_line_names
 from . import test_i18n
 from . import test_data_updates
 from . import test_i19_attacks
+from . import test_filter_domain_oracle
