@@ -4,6 +4,8 @@ it or changes it is refused to an API Sync Manager as a write would be, with the
 reason; the others are listed here as harmless, with why.  A new button fails
 ``test_every_button_is_decided`` until it is decided."""
 
+from lxml import etree
+
 from odoo.exceptions import AccessError
 from odoo.tests import tagged
 
@@ -54,6 +56,11 @@ class TestAdminOnlyButtons(BjOutboundCase):
         self.assertEqual(self.buttons(), set(HARMLESS) | set(REFUSED),
                          "decide each new button: refused on administrators' "
                          "configurations, or harmless (with why)")
+
+    def test_the_form_hides_test_connection_from_them(self):
+        arch = etree.fromstring(self.env["bj.api.sync.config"].get_view(view_type="form")["arch"])
+        widget = arch.xpath("//widget[@name='bj_test_connection']")[0]
+        self.assertEqual(widget.get("invisible"), "admin_only")
 
     def press(self, config, button):
         """``button`` of ``config`` as the manager, undone afterwards."""
