@@ -119,41 +119,173 @@ def bind_script_name(tree, name):
     return ast.fix_missing_locations(_ScriptName(name).visit(tree))
 
 
-# Scopes of their own: a name bound inside is not the script's variable, but a
-# walrus in a comprehension binds in the enclosing scope.
-_FUNCTION_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+# A function's or class's body and a lambda's are scopes of their own; a
+# comprehension's variables are its own, but a walrus in it binds in the
+# enclosing scope.
+_DEF_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def _scope_nodes(nodes):
+    """The nodes of one scope under ``nodes``: not the bodies of the functions,
+    classes and lambdas defined there (their decorators, defaults and bases
+    are evaluated in it), nor the variables of comprehensions."""
+    pending = list(nodes)
+    while pending:
+        node = pending.pop()
+        yield node
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            children = [*node.decorator_list, node.args, *filter(None, [node.returns])]
+        elif isinstance(node, ast.ClassDef):
+            children = [*node.decorator_list, *node.bases, *node.keywords]
+        elif isinstance(node, ast.Lambda):
+            children = [node.args]
+        elif isinstance(node, ast.comprehension):
+            children = [node.iter, *node.ifs]
+        elif isinstance(node, ast.AnnAssign) and node.value is None:
+            children = [node.annotation]  # ``name: type`` binds nothing
+        else:
+            children = ast.iter_child_nodes(node)
+        pending.extend(children)
+
+
+def _bound_name(node):
+    if isinstance(node, ast.Name):
+        return isinstance(node.ctx, ast.Store) and node.id
+    if isinstance(node, ast.alias):
+        return node.asname or node.name.split(".")[0]
+    if isinstance(node, (*_DEF_SCOPES, ast.ExceptHandler, ast.MatchAs, ast.MatchStar)):
+        return node.name
+    return isinstance(node, ast.MatchMapping) and node.rest
+
+
+def _binds(nodes, name):
+    """Whether something under ``nodes`` binds ``name`` in their scope."""
+    return any(_bound_name(node) == name for node in _scope_nodes(nodes))
+
+
+def _join(*states):
+    """States: True (the name may be bound), False (it is not), None (no path)."""
+    reached = [state for state in states if state is not None]
+    return any(reached) if reached else None
+
+
+class _Flow:
+    """Whether ``name`` may be bound at the end of a script's module-level
+    statements, path by path: ``del`` and the end of an ``except ... as``
+    handler unbind it; an exception may leave a ``try`` or ``with`` body at
+    any point."""
+
+    def __init__(self, name):
+        self.name = name
+        self.jumps = []  # (break states, continue states) of the loops walked
+
+    def binds(self, *nodes):
+        return _binds(nodes, self.name)
+
+    def block(self, statements, state):
+        for statement in statements:
+            if state is None:
+                break  # unreachable
+            state = self.statement(statement, state)
+        return state
+
+    def statement(self, node, state):
+        if isinstance(node, ast.If):
+            state = state or self.binds(node.test)
+            return _join(self.block(node.body, state), self.block(node.orelse, state))
+        if isinstance(node, (ast.For, ast.AsyncFor, ast.While)):
+            return self.loop(node, state)
+        if isinstance(node, (ast.With, ast.AsyncWith)):
+            state = state or self.binds(*node.items)
+            # A context manager may swallow an exception raised in the body.
+            return _join(self.block(node.body, state), state or self.binds(*node.body))
+        if isinstance(node, (ast.Try, ast.TryStar)):
+            return self.try_(node, state)
+        if isinstance(node, ast.Match):
+            state = state or self.binds(node.subject)
+            return _join(state, *(  # no case matched, or one did
+                self.block(case.body, state or self.binds(case.pattern, *filter(None, [
+                    case.guard])))
+                for case in node.cases))
+        if isinstance(node, ast.Delete):
+            for target in _flatten(node.targets):
+                unbinds = isinstance(target, ast.Name) and target.id == self.name
+                state = False if unbinds else state or self.binds(target)
+            return state
+        if isinstance(node, (ast.Break, ast.Continue)):
+            self.jumps[-1][isinstance(node, ast.Continue)].append(state)
+            return None
+        if isinstance(node, ast.Raise):
+            return None  # the script fails
+        return state or self.binds(node)
+
+    def loop(self, node, state):
+        if isinstance(node, ast.While):
+            at_test = self.binds(node.test)  # evaluated before each turn and the last
+            each_turn = at_test
+        else:
+            state = state or self.binds(node.iter)
+            at_test, each_turn = False, self.binds(node.target)
+        head = state
+        while True:  # at most twice: states only grow from False to True
+            self.jumps.append(([], []))
+            end = self.block(node.body, head or each_turn)
+            breaks, continues = self.jumps.pop()
+            turned = _join(state, end, *continues)
+            if turned == head:
+                break
+            head = turned
+        return _join(self.block(node.orelse, head or at_test), *breaks)
+
+    def try_(self, node, state):
+        marks = [len(jumps) for jumps in self.jumps[-1]] if self.jumps else []
+        body = self.block(node.body, state)
+        # An exception may come from any point of the body.
+        caught = state or self.binds(*node.body)
+        ends = [self.block(node.orelse, body)]
+        for handler in node.handlers:
+            entry = caught or bool(handler.type and self.binds(handler.type))
+            named = handler.name == self.name
+            end = self.block(handler.body, entry or named)
+            # Python deletes the handler's name when the handler ends.
+            ends.append(False if named and end is not None else end)
+        state = _join(*ends)
+        if node.finalbody:
+            if self.jumps:  # a break or continue runs the finally clause first
+                finally_binds = self.binds(*node.finalbody)
+                for jumps, mark in zip(self.jumps[-1], marks, strict=True):
+                    jumps[mark:] = [jump or finally_binds for jump in jumps[mark:]]
+            state = self.block(node.finalbody, state)
+        return state
+
+
+def _flatten(targets):
+    for target in targets:
+        if isinstance(target, (ast.Tuple, ast.List)):
+            yield from _flatten(target.elts)
+        else:
+            yield target
+
+
+def _sets_global(tree, name):
+    """Whether a function or class body declares ``global name`` and binds it:
+    called anywhere, it may set the script's variable."""
+    for node in ast.walk(tree):
+        if isinstance(node, _DEF_SCOPES):
+            own = list(_scope_nodes(node.body))
+            if (any(isinstance(child, ast.Global) and name in child.names for child in own)
+                    and any(_bound_name(child) == name for child in own)):
+                return True
+    return False
 
 
 def binds_name(source, name):
-    """Whether the statements of ``source`` can set the variable ``name`` of the
-    script's own namespace: an assignment (walrus included), a ``for``,
-    ``with``, ``except`` or ``match`` target, an import, a ``def`` or ``class``
-    of that name, or a ``global`` declaration; not a name local to a function,
-    a lambda or a comprehension."""
-    pending = list(ast.iter_child_nodes(ast.parse(source)))
-    while pending:
-        node = pending.pop()
-        if isinstance(node, ast.Global) and name in node.names:
-            return True
-        if isinstance(node, _FUNCTION_SCOPES):
-            if node.name == name:
-                return True
-            pending.extend(child for child in ast.walk(node) if isinstance(child, ast.Global))
-            continue
-        if isinstance(node, ast.Lambda):
-            continue
-        if isinstance(node, _COMPREHENSIONS):
-            pending.extend(child for child in ast.walk(node) if isinstance(child, ast.NamedExpr))
-            continue
-        bound = (
-            (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id)
-            or (isinstance(node, ast.alias) and (node.asname or node.name.split(".")[0]))
-            or (isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar))
-                and node.name)
-            or (isinstance(node, ast.MatchMapping) and node.rest)
-        )
-        if bound == name:
-            return True
-        pending.extend(ast.iter_child_nodes(node))
-    return False
+    """Whether the variable ``name`` of the script's own namespace may be set
+    when the statements of ``source`` end, on some path: set by an assignment
+    (walrus included), a ``for``, ``with`` or ``match`` target, an import, a
+    ``def`` or ``class`` of that name, or a function that declares it
+    ``global`` and assigns it; and not unset since by ``del`` or by the end of
+    an ``except ... as`` handler.  A name local to a function, a lambda or a
+    comprehension is not the script's."""
+    tree = ast.parse(source)
+    return _sets_global(tree, name) or bool(_Flow(name).block(tree.body, False))

@@ -1084,6 +1084,23 @@ class BjApiSyncConfig(models.Model):
 
     # -- actions -------------------------------------------------------------
 
+    def _bj_check_may_use(self, button):
+        """Refuse ``button``, which uses these configurations' credentials and
+        runs them as their Run As User, to a user who may not change them as
+        they are: the checks a write by that user passes (the API Sync Manager
+        group, write access and record rules, ``_bj_check_admin_only`` with its
+        row locks).  An administrator's configuration would otherwise reach,
+        as another user, what the user's own rights refuse."""
+        check_group(self.env, MANAGER_GROUP)
+        self.check_access("write")
+        try:
+            self._bj_check_admin_only()
+        except AccessError as error:
+            raise AccessError(_(
+                "%(button)s uses the configuration's credentials and runs it as its Run As "
+                "User: only those who may change it may use it. %(reason)s",
+                button=button, reason=error.args[0])) from error
+
     def action_rotate_encryption_key(self):
         check_group(self.env, MANAGER_GROUP)
         count = self._bj_rotate_encryption_key()

@@ -21,7 +21,7 @@ from ..services import outbound, run_as
 from ..services.filter_domain import scope_domain
 from ..services.inbound_request import INBOUND_CONTEXT_KEY, InboundOrigin
 from ..services.outbound_call import EXPORT_ERRORS, OutboundCall
-from .bj_api_access import ADMIN_GROUP, MANAGER_GROUP, USER_GROUP, check_group
+from .bj_api_access import ADMIN_GROUP, USER_GROUP, check_group
 from .bj_api_sync_job import DEAD_ACTIVITY_TYPE
 
 _logger = logging.getLogger("bj.api.outbound")
@@ -680,8 +680,8 @@ class BjApiSyncConfigOutbound(models.Model):
 
     def action_test_connection(self):
         """Check that the API answers, without changing anything; notify and log."""
-        check_group(self.env, MANAGER_GROUP)
         self.ensure_one()
+        self._bj_check_may_use(_("Test Connection"))
         plan = self._bj_plan()
         run_as.check_plan_user(self.env, plan)
         timeout = (self.connection_timeout, self.read_timeout)
@@ -705,6 +705,10 @@ class BjApiSyncConfigOutbound(models.Model):
             result = http_client.send("GET", url, headers=headers, timeout=timeout)
         values = outbound.log_values(plan, result, headers=headers)
         values.update(direction=plan.request_type, res_model=False)
+        if not plan.delivery:
+            # The endpoint's own log row already holds its answer: the test's row
+            # keeps whether and how it answered, not a second copy of the records.
+            values["response_body"] = False
         self.env["bj.api.log"]._bj_write_log(values, plan.secrets)
         return self._bj_connection_notification(result)
 

@@ -58,6 +58,7 @@ from . import test_script_budget
 from . import test_field_access
 from . import test_acting_fields
 from . import test_script_lock
+from . import test_admin_only_buttons
 from . import test_script_result
 from . import test_manager_form
 from . import test_test_connection_form

@@ -2,7 +2,7 @@
 what a user does, and what goes wrong."""
 
 from odoo import Command
-from odoo.exceptions import ValidationError
+from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import Form, tagged
 
 from .common import BjApiHttpCase, BjApiSyncCase, LocalTimeoutsMixin, generated_secret
@@ -118,10 +118,13 @@ class TestI19TestConnectionAttacks(LocalTimeoutsMixin, BjApiHttpCase):
         manager = self.sync_manager
         self.assertFalse(self.env[model].with_user(manager).has_access("read"))
         self.assertTrue(config.with_user(manager).admin_only)
-        notification = config.with_user(manager).action_test_connection()
+        # Refused, as a write would be (bj.api.sync.config._bj_check_may_use).
+        with self.assertRaisesRegex(AccessError, "Test Connection uses the configuration's "
+                                    "credentials .* Only Settings administrators may change"):
+            config.with_user(manager).action_test_connection()
         self.env.invalidate_all()
-        seen = [notification["params"]["message"], *self.env["bj.api.log"].with_user(
-            manager).search([("config_id", "=", config.id)]).mapped("response_body")]
+        seen = self.env["bj.api.log"].with_user(manager).search(
+            [("config_id", "=", config.id)]).mapped("response_body")
         self.assertNotIn("S3CRET-VALUE", "\n".join(filter(None, seen)),
                          "the manager reads a System Parameter through Test Connection")
 
