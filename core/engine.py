@@ -183,10 +183,10 @@ def _identifier_values(line, raw_values, owners, relations):
     return resolved
 
 
-def _import_mapping(line, items, relations, scripts):
-    """Values of a Relational with Mapping Model line, by item index."""
+def _import_mapping(line, items, present, relations, scripts):
+    """Values of a Relational with Mapping Model line, by item index, for the
+    ``present`` items that write its key."""
     key = line.key
-    present = [i for i, item in enumerate(items) if key in item]
     if line.ttype == "many2one":
         filled = [i for i in present if items[i][key] is not None]
         ids = _identifier_values(line, [items[i][key] for i in filled], filled, relations)
@@ -238,12 +238,10 @@ def script_value_to_orm(line, value):
     return [command_set(converted)] if line.ttype in X2MANY_TYPES else converted
 
 
-def _import_line(line, items, handles, relations, scripts, vals_list):
+def _import_line(line, items, writes, relations, scripts, vals_list, handles):
     if line.is_script:
         for i, item in enumerate(items):
-            if line.script.evaluates and handles[i] is not None and line.key not in item:
-                # An update writes only what was sent, as for plain lines: a
-                # partial PUT must not reset the field to the script's default.
+            if line.script.evaluates and not writes(i, line.key):
                 continue
             has_value, value = scripts(line, handles[i], item, i)
             if has_value:
@@ -257,11 +255,11 @@ def _import_line(line, items, handles, relations, scripts, vals_list):
         return
     if not line.writable:
         return  # ``id`` and computed fields are read-only through the API
+    present = [i for i, item in enumerate(items) if line.key in item and writes(i, line.key)]
     if line.is_mapping:
-        values = _import_mapping(line, items, relations, scripts)
+        values = _import_mapping(line, items, present, relations, scripts)
     else:
-        values = {i: _convert_plain(line, item[line.key], i)
-                  for i, item in enumerate(items) if line.key in item}
+        values = {i: _convert_plain(line, items[i][line.key], i) for i in present}
         if line.comodel:
             _check_existing_ids(line, {i: v for i, v in values.items() if v}, relations)
     for i, value in values.items():
@@ -274,18 +272,25 @@ def import_items(plan, items, relations, scripts, handles=None, parent_index=Non
     ``handles`` (same length as ``items``, entries may be None) are the records
     being updated, given to scripts as ``record``.  Scripts may change their
     item (``request_data``) before later lines read it.  Keys that are not
-    mapped are ignored; on an update, so are the Evaluate scripts of keys that
-    were not sent (Execute scripts always run).  Errors name the item's index,
-    or ``parent_index`` for the nested objects of a one2many.
+    mapped are ignored.  An update writes only the keys its caller sent,
+    whatever the scripts add to its item (Execute scripts always run; the
+    other lines of keys not sent are skipped): a partial PUT changes only what
+    it sends.  Errors name the item's index, or
+    ``parent_index`` for the nested objects of a one2many.
     """
     handles = handles or [None] * len(items)
     vals_list = [{} for _item in items]
+    sent = [frozenset(item) if isinstance(item, dict) else frozenset() for item in items]
+
+    def writes(index, key):
+        return handles[index] is None or key in sent[index]
+
     try:
         for position, item in enumerate(items):
             if not isinstance(item, dict):
                 raise MappingError("Each record must be a JSON object.", index=position)
         for line in plan.lines:
-            _import_line(line, items, handles, relations, scripts, vals_list)
+            _import_line(line, items, writes, relations, scripts, vals_list, handles)
     except MappingError as error:
         if parent_index is not None:
             error.index = parent_index

@@ -46,6 +46,32 @@ class TestInboundScripts(BjApiHttpCase):
             )),
         ])
 
+    def test_a_partial_put_changes_only_what_it_sends_whatever_the_scripts(self):
+        """The issue's unguarded Execute normaliser, and a script that makes up a
+        key: a PUT of another key changes neither field; a PUT of the key
+        changes it, normalised."""
+        self.make_config(endpoint="unguarded-partners", lines=[
+            ("id", "res_id", {"is_identifier": True}),
+            ("function", "normalise", script(
+                "execute",
+                "request_data['email'] = (request_data.get('email') or '').strip().lower()\n"
+                "request_data['name'] = request_data.get('name') or ''",
+            )),
+            ("email", "email", None),
+            ("name", "name", None),
+            ("phone", "phone", None),
+        ])
+        created = self.assertApiSuccess(self.api("POST", "unguarded-partners", body={
+            "name": "Ada Lovelace", "email": "ADA@Example.COM"}), 201)
+        partner = self.env["res.partner"].browse(created["res_id"])
+        answer = self.assertApiSuccess(self.api(
+            "PUT", "unguarded-partners", partner.id, body={"phone": "+1 555 0100"}))
+        self.assertEqual((answer["email"], answer["name"], answer["phone"]),
+                         ("ada@example.com", "Ada Lovelace", "+1 555 0100"))
+        answer = self.assertApiSuccess(self.api(
+            "PUT", "unguarded-partners", partner.id, body={"email": " GRACE@Example.COM "}))
+        self.assertEqual((answer["email"], answer["name"]), ("grace@example.com", "Ada Lovelace"))
+
     def line(self, key):
         return self.config.line_ids.filtered(lambda line: line.external_key == key)
 
